@@ -1,0 +1,682 @@
+//! `p1.yml`: one configuration for the listener, the reader and the dashboard.
+//!
+//! Loading has two stages. [`RawConfig`] is what serde reads: strings and numbers, unknown keys rejected, every key
+//! defaulted. Programs apply their command-line overrides to it, then [`RawConfig::validate`] builds the typed
+//! [`Config`] and collects *every* bad value into one [`ConfigError::Invalid`], each naming the key, quoting the
+//! value and saying what is allowed. The documented default file is [`DEFAULT_CONFIG`] (the repository's `p1.yml`).
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The repository's documented `p1.yml`: every key with its default and a comment.
+pub const DEFAULT_CONFIG: &str = include_str!("../../p1.yml");
+
+/// The default multicast group: administratively scoped (RFC 2365), so routers keep it inside the site.
+pub const DEFAULT_GROUP: &str = "239.255.80.1:4141";
+
+/// A configuration as read from YAML, before validation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawConfig {
+    /// The listener's name in its datagrams (default: the host name).
+    pub name: Option<String>,
+    /// Time zone for stamps without a DST flag and for the reader's rotation.
+    pub timezone: String,
+    /// Where datagrams go.
+    pub multicast: RawMulticast,
+    /// `p1-listener`.
+    pub listener: RawListener,
+    /// `p1-reader`.
+    pub reader: RawReader,
+    /// `p1-dashboard`.
+    pub dashboard: RawDashboard,
+}
+
+/// `multicast:`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawMulticast {
+    /// `ADDR:PORT`; IPv4 `239.0.0.0/8` or IPv6 `[ff15::...]:PORT`.
+    pub group: String,
+    /// The local interface address to send and join on (`0.0.0.0`: the system's choice).
+    pub interface: String,
+    /// Hops a datagram may travel (1 = this LAN only).
+    pub ttl: u32,
+    /// Deliver to subscribers on the sending host too.
+    pub loopback: bool,
+}
+
+/// `listener:`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawListener {
+    /// A serial device, `tcp://HOST:PORT`, `file:PATH` or `simulate`.
+    pub source: String,
+    /// `auto`, `115200-8N1` or `9600-7E1`.
+    pub port_settings: String,
+    /// Replay pace for `file:` sources: `meter`, `max` or seconds between telegrams (`"1s"`).
+    pub replay: String,
+    /// Seconds without a valid telegram before the watchdog warns.
+    pub watchdog_secs: u64,
+    /// Seconds between status datagrams.
+    pub status_secs: u64,
+    /// Longest telegram accepted, in bytes.
+    pub max_telegram_bytes: usize,
+    /// `ADDR:PORT` for the raw telegram TCP server, or empty/null for off.
+    pub raw_tcp: Option<String>,
+    /// Bytes buffered per raw TCP client before a slow client is dropped.
+    pub raw_tcp_client_buffer: usize,
+    /// Encrypted meters: the 32-hex-digit key from the grid operator.
+    pub decryption_key: Option<String>,
+    /// Encrypted meters: a file holding the key (kept out of `p1.yml`).
+    pub decryption_key_file: Option<String>,
+    /// Encrypted meters: the GCM authentication key (Smarty's fixed key by default).
+    pub authentication_key: String,
+}
+
+/// `reader:`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawReader {
+    /// Data directory.
+    pub dir: String,
+    /// Write the details (JSON lines) files.
+    pub details: bool,
+    /// Minutes per interval file (1 to 1440, dividing a day).
+    pub interval_minutes: u32,
+    /// Columns of the interval and day CSV files.
+    pub columns: Vec<String>,
+    /// Write the HTML page.
+    pub html: bool,
+    /// Minutes of power history on the HTML page.
+    pub html_minutes: u32,
+    /// Seconds between HTML rewrites.
+    pub html_secs: u64,
+    /// Gzip closed files.
+    pub compress: bool,
+    /// Days to keep closed files (0 = forever).
+    pub retention_days: u32,
+}
+
+/// `dashboard:`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawDashboard {
+    /// Minutes of power history in the chart.
+    pub chart_minutes: u32,
+    /// Seconds after which a meter counts as stale.
+    pub stale_secs: u64,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        RawConfig {
+            name: None,
+            timezone: "Europe/Amsterdam".into(),
+            multicast: RawMulticast::default(),
+            listener: RawListener::default(),
+            reader: RawReader::default(),
+            dashboard: RawDashboard::default(),
+        }
+    }
+}
+
+impl Default for RawMulticast {
+    fn default() -> Self {
+        RawMulticast { group: DEFAULT_GROUP.into(), interface: "0.0.0.0".into(), ttl: 1, loopback: true }
+    }
+}
+
+/// The Luxembourg Smarty authentication key (fixed for every Smarty meter).
+pub const SMARTY_AUTHENTICATION_KEY: &str = "00112233445566778899AABBCCDDEEFF";
+
+impl Default for RawListener {
+    fn default() -> Self {
+        RawListener {
+            source: "/dev/ttyUSB0".into(),
+            port_settings: "auto".into(),
+            replay: "meter".into(),
+            watchdog_secs: 30,
+            status_secs: 5,
+            max_telegram_bytes: 8192,
+            raw_tcp: None,
+            raw_tcp_client_buffer: 65_536,
+            decryption_key: None,
+            decryption_key_file: None,
+            authentication_key: SMARTY_AUTHENTICATION_KEY.into(),
+        }
+    }
+}
+
+/// The default interval and day CSV columns.
+pub const DEFAULT_COLUMNS: [&str; 8] = [
+    "time",
+    "energy_import_t1_kwh",
+    "energy_import_t2_kwh",
+    "energy_export_t1_kwh",
+    "energy_export_t2_kwh",
+    "power_import_kw",
+    "power_export_kw",
+    "gas_m3",
+];
+
+impl Default for RawReader {
+    fn default() -> Self {
+        RawReader {
+            dir: "./data".into(),
+            details: true,
+            interval_minutes: 5,
+            columns: DEFAULT_COLUMNS.iter().map(|&c| c.to_owned()).collect(),
+            html: true,
+            html_minutes: 15,
+            html_secs: 5,
+            compress: false,
+            retention_days: 0,
+        }
+    }
+}
+
+impl Default for RawDashboard {
+    fn default() -> Self {
+        RawDashboard { chart_minutes: 5, stale_secs: 15 }
+    }
+}
+
+/// A validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The listener's name.
+    pub name: String,
+    /// The configured time zone's name.
+    pub timezone_name: String,
+    /// The configured time zone.
+    pub timezone: jiff::tz::TimeZone,
+    /// Multicast settings.
+    pub multicast: Multicast,
+    /// Listener settings.
+    pub listener: Listener,
+    /// Reader settings.
+    pub reader: Reader,
+    /// Dashboard settings.
+    pub dashboard: Dashboard,
+}
+
+/// Validated `multicast:`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Multicast {
+    /// Group address and port.
+    pub group: SocketAddr,
+    /// Local interface address (unspecified: the system's choice).
+    pub interface: IpAddr,
+    /// TTL / hop limit.
+    pub ttl: u32,
+    /// Loop datagrams back to the sending host.
+    pub loopback: bool,
+}
+
+/// Where the listener reads telegrams.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A serial device.
+    Serial(PathBuf),
+    /// A TCP P1 bridge, `host:port`.
+    Tcp(String),
+    /// A capture file.
+    File(PathBuf),
+    /// The built-in simulated meter.
+    Simulate,
+}
+
+/// Serial port settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortSettings {
+    /// Try 115200 8N1, then 9600 7E1, and keep what yields valid telegrams.
+    Auto,
+    /// DSMR 4/5, e-MUCS, Smarty.
+    Baud115200_8N1,
+    /// DSMR 2.2/3.0.
+    Baud9600_7E1,
+}
+
+/// How a capture file is replayed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Replay {
+    /// As far apart as the telegrams' own timestamps say (1 s if they have none).
+    Meter,
+    /// As fast as possible.
+    Max,
+    /// A fixed interval.
+    Every(Duration),
+}
+
+/// Validated `listener:`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listener {
+    /// Where telegrams come from.
+    pub source: Source,
+    /// Serial settings.
+    pub port_settings: PortSettings,
+    /// Replay pace for files.
+    pub replay: Replay,
+    /// Watchdog limit.
+    pub watchdog: Duration,
+    /// Status datagram period.
+    pub status_every: Duration,
+    /// Framer cap.
+    pub max_telegram_bytes: usize,
+    /// Raw TCP server address.
+    pub raw_tcp: Option<SocketAddr>,
+    /// Per-client raw TCP buffer.
+    pub raw_tcp_client_buffer: usize,
+    /// AES-128 key for encrypted meters.
+    pub decryption_key: Option<[u8; 16]>,
+    /// GCM authentication key.
+    pub authentication_key: [u8; 16],
+}
+
+/// Validated `reader:`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reader {
+    /// Data directory.
+    pub dir: PathBuf,
+    /// Details files on.
+    pub details: bool,
+    /// Interval length.
+    pub interval_minutes: u32,
+    /// CSV columns.
+    pub columns: Vec<String>,
+    /// HTML page on.
+    pub html: bool,
+    /// HTML chart span.
+    pub html_minutes: u32,
+    /// HTML rewrite period.
+    pub html_every: Duration,
+    /// Gzip closed files.
+    pub compress: bool,
+    /// Retention (None = forever).
+    pub retention_days: Option<u32>,
+}
+
+/// Validated `dashboard:`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dashboard {
+    /// Chart span.
+    pub chart_minutes: u32,
+    /// Stale limit.
+    pub stale_after: Duration,
+}
+
+/// One bad value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// Dotted key, e.g. `multicast.ttl`.
+    pub key: String,
+    /// The value as given.
+    pub value: String,
+    /// What is allowed instead.
+    pub allowed: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: '{}' is not valid: {}", self.key, self.value, self.allowed)
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not YAML, an unknown key, or a value of the wrong type.
+    #[error("{origin}: {path}: {message}")]
+    Syntax {
+        /// The file (or `defaults`).
+        origin: String,
+        /// The key path serde reached (`.` for the top).
+        path: String,
+        /// What serde said.
+        message: String,
+    },
+    /// One or more bad values.
+    #[error("{} invalid setting{}:\n  {}", .0.len(), if .0.len() == 1 { "" } else { "s" },
+        .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    Invalid(Vec<FieldError>),
+}
+
+impl RawConfig {
+    /// Reads YAML text. `origin` names the text in errors (usually the file's path).
+    pub fn from_yaml(text: &str, origin: &str) -> Result<RawConfig, ConfigError> {
+        // An empty file (or one with only comments) means "all defaults".
+        if text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+            return Ok(RawConfig::default());
+        }
+        let de = serde_norway::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            ConfigError::Syntax { origin: origin.to_owned(), path, message: e.into_inner().to_string() }
+        })
+    }
+
+    /// Reads a YAML file.
+    pub fn from_file(path: &Path) -> Result<RawConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Io { path: path.to_owned(), source })?;
+        Self::from_yaml(&text, &path.display().to_string())
+    }
+
+    /// Builds the typed configuration, collecting every bad value.
+    pub fn validate(&self) -> Result<Config, ConfigError> {
+        let mut errors = Vec::new();
+        let mut bad = |key: &str, value: &dyn fmt::Display, allowed: &str| {
+            errors.push(FieldError { key: key.into(), value: value.to_string(), allowed: allowed.into() });
+        };
+
+        let name = match &self.name {
+            Some(n) if n.trim().is_empty() || n.len() > 64 => {
+                bad("name", n, "a non-empty name of at most 64 characters");
+                String::new()
+            }
+            Some(n) => n.clone(),
+            None => host_name(),
+        };
+        let timezone = jiff::tz::TimeZone::get(&self.timezone).unwrap_or_else(|_| {
+            bad("timezone", &self.timezone, "an IANA time zone name such as Europe/Amsterdam, Europe/Brussels or UTC");
+            jiff::tz::TimeZone::UTC
+        });
+
+        let m = &self.multicast;
+        let group = parse_group(&m.group).unwrap_or_else(|why| {
+            bad("multicast.group", &m.group, why);
+            DEFAULT_GROUP.parse().unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0))
+        });
+        let interface = m.interface.parse::<IpAddr>().unwrap_or_else(|_| {
+            bad("multicast.interface", &m.interface, "a local IP address such as 0.0.0.0, 127.0.0.1 or 10.0.0.2");
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        });
+        if group.is_ipv4() != interface.is_ipv4() && !interface.is_unspecified() {
+            bad("multicast.interface", &m.interface, "an address of the same family (IPv4/IPv6) as multicast.group");
+        }
+        if m.ttl > 255 {
+            bad("multicast.ttl", &m.ttl, "a number from 0 to 255 (1 keeps datagrams on the LAN)");
+        }
+
+        let l = &self.listener;
+        let source = parse_source(&l.source).unwrap_or_else(|why| {
+            bad("listener.source", &l.source, why);
+            Source::Simulate
+        });
+        let port_settings = match l.port_settings.to_ascii_lowercase().as_str() {
+            "auto" => PortSettings::Auto,
+            "115200-8n1" => PortSettings::Baud115200_8N1,
+            "9600-7e1" => PortSettings::Baud9600_7E1,
+            _ => {
+                bad("listener.port_settings", &l.port_settings, "auto, 115200-8N1 (DSMR 4/5) or 9600-7E1 (DSMR 2.2/3)");
+                PortSettings::Auto
+            }
+        };
+        let replay = parse_replay(&l.replay).unwrap_or_else(|| {
+            bad("listener.replay", &l.replay, "meter, max, or a time between telegrams such as 1s or 250ms");
+            Replay::Meter
+        });
+        if !(1..=86_400).contains(&l.watchdog_secs) {
+            bad("listener.watchdog_secs", &l.watchdog_secs, "a number of seconds from 1 to 86400");
+        }
+        if !(1..=3600).contains(&l.status_secs) {
+            bad("listener.status_secs", &l.status_secs, "a number of seconds from 1 to 3600");
+        }
+        if !(1024..=1 << 20).contains(&l.max_telegram_bytes) {
+            bad("listener.max_telegram_bytes", &l.max_telegram_bytes, "a size from 1024 to 1048576 bytes");
+        }
+        let raw_tcp = match l.raw_tcp.as_deref().map(str::trim) {
+            None | Some("" | "off") => None,
+            Some(a) => a.parse::<SocketAddr>().map(Some).unwrap_or_else(|_| {
+                bad("listener.raw_tcp", &a, "ADDR:PORT such as 0.0.0.0:2001, or empty for off");
+                None
+            }),
+        };
+        if l.raw_tcp_client_buffer < 4096 {
+            bad("listener.raw_tcp_client_buffer", &l.raw_tcp_client_buffer, "at least 4096 bytes");
+        }
+        let mut decryption_key = None;
+        if let Some(k) = &l.decryption_key {
+            match parse_key(k) {
+                Some(k) => decryption_key = Some(k),
+                // Never echo a key: say only how long it was.
+                None => bad("listener.decryption_key", &format!("<{} characters>", k.len()), KEY_HELP),
+            }
+        }
+        if let Some(path) = &l.decryption_key_file {
+            if decryption_key.is_some() {
+                bad("listener.decryption_key_file", path, "either decryption_key or decryption_key_file, not both");
+            } else {
+                match std::fs::read_to_string(path) {
+                    Ok(text) => match parse_key(text.trim()) {
+                        Some(k) => decryption_key = Some(k),
+                        None => bad("listener.decryption_key_file", path, "a file holding only the key: 32 hex digits"),
+                    },
+                    Err(e) => bad("listener.decryption_key_file", path, &format!("a readable file ({e})")),
+                }
+            }
+        }
+        let authentication_key = parse_key(&l.authentication_key).unwrap_or_else(|| {
+            bad("listener.authentication_key", &l.authentication_key, KEY_HELP);
+            [0; 16]
+        });
+
+        let r = &self.reader;
+        if r.dir.trim().is_empty() {
+            bad("reader.dir", &r.dir, "a directory path");
+        }
+        if r.interval_minutes == 0 || 1440 % r.interval_minutes != 0 {
+            bad("reader.interval_minutes", &r.interval_minutes, "minutes that divide a day: 1, 5, 10, 15, 30, 60, ...");
+        }
+        if r.columns.is_empty() {
+            bad("reader.columns", &"[]", "at least one column");
+        }
+        for c in &r.columns {
+            if !crate::columns::is_known(c) {
+                bad("reader.columns", c, &format!("one of: {}", crate::columns::KNOWN.join(", ")));
+            }
+        }
+        if !(1..=1440).contains(&r.html_minutes) {
+            bad("reader.html_minutes", &r.html_minutes, "minutes from 1 to 1440");
+        }
+        if !(1..=3600).contains(&r.html_secs) {
+            bad("reader.html_secs", &r.html_secs, "seconds from 1 to 3600");
+        }
+
+        let d = &self.dashboard;
+        if !(1..=1440).contains(&d.chart_minutes) {
+            bad("dashboard.chart_minutes", &d.chart_minutes, "minutes from 1 to 1440");
+        }
+        if !(1..=3600).contains(&d.stale_secs) {
+            bad("dashboard.stale_secs", &d.stale_secs, "seconds from 1 to 3600");
+        }
+
+        if !errors.is_empty() {
+            return Err(ConfigError::Invalid(errors));
+        }
+        Ok(Config {
+            name,
+            timezone_name: self.timezone.clone(),
+            timezone,
+            multicast: Multicast { group, interface, ttl: m.ttl, loopback: m.loopback },
+            listener: Listener {
+                source,
+                port_settings,
+                replay,
+                watchdog: Duration::from_secs(l.watchdog_secs),
+                status_every: Duration::from_secs(l.status_secs),
+                max_telegram_bytes: l.max_telegram_bytes,
+                raw_tcp,
+                raw_tcp_client_buffer: l.raw_tcp_client_buffer,
+                decryption_key,
+                authentication_key,
+            },
+            reader: Reader {
+                dir: PathBuf::from(&r.dir),
+                details: r.details,
+                interval_minutes: r.interval_minutes,
+                columns: r.columns.clone(),
+                html: r.html,
+                html_minutes: r.html_minutes,
+                html_every: Duration::from_secs(r.html_secs),
+                compress: r.compress,
+                retention_days: (r.retention_days > 0).then_some(r.retention_days),
+            },
+            dashboard: Dashboard {
+                chart_minutes: d.chart_minutes,
+                stale_after: Duration::from_secs(d.stale_secs),
+            },
+        })
+    }
+}
+
+const KEY_HELP: &str = "32 hex digits (16 bytes), as given by the grid operator";
+
+fn parse_key(text: &str) -> Option<[u8; 16]> {
+    let text = text.trim();
+    if text.len() != 32 || !text.is_ascii() {
+        return None;
+    }
+    let mut key = [0u8; 16];
+    for (i, byte) in key.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(key)
+}
+
+fn parse_group(text: &str) -> Result<SocketAddr, &'static str> {
+    const HELP: &str = "a multicast ADDR:PORT such as 239.255.80.1:4141 or [ff15::5031]:4141";
+    let addr: SocketAddr = text.trim().parse().map_err(|_| HELP)?;
+    if !addr.ip().is_multicast() {
+        return Err("a multicast address (224.0.0.0/4 or ff00::/8) with a port, e.g. 239.255.80.1:4141");
+    }
+    if addr.port() == 0 {
+        return Err("a port from 1 to 65535");
+    }
+    Ok(addr)
+}
+
+fn parse_source(text: &str) -> Result<Source, &'static str> {
+    let text = text.trim();
+    if text == "simulate" {
+        return Ok(Source::Simulate);
+    }
+    if let Some(rest) = text.strip_prefix("tcp://") {
+        let ok = rest.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+        return if ok { Ok(Source::Tcp(rest.to_owned())) } else { Err("tcp://HOST:PORT, e.g. tcp://192.0.2.10:2001") };
+    }
+    if let Some(path) = text.strip_prefix("file:") {
+        return if path.is_empty() { Err("file:PATH to a capture") } else { Ok(Source::File(PathBuf::from(path))) };
+    }
+    if text.starts_with('/') || text.starts_with("COM") {
+        return Ok(Source::Serial(PathBuf::from(text)));
+    }
+    Err("a serial device (/dev/ttyUSB0, /dev/serial/by-id/...), tcp://HOST:PORT, file:PATH or simulate")
+}
+
+fn parse_replay(text: &str) -> Option<Replay> {
+    match text.trim() {
+        "meter" => Some(Replay::Meter),
+        "max" => Some(Replay::Max),
+        t => {
+            let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
+                (n, 1)
+            } else if let Some(n) = t.strip_suffix('s') {
+                (n, 1000)
+            } else {
+                (t, 1000)
+            };
+            let n: u64 = num.trim().parse().ok()?;
+            (n > 0).then(|| Replay::Every(Duration::from_millis(n * scale)))
+        }
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "p1hub".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_file_is_the_defaults() {
+        let raw = RawConfig::from_yaml(DEFAULT_CONFIG, "p1.yml").expect("p1.yml parses");
+        let mut defaults = RawConfig::default();
+        defaults.name.clone_from(&raw.name);
+        assert_eq!(raw, defaults, "p1.yml and RawConfig::default() disagree");
+        raw.validate().expect("p1.yml is valid");
+    }
+
+    #[test]
+    fn unknown_keys_name_the_path() {
+        let err = RawConfig::from_yaml("multicast:\n  gruop: 239.1.2.3:1\n", "t.yml").expect_err("rejected");
+        let text = err.to_string();
+        assert!(text.contains("t.yml") && text.contains("multicast") && text.contains("gruop"), "{text}");
+    }
+
+    #[test]
+    fn wrong_types_name_the_path() {
+        let err = RawConfig::from_yaml("multicast:\n  ttl: lots\n", "t.yml").expect_err("rejected");
+        assert!(err.to_string().contains("multicast.ttl"), "{err}");
+    }
+
+    #[test]
+    fn every_bad_value_is_reported_at_once() {
+        let yaml = "timezone: Mars/Olympus\nmulticast:\n  group: 10.1.2.3:4141\n  ttl: 300\nlistener:\n  \
+                    source: bogus\n  port_settings: 300baud\n  decryption_key: 0011\nreader:\n  interval_minutes: 7\n  \
+                    columns: [time, nonsense]\n";
+        let err = RawConfig::from_yaml(yaml, "t.yml").expect("parses").validate().expect_err("invalid");
+        let ConfigError::Invalid(list) = &err else { panic!("expected Invalid, got {err}") };
+        let keys: Vec<&str> = list.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "timezone",
+                "multicast.group",
+                "multicast.ttl",
+                "listener.source",
+                "listener.port_settings",
+                "listener.decryption_key",
+                "reader.interval_minutes",
+                "reader.columns"
+            ]
+        );
+        let text = err.to_string();
+        assert!(text.contains("multicast.ttl: '300' is not valid: a number from 0 to 255"), "{text}");
+        assert!(!text.contains("0011"), "the key must never be echoed: {text}");
+    }
+
+    #[test]
+    fn sources_are_recognised() {
+        assert_eq!(parse_source("simulate"), Ok(Source::Simulate));
+        assert_eq!(parse_source("/dev/ttyUSB0"), Ok(Source::Serial("/dev/ttyUSB0".into())));
+        assert_eq!(parse_source("tcp://p1.local:2001"), Ok(Source::Tcp("p1.local:2001".into())));
+        assert_eq!(parse_source("file:cap.txt"), Ok(Source::File("cap.txt".into())));
+        assert!(parse_source("tcp://nohost").is_err());
+        assert_eq!(parse_replay("250ms"), Some(Replay::Every(Duration::from_millis(250))));
+        assert_eq!(parse_replay("2s"), Some(Replay::Every(Duration::from_secs(2))));
+        assert_eq!(parse_replay("0"), None);
+    }
+}

@@ -1,0 +1,292 @@
+//! Exact decimal numbers, as the meter wrote them.
+//!
+//! Meters write fixed-point numbers of any width (`001164.722`, `0230.0`, `99.999`). A [`Decimal`] keeps the
+//! digits exactly (an integer mantissa and a count of decimals), so `001164.722` is 1164.722 and never
+//! 1164.7219999. In JSON it is written as a plain number: the mantissa is divided by a power of ten, which IEEE
+//! arithmetic rounds correctly, and serde_json prints the shortest text that reads back to the same float, so the
+//! text is the meter's digits without leading zeros (`1164.722`, `230`, `99.999`).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Powers of ten that are exact in both `i64` and `f64`.
+const POW10: [i64; 16] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+    1_000_000_000,
+    10_000_000_000,
+    100_000_000_000,
+    1_000_000_000_000,
+    10_000_000_000_000,
+    100_000_000_000_000,
+    1_000_000_000_000_000,
+];
+
+/// The most decimals a [`Decimal`] holds (so that `10^scale` is exact as an `f64`).
+pub const MAX_SCALE: u8 = 15;
+
+/// A fixed-point decimal number: `mantissa / 10^scale`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Decimal {
+    mantissa: i64,
+    scale: u8,
+}
+
+/// Why a text is not a [`Decimal`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecimalError {
+    /// The text is empty or has no digit.
+    #[error("no digits")]
+    Empty,
+    /// A character that is not a digit, a sign or one decimal point.
+    #[error("unexpected character {0:?}")]
+    Character(char),
+    /// More digits than an `i64` or more decimals than [`MAX_SCALE`].
+    #[error("too many digits")]
+    Overflow,
+}
+
+impl Decimal {
+    /// Zero, with no decimals.
+    pub const ZERO: Decimal = Decimal { mantissa: 0, scale: 0 };
+
+    /// `mantissa / 10^scale`. A scale above [`MAX_SCALE`] is clamped by dividing the mantissa (rounding toward
+    /// zero), which never happens for numbers a meter writes.
+    #[must_use]
+    pub fn new(mantissa: i64, scale: u8) -> Self {
+        let mut d = Decimal { mantissa, scale };
+        while d.scale > MAX_SCALE {
+            d.mantissa /= 10;
+            d.scale -= 1;
+        }
+        d
+    }
+
+    /// A whole number.
+    #[must_use]
+    pub fn from_int(n: i64) -> Self {
+        Decimal { mantissa: n, scale: 0 }
+    }
+
+    /// The integer mantissa.
+    #[must_use]
+    pub fn mantissa(self) -> i64 {
+        self.mantissa
+    }
+
+    /// The number of decimals.
+    #[must_use]
+    pub fn scale(self) -> u8 {
+        self.scale
+    }
+
+    /// The nearest `f64`.
+    #[must_use]
+    pub fn to_f64(self) -> f64 {
+        // Both operands are exact doubles while |mantissa| < 2^53, so the quotient is correctly rounded.
+        self.mantissa as f64 / POW10[usize::from(self.scale)] as f64
+    }
+
+    /// The value scaled to `scale` decimals, or `None` on overflow.
+    fn rescaled(self, scale: u8) -> Option<i64> {
+        let up = scale.checked_sub(self.scale)?;
+        self.mantissa.checked_mul(*POW10.get(usize::from(up))?)
+    }
+
+    /// `self - other`, exactly, at the larger of the two scales. `None` on overflow.
+    #[must_use]
+    pub fn checked_sub(self, other: Decimal) -> Option<Decimal> {
+        let scale = self.scale.max(other.scale);
+        Some(Decimal::new(self.rescaled(scale)?.checked_sub(other.rescaled(scale)?)?, scale))
+    }
+
+    /// `self + other`, exactly, at the larger of the two scales. `None` on overflow.
+    #[must_use]
+    pub fn checked_add(self, other: Decimal) -> Option<Decimal> {
+        let scale = self.scale.max(other.scale);
+        Some(Decimal::new(self.rescaled(scale)?.checked_add(other.rescaled(scale)?)?, scale))
+    }
+
+    /// The value with its sign flipped.
+    #[must_use]
+    pub fn neg(self) -> Decimal {
+        Decimal { mantissa: self.mantissa.saturating_neg(), scale: self.scale }
+    }
+
+    /// Whether the value is zero.
+    #[must_use]
+    pub fn is_zero(self) -> bool {
+        self.mantissa == 0
+    }
+
+    /// Parses the shortest decimal text of an `f64` (used when reading a message back).
+    fn from_f64(f: f64) -> Result<Self, DecimalError> {
+        if !f.is_finite() {
+            return Err(DecimalError::Overflow);
+        }
+        // `Display` for f64 prints the shortest text that reads back to the same value, never an exponent.
+        format!("{f}").parse()
+    }
+}
+
+impl PartialEq for Decimal {
+    fn eq(&self, other: &Self) -> bool {
+        let scale = self.scale.max(other.scale);
+        match (self.rescaled(scale), other.rescaled(scale)) {
+            (Some(a), Some(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for Decimal {
+    type Err = DecimalError;
+
+    /// Parses `[+-]digits[.digits]`. Leading zeros are allowed; no exponent, no spaces.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bytes = s.as_bytes();
+        let (negative, digits) = match bytes.first() {
+            Some(b'-') => (true, &bytes[1..]),
+            Some(b'+') => (false, &bytes[1..]),
+            _ => (false, bytes),
+        };
+        let mut mantissa: i64 = 0;
+        let mut scale: Option<u8> = None;
+        let mut any = false;
+        for &b in digits {
+            match b {
+                b'0'..=b'9' => {
+                    any = true;
+                    mantissa = mantissa
+                        .checked_mul(10)
+                        .and_then(|m| m.checked_add(i64::from(b - b'0')))
+                        .ok_or(DecimalError::Overflow)?;
+                    if let Some(sc) = scale.as_mut() {
+                        *sc += 1;
+                        if *sc > MAX_SCALE {
+                            return Err(DecimalError::Overflow);
+                        }
+                    }
+                }
+                b'.' if scale.is_none() => scale = Some(0),
+                _ => return Err(DecimalError::Character(char::from(b))),
+            }
+        }
+        if !any {
+            return Err(DecimalError::Empty);
+        }
+        let mantissa = if negative { -mantissa } else { mantissa };
+        Ok(Decimal { mantissa, scale: scale.unwrap_or(0) })
+    }
+}
+
+impl fmt::Display for Decimal {
+    /// Writes all the decimals the meter wrote, without leading zeros: `0230.0` → `230.0`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scale = usize::from(self.scale);
+        let digits = self.mantissa.unsigned_abs().to_string();
+        let sign = if self.mantissa < 0 { "-" } else { "" };
+        if scale == 0 {
+            return write!(f, "{sign}{digits}");
+        }
+        let padded = format!("{digits:0>width$}", width = scale + 1);
+        let (int, frac) = padded.split_at(padded.len() - scale);
+        write!(f, "{sign}{int}.{frac}")
+    }
+}
+
+impl Serialize for Decimal {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.scale == 0 {
+            serializer.serialize_i64(self.mantissa)
+        } else {
+            serializer.serialize_f64(self.to_f64())
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Decimal {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Decimal;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Decimal, E> {
+                Ok(Decimal::from_int(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Decimal, E> {
+                i64::try_from(v).map(Decimal::from_int).map_err(E::custom)
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Decimal, E> {
+                Decimal::from_f64(v).map_err(E::custom)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Decimal, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    macro_rules! parses_to {
+        ($($name:ident: $text:expr => $mantissa:expr, $scale:expr, $shown:expr;)*) => {$(
+            #[test]
+            fn $name() {
+                let d: Decimal = $text.parse().expect("parses");
+                assert_eq!((d.mantissa(), d.scale()), ($mantissa, $scale));
+                assert_eq!(d.to_string(), $shown);
+            }
+        )*};
+    }
+
+    parses_to! {
+        energy_register: "001164.722" => 1_164_722, 3, "1164.722";
+        voltage_one_decimal: "0230.0" => 2300, 1, "230.0";
+        small_current: "000.27" => 27, 2, "0.27";
+        whole_amps: "003" => 3, 0, "3";
+        negative_power: "-00.450" => -450, 3, "-0.450";
+        only_fraction: ".5" => 5, 1, "0.5";
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert_eq!("".parse::<Decimal>(), Err(DecimalError::Empty));
+        assert_eq!(".".parse::<Decimal>(), Err(DecimalError::Empty));
+        assert_eq!("1.2.3".parse::<Decimal>(), Err(DecimalError::Character('.')));
+        assert_eq!("12a".parse::<Decimal>(), Err(DecimalError::Character('a')));
+        assert_eq!("99999999999999999999".parse::<Decimal>(), Err(DecimalError::Overflow));
+    }
+
+    #[test]
+    fn json_is_the_meters_digits() {
+        for (text, json) in [("001164.722", "1164.722"), ("0230.0", "230.0"), ("99.999", "99.999"), ("003", "3")] {
+            let d: Decimal = text.parse().expect("parses");
+            assert_eq!(serde_json::to_string(&d).expect("serialises"), json);
+            let back: Decimal = serde_json::from_str(json).expect("reads back");
+            assert_eq!(back, d);
+        }
+    }
+
+    #[test]
+    fn subtraction_is_exact() {
+        let a: Decimal = "00.503".parse().expect("parses");
+        let b: Decimal = "01.1".parse().expect("parses");
+        assert_eq!(a.checked_sub(b).expect("fits").to_string(), "-0.597");
+    }
+}

@@ -1,0 +1,21 @@
+//! p1hub's core: everything about P1 telegrams that needs no socket, port or clock of its own.
+//!
+//! # Layout
+//! - [`frame`]: the streaming framer: bytes in, whole telegrams (or counted discards) out.
+//! - [`crc`]: CRC-16/ARC as used by DSMR 4 and later.
+//! - [`dlms`]: encrypted (DLMS general-global-cipher, AES-128-GCM) frames of Luxembourg and Austrian meters.
+//! - [`obis`]: OBIS references and the generic line grammar.
+//! - [`telegram`]: a checked telegram parsed into named values and a lossless OBIS map.
+//! - [`engine`]: framer + CRC + decryption + parser in one push-based state machine, with counters.
+//! - [`decimal`], [`timestamp`]: exact meter numbers and meter times.
+//! - [`wire`]: the multicast datagram (the only place that builds or reads one).
+//! - [`columns`]: named CSV columns over a message.
+//! - [`config`]: `p1.yml`.
+//! - [`simulate`]: a simulated DSMR 5 meter (a pure function of time), for demos and tests.
+#![deny(missing_docs)]
+
+pub mod columns;
+pub mod config;
+pub mod decimal;
+pub mod timestamp;
+pub mod wire;

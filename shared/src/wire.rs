@@ -1,0 +1,501 @@
+//! The multicast datagram: one complete JSON document per datagram, versioned.
+//!
+//! This module is the only place that builds or reads datagrams: [`encode`] turns a [`Message`] into bytes and
+//! [`parse`] checks and reads bytes back. Nothing here panics on any input: a datagram that is too large, not
+//! JSON, of another schema version or of an unknown type is an [`WireError`].
+//!
+//! A subscriber in any language needs five lines: join the group, receive, `json.loads`, look at `type`
+//! (`"telegram"` or `"status"`), read `values.power_kw`. The schema is documented in the README and in
+//! `docs/message.schema.json`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::decimal::Decimal;
+use crate::timestamp::MeterTime;
+
+/// The schema version this build writes and reads. A change that removes or renames a field, or changes a
+/// field's meaning, increments it; adding an optional field does not.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The largest datagram a subscriber accepts (the largest UDP payload over IPv4).
+pub const MAX_DATAGRAM: usize = 65_507;
+
+/// One datagram.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Message {
+    /// A checked and parsed telegram.
+    Telegram(Box<TelegramMessage>),
+    /// The listener's periodic health report.
+    Status(StatusMessage),
+}
+
+/// Who sent a datagram: the listener's configured name and a random id drawn at every start.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Origin {
+    /// The listener's name (`name` in `p1.yml`, by default the host name).
+    pub listener: String,
+    /// 16 hex digits, new on every start of the listener: a new boot id means the sequence restarts.
+    pub boot_id: String,
+}
+
+/// A telegram, as published.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TelegramMessage {
+    /// [`SCHEMA_VERSION`].
+    pub schema: u32,
+    /// The sender.
+    #[serde(flatten)]
+    pub origin: Origin,
+    /// Telegram sequence number within this boot, from 1, without gaps at the sender.
+    pub seq: u64,
+    /// When the last byte of the telegram arrived, UTC, millisecond precision.
+    pub received_at: jiff::Timestamp,
+    /// Milliseconds from the telegram's first byte to its last byte on the wire.
+    pub duration_ms: u64,
+    /// How the telegram was checked.
+    pub crc: CrcStatus,
+    /// `true` when the telegram arrived in an encrypted (DLMS/GCM) frame and was decrypted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub encrypted: bool,
+    /// The meter dialect, detected from the telegram itself.
+    pub dialect: Dialect,
+    /// The identification line without its leading `/` (e.g. `XMX5LGBBLA4402915485`).
+    pub header: String,
+    /// Named, typed values.
+    pub values: Values,
+    /// Every data line, keyed by its OBIS reference exactly as the meter wrote it, lossless: see [`ObisValue`].
+    pub obis: BTreeMap<String, ObisValue>,
+    /// Lines that could not be read; the rest of the telegram is unaffected.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<LineError>,
+}
+
+/// The raw value groups of one line: the text inside each `(...)`, verbatim. One group is a string, several are
+/// an array (`"1-0:1.8.1": "001164.722*kWh"`, `"0-1:24.2.1": ["200310123504W", "01621.615*m3"]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ObisValue {
+    /// A line with one group.
+    One(String),
+    /// A line with zero or several groups.
+    Many(Vec<String>),
+}
+
+/// How a telegram was checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CrcStatus {
+    /// The CRC16 matched.
+    Ok,
+    /// The dialect has no CRC (DSMR 2.2 and 3.0).
+    Absent,
+}
+
+/// The meter dialect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Dialect {
+    /// Dutch DSMR 2.2 (no CRC, two-line gas).
+    #[serde(rename = "nl-2.2")]
+    Dsmr22,
+    /// Dutch DSMR 3.0 (no CRC, two-line gas).
+    #[serde(rename = "nl-3")]
+    Dsmr3,
+    /// Dutch DSMR 4.x.
+    #[serde(rename = "nl-4")]
+    Dsmr4,
+    /// Dutch DSMR 5.x.
+    #[serde(rename = "nl-5")]
+    Dsmr5,
+    /// Belgian e-MUCS (Fluvius).
+    #[serde(rename = "be")]
+    Belgian,
+    /// Luxembourg Smarty.
+    #[serde(rename = "lu")]
+    Luxembourg,
+    /// A telegram that matches none of the above (Swedish, Austrian, ...): read generically.
+    #[serde(rename = "other")]
+    Other,
+}
+
+/// Named values. Every field is optional: a field the meter did not send is absent from the JSON.
+///
+/// Units are in the name and values are the meter's own digits. Signed values are import minus export.
+#[serde_with::skip_serializing_none]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+#[allow(missing_docs)] // Each field is documented in the README's schema table and in docs/message.schema.json.
+pub struct Values {
+    pub meter_time: Option<MeterTime>,
+    pub equipment_id: Option<String>,
+    pub version: Option<String>,
+    /// Which energy register counts now (1 or 2).
+    pub tariff: Option<u8>,
+    /// `"low"` or `"normal"`, per the country's convention.
+    pub tariff_name: Option<TariffName>,
+
+    pub energy_import_kwh: Option<Decimal>,
+    pub energy_import_t1_kwh: Option<Decimal>,
+    pub energy_import_t2_kwh: Option<Decimal>,
+    pub energy_export_kwh: Option<Decimal>,
+    pub energy_export_t1_kwh: Option<Decimal>,
+    pub energy_export_t2_kwh: Option<Decimal>,
+
+    /// Net power, import minus export (negative while exporting).
+    pub power_kw: Option<Decimal>,
+    pub power_import_kw: Option<Decimal>,
+    pub power_export_kw: Option<Decimal>,
+
+    pub power_l1_kw: Option<Decimal>,
+    pub power_l2_kw: Option<Decimal>,
+    pub power_l3_kw: Option<Decimal>,
+    pub power_import_l1_kw: Option<Decimal>,
+    pub power_import_l2_kw: Option<Decimal>,
+    pub power_import_l3_kw: Option<Decimal>,
+    pub power_export_l1_kw: Option<Decimal>,
+    pub power_export_l2_kw: Option<Decimal>,
+    pub power_export_l3_kw: Option<Decimal>,
+    pub voltage_l1_v: Option<Decimal>,
+    pub voltage_l2_v: Option<Decimal>,
+    pub voltage_l3_v: Option<Decimal>,
+    pub current_l1_a: Option<Decimal>,
+    pub current_l2_a: Option<Decimal>,
+    pub current_l3_a: Option<Decimal>,
+    pub voltage_sags_l1: Option<u64>,
+    pub voltage_sags_l2: Option<u64>,
+    pub voltage_sags_l3: Option<u64>,
+    pub voltage_swells_l1: Option<u64>,
+    pub voltage_swells_l2: Option<u64>,
+    pub voltage_swells_l3: Option<u64>,
+
+    pub power_failures: Option<u64>,
+    pub long_power_failures: Option<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub power_failure_log: Vec<PowerFailure>,
+
+    /// The meter's text message, decoded from hex.
+    pub text_message: Option<String>,
+    pub breaker_state: Option<u8>,
+    pub limiter_kw: Option<Decimal>,
+    pub fuse_a: Option<Decimal>,
+
+    /// Belgian capacity tariff: the current 15-minute average demand.
+    pub capacity_demand_kw: Option<Decimal>,
+    /// Belgian capacity tariff: this month's peak and when it happened.
+    pub capacity_peak_kw: Option<Decimal>,
+    pub capacity_peak_at: Option<MeterTime>,
+    /// Belgian capacity tariff: the monthly peaks of up to 13 past months.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capacity_history: Vec<CapacityMonth>,
+
+    /// The first gas meter's reading and when it was taken.
+    pub gas_m3: Option<Decimal>,
+    pub gas_at: Option<MeterTime>,
+    /// The first water meter's reading and when it was taken.
+    pub water_m3: Option<Decimal>,
+    pub water_at: Option<MeterTime>,
+    /// The first heat meter's reading (GJ) and when it was taken.
+    pub heat_gj: Option<Decimal>,
+    pub heat_at: Option<MeterTime>,
+    /// Every M-Bus device (gas, water, heat, ...), by channel.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<Device>,
+}
+
+/// The tariff a register stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TariffName {
+    /// Night and weekend (NL register 1, BE register 2).
+    Low,
+    /// Day (NL register 2, BE register 1).
+    Normal,
+}
+
+/// One entry of the long power failure log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PowerFailure {
+    /// When the failure ended (`null` if the meter wrote a placeholder).
+    pub end: Option<MeterTime>,
+    /// How long it lasted.
+    pub duration_s: u64,
+}
+
+/// One month of the Belgian capacity-tariff history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CapacityMonth {
+    /// The month (the meter's stamp for it).
+    pub month: Option<MeterTime>,
+    /// When that month's peak happened.
+    pub at: Option<MeterTime>,
+    /// The peak 15-minute average demand.
+    pub kw: Decimal,
+}
+
+/// An M-Bus device attached to the meter.
+#[serde_with::skip_serializing_none]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Device {
+    /// M-Bus channel, 1 to 4.
+    pub channel: u8,
+    /// What the device measures, from its EN 13757-3 type code.
+    pub kind: DeviceKind,
+    /// The EN 13757-3 device type code (3 gas, 4 heat, 7 water, 12 heat/cool).
+    pub type_code: Option<u16>,
+    /// Equipment id, decoded from hex.
+    pub id: Option<String>,
+    /// The last reading.
+    pub value: Option<Decimal>,
+    /// Its unit (`m3`, `GJ`, ...).
+    pub unit: Option<String>,
+    /// When the reading was taken.
+    pub at: Option<MeterTime>,
+    /// Valve position (gas), if sent.
+    pub valve: Option<u8>,
+}
+
+/// What an M-Bus device measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceKind {
+    /// Type 3.
+    Gas,
+    /// Type 4.
+    Heat,
+    /// Type 7.
+    Water,
+    /// Type 12.
+    HeatCool,
+    /// Any other or no type code.
+    Other,
+}
+
+/// A line that could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineError {
+    /// Line number within the telegram, from 1 (the identification line).
+    pub line: u32,
+    /// The line as received (lossy UTF-8, at most 200 characters).
+    pub text: String,
+    /// Why it could not be read.
+    pub reason: String,
+}
+
+/// The listener's health report, sent every few seconds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatusMessage {
+    /// [`SCHEMA_VERSION`].
+    pub schema: u32,
+    /// The sender.
+    #[serde(flatten)]
+    pub origin: Origin,
+    /// When this report was sent, UTC.
+    pub sent_at: jiff::Timestamp,
+    /// Seconds since the listener started.
+    pub uptime_s: u64,
+    /// The source as configured (`/dev/ttyUSB0`, `tcp://...`, `file:...`, `simulate`).
+    pub source: String,
+    /// The state of the source.
+    pub port: PortState,
+    /// The serial settings in use (`115200-8N1`, `9600-7E1`), when known.
+    pub port_settings: Option<String>,
+    /// Sequence number of the last telegram published in this boot.
+    pub last_seq: Option<u64>,
+    /// Milliseconds since the last valid telegram (`null` if none yet).
+    pub last_telegram_age_ms: Option<u64>,
+    /// `true` while the watchdog sees no valid telegram for longer than its limit.
+    pub meter_silent: bool,
+    /// Counters since start.
+    pub counters: Counters,
+}
+
+/// The state of the listener's source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PortState {
+    /// Open and reading.
+    Open,
+    /// Trying to open (or waiting to retry).
+    Connecting,
+    /// Closed for good (end of a replayed file, shutdown).
+    Closed,
+}
+
+/// Counters kept by the engine and the listener, since start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Valid telegrams.
+    pub telegrams: u64,
+    /// Frames whose CRC did not match.
+    pub crc_failures: u64,
+    /// Bytes skipped outside frames, or in abandoned or oversized frames.
+    pub discarded_bytes: u64,
+    /// Frames abandoned (truncated by a new `/`) or discarded for size.
+    pub discarded_frames: u64,
+    /// Lines that could not be parsed (in otherwise valid telegrams).
+    pub line_errors: u64,
+    /// Encrypted frames that failed authentication or were malformed.
+    pub decrypt_failures: u64,
+    /// Encrypted frames whose frame counter went backwards.
+    pub replayed_frames: u64,
+    /// Datagrams that could not be sent.
+    #[serde(default)]
+    pub send_errors: u64,
+    /// Times the source was (re)opened.
+    #[serde(default)]
+    pub reconnects: u64,
+}
+
+/// Why bytes are not a valid datagram.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// Larger than [`MAX_DATAGRAM`].
+    #[error("datagram of {len} bytes is larger than {max}")]
+    TooLarge {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Not a JSON object with a numeric `schema` field.
+    #[error("not a p1hub message: {0}")]
+    NotJson(#[source] serde_json::Error),
+    /// A schema version this build does not read.
+    #[error("schema version {found} is not supported (this build reads {SCHEMA_VERSION})")]
+    Schema {
+        /// The version in the datagram.
+        found: u64,
+    },
+    /// Valid JSON of the right version whose fields do not match the schema.
+    #[error("malformed message: {0}")]
+    Malformed(#[source] serde_json::Error),
+}
+
+/// Writes a message as one datagram.
+#[must_use]
+pub fn encode(message: &Message) -> Vec<u8> {
+    // Serialising these types cannot fail: every map key is a string and no custom Serialize returns an error.
+    serde_json::to_vec(message).unwrap_or_default()
+}
+
+/// Checks and reads one datagram.
+pub fn parse(datagram: &[u8]) -> Result<Message, WireError> {
+    #[derive(Deserialize)]
+    struct Probe {
+        schema: u64,
+    }
+    if datagram.len() > MAX_DATAGRAM {
+        return Err(WireError::TooLarge { len: datagram.len(), max: MAX_DATAGRAM });
+    }
+    let probe: Probe = serde_json::from_slice(datagram).map_err(WireError::NotJson)?;
+    if probe.schema != u64::from(SCHEMA_VERSION) {
+        return Err(WireError::Schema { found: probe.schema });
+    }
+    serde_json::from_slice(datagram).map_err(WireError::Malformed)
+}
+
+impl Message {
+    /// The sender of the message.
+    #[must_use]
+    pub fn origin(&self) -> &Origin {
+        match self {
+            Message::Telegram(t) => &t.origin,
+            Message::Status(s) => &s.origin,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin() -> Origin {
+        Origin { listener: "meterkast".into(), boot_id: "0123456789abcdef".into() }
+    }
+
+    fn sample() -> Message {
+        let mut values = Values {
+            power_kw: Some("-1.234".parse().expect("decimal")),
+            voltage_l1_v: Some("230.1".parse().expect("decimal")),
+            ..Values::default()
+        };
+        values.devices.push(Device {
+            channel: 1,
+            kind: DeviceKind::Gas,
+            type_code: Some(3),
+            id: Some("G0001".into()),
+            value: Some("1621.615".parse().expect("decimal")),
+            unit: Some("m3".into()),
+            at: None,
+            valve: None,
+        });
+        let mut obis = BTreeMap::new();
+        obis.insert("1-0:1.7.0".into(), ObisValue::One("00.000*kW".into()));
+        obis.insert("0-1:24.2.1".into(), ObisValue::Many(vec!["200310123504W".into(), "01621.615*m3".into()]));
+        Message::Telegram(Box::new(TelegramMessage {
+            schema: SCHEMA_VERSION,
+            origin: origin(),
+            seq: 7,
+            received_at: jiff::Timestamp::from_millisecond(1_700_000_000_123).expect("in range"),
+            duration_ms: 42,
+            crc: CrcStatus::Ok,
+            encrypted: false,
+            dialect: Dialect::Dsmr5,
+            header: "XMX5LGBBLA4402915485".into(),
+            values,
+            obis,
+            errors: vec![],
+        }))
+    }
+
+    #[test]
+    fn emit_then_parse_gives_the_message_back() {
+        let msg = sample();
+        let bytes = encode(&msg);
+        assert_eq!(parse(&bytes).expect("valid"), msg);
+        let status = Message::Status(StatusMessage {
+            schema: SCHEMA_VERSION,
+            origin: origin(),
+            sent_at: jiff::Timestamp::from_second(1_700_000_000).expect("in range"),
+            uptime_s: 3,
+            source: "simulate".into(),
+            port: PortState::Open,
+            port_settings: None,
+            last_seq: Some(7),
+            last_telegram_age_ms: Some(900),
+            meter_silent: false,
+            counters: Counters::default(),
+        });
+        assert_eq!(parse(&encode(&status)).expect("valid"), status);
+    }
+
+    #[test]
+    fn net_power_is_one_expression() {
+        let v: serde_json::Value = serde_json::from_slice(&encode(&sample())).expect("json");
+        assert_eq!(v["type"], "telegram");
+        assert_eq!(v["values"]["power_kw"], -1.234);
+        assert_eq!(v["listener"], "meterkast");
+        assert_eq!(v["received_at"], "2023-11-14T22:13:20.123Z");
+    }
+
+    #[test]
+    fn truncated_datagrams_are_errors_not_panics() {
+        let bytes = encode(&sample());
+        for n in 0..bytes.len() {
+            assert!(parse(&bytes[..n]).is_err(), "prefix of {n} bytes accepted");
+        }
+    }
+
+    #[test]
+    fn other_schema_versions_are_refused() {
+        let err = parse(br#"{"schema":2,"type":"telegram"}"#).expect_err("refused");
+        assert!(matches!(err, WireError::Schema { found: 2 }));
+        assert!(matches!(parse(b"hello"), Err(WireError::NotJson(_))));
+        assert!(matches!(parse(br#"{"schema":1,"type":"nope"}"#), Err(WireError::Malformed(_))));
+        assert!(matches!(parse(&vec![b' '; MAX_DATAGRAM + 1]), Err(WireError::TooLarge { .. })));
+    }
+}
