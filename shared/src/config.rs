@@ -372,8 +372,7 @@ impl RawConfig {
 
     /// Reads a YAML file.
     pub fn from_file(path: &Path) -> Result<RawConfig, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Io { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_owned(), source })?;
         Self::from_yaml(&text, &path.display().to_string())
     }
 
@@ -537,10 +536,7 @@ impl RawConfig {
                 compress: r.compress,
                 retention_days: (r.retention_days > 0).then_some(r.retention_days),
             },
-            dashboard: Dashboard {
-                chart_minutes: d.chart_minutes,
-                stale_after: Duration::from_secs(d.stale_secs),
-            },
+            dashboard: Dashboard { chart_minutes: d.chart_minutes, stale_after: Duration::from_secs(d.stale_secs) },
         })
     }
 }

@@ -15,7 +15,10 @@
 #![deny(missing_docs)]
 
 pub mod columns;
+pub mod crc;
 pub mod config;
 pub mod decimal;
+pub mod dlms;
+pub mod frame;
 pub mod timestamp;
 pub mod wire;
