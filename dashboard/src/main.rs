@@ -1,1 +1,51 @@
-fn main() {}
+//! `p1-dashboard`: parse the flags, load the configuration, start logging, run the dashboard.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use p1_dashboard::cli::Args;
+use tokio_util::sync::CancellationToken;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.print_default_config {
+        print!("{}", shared::config::DEFAULT_CONFIG);
+        return ExitCode::SUCCESS;
+    }
+    let config = match args.load_config() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("p1-dashboard: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.check_config {
+        let what = args.config.as_ref().map_or_else(|| "built-in defaults".to_owned(), |p| p.display().to_string());
+        println!("p1-dashboard: configuration ok ({what})");
+        return ExitCode::SUCCESS;
+    }
+    if let Err(e) = p1_dashboard::init_logging(args.log.as_deref()) {
+        eprintln!("p1-dashboard: {e:#}");
+        return ExitCode::from(2);
+    }
+    // One thread is plenty: the dashboard waits on three sources and draws; it never computes in parallel.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("p1-dashboard: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(p1_dashboard::cancel_on_signal(shutdown.clone()));
+        p1_dashboard::start(&config, shutdown).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("p1-dashboard: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

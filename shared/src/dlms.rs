@@ -21,8 +21,8 @@
 //! IV = system title ‖ frame counter and additional data = `30` ‖ authentication key; the tag is cut to 12 bytes.
 //!
 //! # Not handled
-//! - Frames wrapped in an M-Bus (`68 L L 68 …`) or HDLC (`7E A0 …`) envelope, as many Austrian meters (Kaifa,
-//!   Iskraemeco AM550, Tiroler/Kärntner Sagemcom) send them. Their plaintext is a binary DLMS/COSEM APDU, not a DSMR
+//! - Frames wrapped in an M-Bus (`68 L L 68 …`) or HDLC (`7E A0 …`) envelope, as many Austrian meters send them (Kaifa,
+//!   Iskraemeco AM550/IM350, and the T210-D of operators that wrap it in M-Bus). Their plaintext is a binary DLMS/COSEM APDU, not a DSMR
 //!   text telegram, and some segment one frame over two envelopes. An envelope's `DB 08 …` may still be found by the
 //!   framer; the envelope bytes inside it then make the tag fail, so it is counted as a failed frame, never parsed.
 //! - Security control bytes other than `30` (authenticated encryption). `20` (encryption without tag, used by some
@@ -31,11 +31,11 @@
 //! # Key policy (for the engine)
 //! A tag mismatch ([`DecryptError::Authentication`]) means a wrong key or a corrupted frame; one frame cannot tell
 //! which. So the engine turns "N consecutive authentication failures and [`Decryptor::has_authenticated`] still
-//! `false`" into one configuration error ("decryption failed: wrong decryption_key? …"), and otherwise counts each
+//! `false`" into one configuration error ("decryption failed: wrong `decryption_key`? …"), and otherwise counts each
 //! failure as a failed telegram. Likewise a complete frame seen with no key configured is one "encrypted meter: set
-//! decryption_key" error, not a stream of parse errors. Keys never reach logs: [`Decryptor`]'s `Debug` redacts them.
+//! `decryption_key`" error, not a stream of parse errors. Keys never reach logs: [`Decryptor`]'s `Debug` redacts them.
 //!
-//! The engine also decides how far to skip after a failed frame: see [`Decryptor::has_authenticated`].
+//! How far the framer should skip after a failed frame: see [`Decryptor::has_authenticated`].
 
 use std::fmt;
 
@@ -134,9 +134,8 @@ pub enum Invalid {
 pub fn frame_len(buf: &[u8], max_len: usize) -> FrameStatus {
     match header(buf, max_len) {
         Err(reason) => FrameStatus::Invalid(reason),
-        Ok(None) => FrameStatus::Partial,
         Ok(Some(h)) if buf.len() >= h.frame_len => FrameStatus::Complete(h.frame_len),
-        Ok(Some(_)) => FrameStatus::Partial,
+        Ok(_) => FrameStatus::Partial,
     }
 }
 
@@ -300,7 +299,7 @@ impl Decryptor {
         let mut plaintext = ciphertext.to_vec();
         self.cipher
             .decrypt_in_place_detached(
-                &nonce(&system_title, frame_counter),
+                &nonce(system_title, frame_counter),
                 &self.aad,
                 &mut plaintext,
                 GenericArray::from_slice(tag),
@@ -319,10 +318,11 @@ impl Decryptor {
 
     /// `true` once any frame has passed authentication, i.e. the keys are known to be right.
     ///
-    /// The engine uses it twice. Wrong-key detection: failures before the first success point at the
-    /// configuration. Resync after a failure: once the key is proven, a failed frame is a corrupted real frame
-    /// and the framer skips all of it; before that, the "frame" may be noise that happened to look like a header
-    /// (`DB 08 … 30`), so the framer skips only its first byte and rescans, losing no plain telegram behind it.
+    /// Meant for the engine. Wrong-key detection: failures before the first success point at the configuration.
+    /// Resync after a failed frame: the "frame" may be noise that happened to look like a header (`DB 08 … 30`) or
+    /// a frame cut short that swallowed the start of the next one, so rescanning from its second byte (rather than
+    /// skipping all of it) loses no telegram behind it. Once the key is proven, a failure is most likely a
+    /// corrupted or cut frame, and the rescan is what recovers the next one.
     #[must_use]
     pub fn has_authenticated(&self) -> bool {
         self.last_counter.is_some()
@@ -339,11 +339,12 @@ impl fmt::Debug for Decryptor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let authentication_key =
             if self.aad[1..] == SMARTY_AUTHENTICATION_KEY { "<Smarty default>" } else { "<redacted>" };
+        // `cipher` holds the expanded key, so it is shown as the key it stands for.
         f.debug_struct("Decryptor")
             .field("key", &"<redacted>")
             .field("authentication_key", &authentication_key)
             .field("last_counter", &self.last_counter.map(|(title, counter)| (Hex(&title).to_string(), counter)))
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -377,26 +378,26 @@ pub fn encrypt(
     let body_at = frame.len();
     frame.extend_from_slice(plaintext);
     let tag = Aes128Gcm12::new(GenericArray::from_slice(key))
-        .encrypt_in_place_detached(&nonce(&system_title, frame_counter), &aad, &mut frame[body_at..])
+        .encrypt_in_place_detached(&nonce(system_title, frame_counter), &aad, &mut frame[body_at..])
         .expect("GCM refuses only inputs over 64 GiB");
     frame.extend_from_slice(&tag);
     frame
 }
 
 /// IV = system title ‖ frame counter (big endian).
-fn nonce(system_title: &[u8; 8], frame_counter: u32) -> GenericArray<u8, U12> {
+fn nonce(system_title: [u8; 8], frame_counter: u32) -> GenericArray<u8, U12> {
     let mut iv = GenericArray::default();
-    iv[..8].copy_from_slice(system_title);
+    iv[..8].copy_from_slice(&system_title);
     iv[8..].copy_from_slice(&frame_counter.to_be_bytes());
     iv
 }
 
 /// The frame length a truncated-but-valid header declares, if its length field is whole (for error messages).
 fn declared_len(frame: &[u8]) -> Option<usize> {
-    match frame.get(LENGTH_AT..)? {
-        &[len @ 0x00..=0x7F, ..] => Some(LENGTH_AT + 1 + usize::from(len)),
-        &[0x81, n, ..] => Some(LENGTH_AT + 2 + usize::from(n)),
-        &[0x82, hi, lo, ..] => Some(LENGTH_AT + 3 + usize::from(u16::from_be_bytes([hi, lo]))),
+    match *frame.get(LENGTH_AT..)? {
+        [len @ 0x00..=0x7F, ..] => Some(LENGTH_AT + 1 + usize::from(len)),
+        [0x81, n, ..] => Some(LENGTH_AT + 2 + usize::from(n)),
+        [0x82, hi, lo, ..] => Some(LENGTH_AT + 3 + usize::from(u16::from_be_bytes([hi, lo]))),
         _ => None,
     }
 }
@@ -414,7 +415,8 @@ impl fmt::Display for Hex<'_> {
 mod tests {
     use super::*;
 
-    const KEY: [u8; 16] = [0x8A, 0x4E, 0x1C, 0x0F, 0x22, 0xD3, 0xB5, 0x96, 0x7A, 0x0B, 0x3C, 0x4D, 0x5E, 0x6F, 0x70, 0x81];
+    const KEY: [u8; 16] =
+        [0x8A, 0x4E, 0x1C, 0x0F, 0x22, 0xD3, 0xB5, 0x96, 0x7A, 0x0B, 0x3C, 0x4D, 0x5E, 0x6F, 0x70, 0x81];
     const TITLE: [u8; 8] = [0x53, 0x41, 0x47, 0x67, 0x70, 0x00, 0x12, 0x34];
     const COUNTER: u32 = 0x0001_2345;
 

@@ -299,3 +299,122 @@ impl Checked {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dlms;
+
+    const KEY: [u8; 16] = *b"0123456789ABCDEF";
+    const TITLE: [u8; 8] = *b"SAG\x01\x02\x03\x04\x05";
+
+    /// A valid DSMR 5 telegram, CRC computed here.
+    fn telegram(power: &str) -> Vec<u8> {
+        let body = format!(
+            "/ISK5\\2M550T-1012\r\n\r\n1-3:0.2.8(50)\r\n0-0:1.0.0(231121101500W)\r\n1-0:1.8.1(001581.123*kWh)\r\n\
+             1-0:1.7.0({power}*kW)\r\n1-0:2.7.0(00.000*kW)\r\n!"
+        );
+        let crc = crate::crc::checksum(body.as_bytes());
+        format!("{body}{crc:04X}\r\n").into_bytes()
+    }
+
+    fn events(engine: &mut Engine, input: &[u8]) -> Vec<Event> {
+        engine.push(input, Instant::now());
+        std::iter::from_fn(|| engine.next_event()).collect()
+    }
+
+    fn with_key(key: [u8; 16]) -> Engine {
+        Engine::new(EngineOptions {
+            decryption: Some(Decryption { key, authentication_key: dlms::SMARTY_AUTHENTICATION_KEY }),
+            ..EngineOptions::default()
+        })
+    }
+
+    #[test]
+    fn a_valid_telegram_is_checked_and_parsed() {
+        let mut engine = Engine::new(EngineOptions::default());
+        let got = events(&mut engine, &telegram("01.234"));
+        let [Event::Telegram(t)] = &got[..] else { panic!("expected one telegram, got {got:?}") };
+        assert_eq!(t.crc, CrcStatus::Ok);
+        assert_eq!(t.parsed.values.power_kw.map(|d| d.to_string()).as_deref(), Some("1.234"));
+        assert_eq!(engine.counters().telegrams, 1);
+    }
+
+    #[test]
+    fn a_bad_crc_is_counted_and_the_next_telegram_survives() {
+        let mut engine = Engine::new(EngineOptions::default());
+        let mut bad = telegram("01.234");
+        bad[40] ^= 0x01;
+        let got = events(&mut engine, &[bad, telegram("00.500")].concat());
+        assert!(matches!(got[0], Event::Rejected(Rejection::Crc { .. })), "{got:?}");
+        assert!(matches!(got[1], Event::Telegram(_)), "{got:?}");
+        let c = engine.counters();
+        assert_eq!((c.telegrams, c.crc_failures), (1, 1));
+    }
+
+    #[test]
+    fn encrypted_frames_decrypt_to_the_exact_telegram() {
+        let plain = telegram("02.000");
+        let frame = dlms::encrypt(&KEY, &dlms::SMARTY_AUTHENTICATION_KEY, TITLE, 7, &plain);
+        let mut engine = with_key(KEY);
+        let got = events(&mut engine, &[b"\x00noise".as_ref(), &frame].concat());
+        let Some(Event::Telegram(t)) = got.last() else { panic!("expected a telegram, got {got:?}") };
+        assert!(t.encrypted);
+        assert_eq!(&t.raw[..], &plain[..]);
+    }
+
+    #[test]
+    fn a_missing_key_is_one_clear_error() {
+        let frame = dlms::encrypt(&KEY, &dlms::SMARTY_AUTHENTICATION_KEY, TITLE, 1, &telegram("02.000"));
+        let mut engine = Engine::new(EngineOptions::default());
+        let got = events(&mut engine, &frame);
+        let [Event::Rejected(r)] = &got[..] else { panic!("{got:?}") };
+        assert!(r.is_config_problem());
+        assert!(r.to_string().contains("listener.decryption_key"), "{r}");
+    }
+
+    #[test]
+    fn a_wrong_key_says_so_and_a_corrupt_frame_is_counted() {
+        let frame = dlms::encrypt(&KEY, &dlms::SMARTY_AUTHENTICATION_KEY, TITLE, 1, &telegram("02.000"));
+        let mut engine = with_key(*b"FEDCBA9876543210");
+        let got = events(&mut engine, &[frame.clone(), frame.clone()].concat());
+        let Some(Event::Rejected(r)) = got.last() else { panic!("{got:?}") };
+        assert!(r.is_config_problem() && r.to_string().contains("probably wrong"), "{r}");
+        assert_eq!(engine.counters().decrypt_failures, 2);
+
+        let mut engine = with_key(KEY);
+        let good = dlms::encrypt(&KEY, &dlms::SMARTY_AUTHENTICATION_KEY, TITLE, 2, &telegram("02.000"));
+        let mut flipped = good.clone();
+        flipped[40] ^= 0x80;
+        let got = events(&mut engine, &[frame, flipped].concat());
+        let Some(Event::Rejected(r)) = got.last() else { panic!("{got:?}") };
+        assert!(!r.is_config_problem(), "a corrupt frame after a good one is noise, not a key problem: {r}");
+    }
+
+    #[test]
+    fn replayed_frames_are_reported_and_dropped() {
+        let a = dlms::encrypt(&KEY, &dlms::SMARTY_AUTHENTICATION_KEY, TITLE, 10, &telegram("01.000"));
+        let b = dlms::encrypt(&KEY, &dlms::SMARTY_AUTHENTICATION_KEY, TITLE, 9, &telegram("01.000"));
+        let mut engine = with_key(KEY);
+        let got = events(&mut engine, &[a, b].concat());
+        assert!(matches!(got[0], Event::Telegram(_)), "{got:?}");
+        assert!(matches!(got[1], Event::Rejected(Rejection::Replayed { counter: 9, last: 10 })), "{got:?}");
+        assert_eq!(engine.counters().replayed_frames, 1);
+    }
+
+    #[test]
+    fn message_carries_duration_and_millisecond_time() {
+        let mut engine = Engine::new(EngineOptions::default());
+        let t = telegram("01.234");
+        let t0 = Instant::now();
+        engine.push(&t[..20], t0);
+        assert!(engine.next_event().is_none());
+        engine.push(&t[20..], t0 + std::time::Duration::from_millis(37));
+        let Some(Event::Telegram(c)) = engine.next_event() else { panic!("expected a telegram") };
+        let origin = Origin { listener: "m".into(), boot_id: "0".repeat(16) };
+        let at = jiff::Timestamp::from_nanosecond(1_700_000_000_123_456_789).expect("in range");
+        let msg = c.into_message(origin, 3, at);
+        assert_eq!(msg.duration_ms, 37);
+        assert_eq!(msg.received_at.to_string(), "2023-11-14T22:13:20.123Z");
+    }
+}

@@ -1,0 +1,109 @@
+//! Short human-readable text for durations, numbers and times, shared by every part of the screen.
+//!
+//! Numbers from the meter keep the meter's own digits ([`Decimal`]'s `Display`); only the sign and units are
+//! added here.
+
+use std::time::Duration;
+
+use shared::decimal::Decimal;
+use shared::timestamp::MeterTime;
+
+/// A duration in at most two units: `0.4 s`, `12 s`, `3 m 05 s`, `2 h 05 m`, `3 d 04 h`.
+#[must_use]
+pub fn duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 10_000 {
+        return format!("{}.{} s", ms / 1000, ms % 1000 / 100);
+    }
+    seconds(d.as_secs())
+}
+
+/// Whole seconds in at most two units: `12 s`, `3 m 05 s`, `2 h 05 m`, `3 d 04 h`.
+#[must_use]
+pub fn seconds(s: u64) -> String {
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} m {:02} s", s / 60, s % 60),
+        3600..86_400 => format!("{} h {:02} m", s / 3600, s % 3600 / 60),
+        _ => format!("{} d {:02} h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
+/// A value with an explicit sign: `+1.234`, `-0.450`, `0.000`.
+#[must_use]
+pub fn signed(d: Decimal) -> String {
+    if d.mantissa() > 0 {
+        format!("+{d}")
+    } else {
+        d.to_string()
+    }
+}
+
+/// A unit as a person writes it.
+#[must_use]
+pub fn unit(u: &str) -> &str {
+    match u {
+        "m3" | "M3" => "m³",
+        other => other,
+    }
+}
+
+/// A meter time as the meter wrote it: `2024-03-05 12:30:05`.
+#[must_use]
+pub fn meter_time(t: &MeterTime) -> String {
+    t.local.strftime("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// A meter time without seconds: `2024-03-05 12:30`.
+#[must_use]
+pub fn meter_minute(t: &MeterTime) -> String {
+    t.local.strftime("%Y-%m-%d %H:%M").to_string()
+}
+
+/// A signed difference in seconds with one decimal: `+0.4 s`, `-12.0 s`.
+#[must_use]
+pub fn offset_secs(ms: i64) -> String {
+    let sign = if ms < 0 { '-' } else { '+' };
+    let abs = ms.unsigned_abs();
+    if abs >= 60_000 {
+        return format!("{sign}{}", seconds(abs / 1000));
+    }
+    format!("{sign}{}.{} s", abs / 1000, abs % 1000 / 100)
+}
+
+/// A kW figure in f64 for axis labels: `2.5`, `-1`, `12`.
+#[must_use]
+pub fn axis_kw(v: f64) -> String {
+    let rounded = (v * 10.0).round() / 10.0;
+    if rounded.fract() == 0.0 {
+        format!("{rounded:.0}")
+    } else {
+        format!("{rounded:.1}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_use_two_units_at_most() {
+        assert_eq!(duration(Duration::from_millis(420)), "0.4 s");
+        assert_eq!(duration(Duration::from_millis(12_900)), "12 s");
+        assert_eq!(seconds(185), "3 m 05 s");
+        assert_eq!(seconds(7_500), "2 h 05 m");
+        assert_eq!(seconds(273_600), "3 d 04 h");
+    }
+
+    #[test]
+    fn signs_and_units() {
+        assert_eq!(signed("1.234".parse().expect("decimal")), "+1.234");
+        assert_eq!(signed("-0.450".parse().expect("decimal")), "-0.450");
+        assert_eq!(signed("00.000".parse().expect("decimal")), "0.000");
+        assert_eq!(unit("m3"), "m³");
+        assert_eq!(offset_secs(-400), "-0.4 s");
+        assert_eq!(offset_secs(125_000), "+2 m 05 s");
+        assert_eq!(axis_kw(2.0), "2");
+        assert_eq!(axis_kw(-1.25), "-1.3");
+    }
+}

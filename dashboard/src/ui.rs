@@ -1,0 +1,1347 @@
+//! Drawing: `impl Widget for &App`, a pure function of the state.
+//!
+//! Nothing here reads a clock, a socket or the terminal: ages are `app.now` minus stored receive times, so the same
+//! state always draws the same screen (which is what the snapshot tests rely on). Every drawing helper clips to the
+//! area it is given, and the layout degrades step by step as the terminal shrinks (big digits → small digits →
+//! plain text; fewer cards; no chart), down to a 1×1 terminal, without panicking.
+//!
+//! The overview is: a header line (meters, dialect, health), the net power in big digits beside per-phase gauges,
+//! the power chart, then "cards" (energy registers, voltage and current, Belgian capacity, gas/water/heat, meter
+//! clock and failures, health) packed into as many rows as fit, and a footer with the keys. The details page shows
+//! everything as scrollable text, so nothing is out of reach on a small terminal.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style, Stylize};
+use ratatui::symbols::Marker;
+use ratatui::text::{Line, Span, Text};
+use ratatui::widgets::{
+    Axis, Bar, BarChart, BarGroup, Block, BorderType, Chart, Clear, Dataset, GraphType, Paragraph, Widget,
+};
+use shared::decimal::Decimal;
+use shared::wire::{CapacityMonth, Dialect, PortState, TariffName, TelegramMessage, Values};
+
+use crate::app::{elapsed, App, ChartMode, Health, Meter, Page, Sample};
+use crate::bigtext::Font;
+use crate::format;
+
+const IMPORT: Color = Color::LightRed;
+const EXPORT: Color = Color::LightGreen;
+const WARN: Color = Color::Yellow;
+const BAD: Color = Color::Red;
+const ACCENT: Color = Color::Cyan;
+const PHASE_COLORS: [Color; 3] = [Color::Yellow, Color::LightBlue, Color::LightMagenta];
+const DIM: Style = Style::new().fg(Color::DarkGray);
+const LABEL: Style = Style::new().fg(Color::Gray);
+
+/// Rows of one row of cards (borders included).
+const CARD_HEIGHT: u16 = 8;
+/// The chart is not squeezed below this many rows to make room for cards.
+const MIN_CHART: u16 = 7;
+/// Gauge full scale when the meter does not tell its fuse: 25 A at 230 V.
+const DEFAULT_PHASE_KW: f64 = 5.75;
+
+impl Widget for &App {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        if area.is_empty() {
+            return;
+        }
+        let [header_area, body, footer_area] =
+            Layout::vertical([Constraint::Length(1), Constraint::Fill(1), Constraint::Length(1)]).areas(area);
+        header(self, header_area, buf);
+        match self.selected_meter() {
+            None => waiting(self, body, buf),
+            Some(meter) => match (self.page, meter.telegram.as_deref()) {
+                (Page::Details, _) => details(self, meter, body, buf),
+                (Page::Overview, Some(t)) => overview(self, meter, t, body, buf),
+                (Page::Overview, None) => no_telegram(self, meter, body, buf),
+            },
+        }
+        footer(self, footer_area, buf);
+        if self.help {
+            help(area, buf);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Header, footer, help
+
+fn health_span(health: Health) -> Span<'static> {
+    match health {
+        Health::Live(age) => Span::styled(format!("● live {}", format::duration(age)), Style::new().fg(EXPORT)),
+        Health::Waiting => Span::styled("◌ no telegram yet", Style::new().fg(WARN)),
+        Health::Stale(age) => {
+            Span::styled(format!("▲ stale: last telegram {} ago", format::duration(age)), Style::new().fg(WARN).bold())
+        }
+        Health::MeterSilent => Span::styled("■ meter silent", Style::new().fg(BAD).bold()),
+        Health::ListenerGone(d) => {
+            Span::styled(format!("■ listener gone: nothing for {}", format::duration(d)), Style::new().fg(BAD).bold())
+        }
+    }
+}
+
+fn dialect_name(d: Dialect) -> &'static str {
+    match d {
+        Dialect::Dsmr22 => "DSMR 2.2",
+        Dialect::Dsmr3 => "DSMR 3",
+        Dialect::Dsmr4 => "DSMR 4",
+        Dialect::Dsmr5 => "DSMR 5",
+        Dialect::Belgian => "e-MUCS (BE)",
+        Dialect::Luxembourg => "Smarty (LU)",
+        _ => "other",
+    }
+}
+
+fn header(app: &App, area: Rect, buf: &mut Buffer) {
+    buf.set_style(area, Style::new().bg(Color::Black));
+    let mut left = vec![Span::styled(" p1hub ", Style::new().fg(Color::Black).bg(ACCENT).bold()), Span::raw(" ")];
+    for (i, m) in app.meters.iter().enumerate() {
+        let label = format!(" {} {} ", i + 1, m.listener);
+        if i == app.selected {
+            left.push(Span::styled(label, Style::new().fg(Color::White).bg(Color::DarkGray).bold()));
+        } else {
+            left.push(Span::styled(label, LABEL));
+        }
+    }
+    let mut right = Vec::new();
+    if let Some(m) = app.selected_meter() {
+        if let Some(t) = &m.telegram {
+            right.push(Span::styled(format!("{} · {} ", dialect_name(t.dialect), t.header), DIM));
+        }
+        right.push(health_span(m.health(app.now, &app.settings)));
+        right.push(Span::raw(" "));
+    }
+    let right = Line::from(right);
+    let right_width = (right.width() as u16).min(area.width);
+    let [left_area, right_area] =
+        Layout::horizontal([Constraint::Fill(1), Constraint::Length(right_width)]).areas(area);
+    Line::from(left).render(left_area, buf);
+    right.right_aligned().render(right_area, buf);
+}
+
+fn footer(app: &App, area: Rect, buf: &mut Buffer) {
+    let key = |k: &'static str| Span::styled(k, Style::new().fg(Color::Black).bg(Color::Gray));
+    let label = |l: &'static str| Span::styled(l, LABEL);
+    let mut spans = vec![
+        Span::raw(" "),
+        key(" q "),
+        label(" quit  "),
+        key(" ? "),
+        label(" help  "),
+        key(" Tab "),
+        label(" meter  "),
+        key(" +/- "),
+        label(" span  "),
+        key(" p "),
+        label(" phases  "),
+        key(" d "),
+        label(if app.page == Page::Details { " overview " } else { " details " }),
+    ];
+    let mut problems = Vec::new();
+    if app.invalid_datagrams > 0 {
+        problems.push(format!("{} invalid datagrams", app.invalid_datagrams));
+    }
+    if app.net_errors > 0 {
+        problems.push(format!("{} receive errors", app.net_errors));
+    }
+    if app.ignored_meters > 0 {
+        problems.push(format!("{} datagrams from too many meters", app.ignored_meters));
+    }
+    let right = Line::from(Span::styled(format!("{} ", problems.join(" · ")), Style::new().fg(WARN)));
+    let right_width = if problems.is_empty() { 0 } else { (right.width() as u16).min(area.width / 2) };
+    let [left_area, right_area] =
+        Layout::horizontal([Constraint::Fill(1), Constraint::Length(right_width)]).areas(area);
+    spans.truncate(if left_area.width < 60 { 5 } else { spans.len() });
+    Line::from(spans).render(left_area, buf);
+    right.right_aligned().render(right_area, buf);
+}
+
+fn help(area: Rect, buf: &mut Buffer) {
+    let rows: [(&str, &str); 13] = [
+        ("q  Esc  Ctrl-C", "quit (Esc first closes this help or the details)"),
+        ("?  h  F1", "show or hide this help"),
+        ("Tab  →  l", "next meter"),
+        ("Shift-Tab  ←", "previous meter"),
+        ("1 … 9", "meter by number"),
+        ("+  -", "longer or shorter chart span"),
+        ("p", "chart: import/export or per phase"),
+        ("d  Enter", "details page: every value, the OBIS lines, counters"),
+        ("↑ ↓  PgUp PgDn", "scroll the details page"),
+        ("Home  End", "top or bottom of the details page"),
+        ("", ""),
+        ("colours", "red: importing from the grid · green: exporting to it"),
+        ("", "yellow: stale or late · red badge: meter silent / listener gone"),
+    ];
+    let mut lines: Vec<Line> = rows
+        .iter()
+        .map(|(k, v)| {
+            Line::from(vec![Span::styled(format!(" {k:<16}"), Style::new().fg(ACCENT).bold()), Span::raw(*v)])
+        })
+        .collect();
+    lines.push(Line::raw(""));
+    lines.push(Line::styled(
+        " Stale after dashboard.stale_secs without a telegram; gone after three missed status datagrams.",
+        DIM,
+    ));
+    let width = area.width.min(88);
+    let height = area.height.min(lines.len() as u16 + 2);
+    let popup = Rect::new(area.x + (area.width - width) / 2, area.y + (area.height - height) / 2, width, height);
+    Clear.render(popup, buf);
+    Paragraph::new(lines)
+        .block(
+            Block::bordered()
+                .border_type(BorderType::Rounded)
+                .border_style(Style::new().fg(ACCENT))
+                .title(Line::from(" p1-dashboard · keys ").bold()),
+        )
+        .render(popup, buf);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Screens without a telegram
+
+fn centered_text(lines: Vec<Line<'_>>, title: &str, border: Style, area: Rect, buf: &mut Buffer) {
+    let width = lines.iter().map(Line::width).max().unwrap_or(0) as u16 + 4;
+    let width = width.min(area.width);
+    let height = (lines.len() as u16 + 2).min(area.height);
+    let rect = Rect::new(area.x + (area.width - width) / 2, area.y + (area.height - height) / 2, width, height);
+    Paragraph::new(lines)
+        .centered()
+        .block(Block::bordered().border_type(BorderType::Rounded).border_style(border).title(title.to_owned()))
+        .render(rect, buf);
+}
+
+fn waiting(app: &App, area: Rect, buf: &mut Buffer) {
+    let s = &app.settings;
+    let mut lines = vec![
+        Line::from(vec![Span::raw("Listening on "), Span::styled(s.group.to_string(), Style::new().fg(ACCENT).bold())]),
+        Line::from(format!("joined on interface {}", s.interface)),
+        Line::from(format!("for {}", format::duration(elapsed(app.started_at, app.now)))),
+        Line::raw(""),
+        Line::styled("No datagram yet. Is p1-listener running, on the same group and port,", DIM),
+        Line::styled("and does multicast reach this host (firewall, Wi-Fi, IGMP snooping)?", DIM),
+    ];
+    if let Some(why) = &app.last_invalid {
+        lines.push(Line::raw(""));
+        lines.push(Line::styled(
+            format!("{} invalid datagrams; last: {why}", app.invalid_datagrams),
+            Style::new().fg(WARN),
+        ));
+    }
+    if let Some(why) = &app.last_net_error {
+        lines.push(Line::styled(format!("receive error: {why}"), Style::new().fg(BAD)));
+    }
+    centered_text(lines, " waiting for a listener ", Style::new().fg(ACCENT), area, buf);
+}
+
+fn status_lines(app: &App, meter: &Meter) -> Vec<Line<'static>> {
+    let Some(status) = &meter.status else {
+        return vec![Line::styled("no status datagram from this listener yet", DIM)];
+    };
+    let port = match status.port {
+        PortState::Open => Span::styled("open", Style::new().fg(EXPORT)),
+        PortState::Connecting => Span::styled("connecting", Style::new().fg(WARN)),
+        PortState::Closed => Span::styled("closed", Style::new().fg(BAD)),
+    };
+    let age = meter.status_at.map(|at| format::duration(elapsed(at, app.now))).unwrap_or_default();
+    let mut lines = vec![
+        Line::from(vec![
+            Span::raw(format!("source {} · port ", status.source)),
+            port,
+            Span::raw(status.port_settings.as_ref().map(|s| format!(" {s}")).unwrap_or_default()),
+        ]),
+        Line::from(format!("up {} · status {age} ago", format::seconds(status.uptime_s))),
+    ];
+    match status.last_telegram_age_ms {
+        Some(ms) => lines
+            .push(Line::from(format!("listener's last telegram {} ago", format::duration(Duration::from_millis(ms))))),
+        None => lines.push(Line::from("the listener has had no telegram since it started")),
+    }
+    if status.meter_silent {
+        lines.push(Line::styled("its watchdog says: meter silent", Style::new().fg(BAD).bold()));
+    }
+    lines
+}
+
+fn no_telegram(app: &App, meter: &Meter, area: Rect, buf: &mut Buffer) {
+    let health = meter.health(app.now, &app.settings);
+    let mut lines = vec![Line::from(health_span(health)), Line::raw("")];
+    lines.extend(status_lines(app, meter));
+    let border = Style::new().fg(if matches!(health, Health::Waiting) { WARN } else { BAD });
+    centered_text(lines, &format!(" {} ", meter.listener), border, area, buf);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Overview
+
+fn overview(app: &App, meter: &Meter, t: &TelegramMessage, area: Rect, buf: &mut Buffer) {
+    let health = meter.health(app.now, &app.settings);
+    if area.height < 7 || area.width < 30 {
+        tiny(t, health, area, buf);
+        return;
+    }
+    let top_height = if area.height >= 34 { 8 } else { 7 };
+    let rest = area.height - top_height;
+    let cards = cards(app, meter, t, health);
+    let row_budget = usize::from(rest.saturating_sub(MIN_CHART) / CARD_HEIGHT).min(2);
+    let rows = pack(&cards, area.width, row_budget);
+    let cards_height = rows.len() as u16 * CARD_HEIGHT;
+    let [top, chart_area, cards_area] =
+        Layout::vertical([Constraint::Length(top_height), Constraint::Fill(1), Constraint::Length(cards_height)])
+            .areas(area);
+    power_row(app, t, health, top, buf);
+    if chart_area.height >= 4 {
+        chart(app, meter, chart_area, buf);
+    }
+    let row_areas = Layout::vertical(vec![Constraint::Length(CARD_HEIGHT); rows.len()]).split(cards_area);
+    for (row, row_area) in rows.iter().zip(row_areas.iter()) {
+        let widths = spread(row.iter().map(|&i| cards[i].min_width), row_area.width);
+        let mut x = row_area.x;
+        for (&i, w) in row.iter().zip(widths) {
+            cards[i].render(Rect::new(x, row_area.y, w, row_area.height), buf);
+            x += w;
+        }
+    }
+}
+
+/// The net power as a signed decimal, from the meter's own value or import minus export.
+fn net_power(v: &Values) -> Option<Decimal> {
+    v.power_kw.or_else(|| match (v.power_import_kw, v.power_export_kw) {
+        (Some(i), Some(e)) => i.checked_sub(e),
+        (Some(i), None) => Some(i),
+        (None, Some(e)) => Some(e.neg()),
+        (None, None) => None,
+    })
+}
+
+fn phase_power(v: &Values, phase: usize) -> Option<Decimal> {
+    let (net, imp, exp) = match phase {
+        0 => (v.power_l1_kw, v.power_import_l1_kw, v.power_export_l1_kw),
+        1 => (v.power_l2_kw, v.power_import_l2_kw, v.power_export_l2_kw),
+        _ => (v.power_l3_kw, v.power_import_l3_kw, v.power_export_l3_kw),
+    };
+    net.or_else(|| match (imp, exp) {
+        (Some(i), Some(e)) => i.checked_sub(e),
+        (Some(i), None) => Some(i),
+        (None, Some(e)) => Some(e.neg()),
+        (None, None) => None,
+    })
+}
+
+fn direction_color(kw: Option<Decimal>) -> Color {
+    match kw.map(Decimal::mantissa) {
+        Some(m) if m > 0 => IMPORT,
+        Some(m) if m < 0 => EXPORT,
+        _ => Color::White,
+    }
+}
+
+fn direction_word(kw: Option<Decimal>) -> &'static str {
+    match kw.map(Decimal::mantissa) {
+        Some(m) if m > 0 => "importing",
+        Some(m) if m < 0 => "exporting",
+        Some(_) => "balanced",
+        None => "not sent",
+    }
+}
+
+fn tiny(t: &TelegramMessage, health: Health, area: Rect, buf: &mut Buffer) {
+    let v = &t.values;
+    let net = net_power(v);
+    let mut lines = vec![Line::from(vec![
+        Span::styled(
+            net.map_or_else(|| "–".to_owned(), |p| format!("{} kW", format::signed(p))),
+            Style::new().fg(direction_color(net)).bold(),
+        ),
+        Span::raw(" "),
+        Span::styled(direction_word(net), LABEL),
+    ])];
+    lines.push(Line::from(health_span(health)));
+    let phases: Vec<String> =
+        (0..3).filter_map(|i| phase_power(v, i).map(|p| format!("L{} {}", i + 1, format::signed(p)))).collect();
+    if !phases.is_empty() {
+        lines.push(Line::from(phases.join("  ")));
+    }
+    Paragraph::new(lines).render(area, buf);
+}
+
+fn power_row(app: &App, t: &TelegramMessage, health: Health, area: Rect, buf: &mut Buffer) {
+    let v = &t.values;
+    let net = net_power(v);
+    let text = net.map_or_else(|| "-".to_owned(), format::signed);
+    let inner_height = area.height.saturating_sub(2);
+    let phases_min = 36;
+    let font = [Font::Large, Font::Small]
+        .into_iter()
+        .find(|f| inner_height > f.height() && f.width(&text) + 4 + phases_min <= area.width);
+    let box_width = match font {
+        Some(f) => (f.width(&text) + 6).max(24),
+        None => 24,
+    }
+    .min(area.width);
+    let [power_area, phases_area] =
+        Layout::horizontal([Constraint::Length(box_width), Constraint::Fill(1)]).areas(area);
+
+    let live = health.is_live();
+    let color = if live { direction_color(net) } else { WARN };
+    let block = Block::bordered()
+        .border_type(BorderType::Rounded)
+        .border_style(Style::new().fg(color))
+        .title(Line::from(" Net power ").bold());
+    let inner = block.inner(power_area);
+    block.render(power_area, buf);
+    let mut label = vec![Span::styled("kW ", Style::new().fg(color).bold()), Span::styled(direction_word(net), LABEL)];
+    if !live {
+        label.push(Span::styled(" · not current", Style::new().fg(WARN)));
+    }
+    let label = Line::from(label).centered();
+    match font {
+        Some(f) => {
+            let width = f.width(&text);
+            let x = inner.x + inner.width.saturating_sub(width) / 2;
+            let top = inner.y + inner.height.saturating_sub(f.height() + 1) / 2;
+            f.render(&text, x, top, inner, buf, Style::new().fg(color).bold());
+            label.render(Rect::new(inner.x, top + f.height(), inner.width, 1).intersection(inner), buf);
+        }
+        None => {
+            let y = inner.y + inner.height.saturating_sub(2) / 2;
+            Line::styled(text, Style::new().fg(color).bold())
+                .centered()
+                .render(Rect::new(inner.x, y, inner.width, 1).intersection(inner), buf);
+            label.render(Rect::new(inner.x, y + 1, inner.width, 1).intersection(inner), buf);
+        }
+    }
+    phases(v, phases_area, buf);
+}
+
+fn phases(v: &Values, area: Rect, buf: &mut Buffer) {
+    let scale = v.fuse_a.map_or(DEFAULT_PHASE_KW, |a| a.to_f64() * 0.230);
+    let scale = if scale > 0.0 { scale } else { DEFAULT_PHASE_KW };
+    let block = Block::bordered()
+        .border_type(BorderType::Rounded)
+        .border_style(DIM)
+        .title(Line::from(" Phases ").bold().fg(Color::White))
+        .title(
+            Line::from(vec![
+                Span::styled(" ◀ export ", Style::new().fg(EXPORT)),
+                Span::styled(format!("±{} kW", format::axis_kw(scale)), LABEL),
+                Span::styled(" import ▶ ", Style::new().fg(IMPORT)),
+            ])
+            .right_aligned(),
+        );
+    let inner = block.inner(area);
+    block.render(area, buf);
+    let present: Vec<usize> =
+        (0..3).filter(|&i| phase_power(v, i).is_some() || voltage(v, i).is_some() || current(v, i).is_some()).collect();
+    if present.is_empty() {
+        let lines = vec![
+            Line::from(format!("import  {} kW", v.power_import_kw.map_or("–".into(), |d| d.to_string()))),
+            Line::from(format!("export  {} kW", v.power_export_kw.map_or("–".into(), |d| d.to_string()))),
+            Line::styled("this meter sends no per-phase values", DIM),
+        ];
+        Paragraph::new(lines).render(inner.inner(ratatui::layout::Margin::new(1, 0)), buf);
+        return;
+    }
+    let spacing = if inner.height >= present.len() as u16 * 2 { 2 } else { 1 };
+    let used = present.len() as u16 * spacing - (spacing - 1);
+    let mut y = inner.y + inner.height.saturating_sub(used) / 2;
+    for &i in &present {
+        if y >= inner.bottom() {
+            break;
+        }
+        phase_line(v, i, scale, Rect::new(inner.x + 1, y, inner.width.saturating_sub(2), 1), buf);
+        y += spacing;
+    }
+}
+
+fn voltage(v: &Values, i: usize) -> Option<Decimal> {
+    [v.voltage_l1_v, v.voltage_l2_v, v.voltage_l3_v][i]
+}
+
+fn current(v: &Values, i: usize) -> Option<Decimal> {
+    [v.current_l1_a, v.current_l2_a, v.current_l3_a][i]
+}
+
+fn phase_line(v: &Values, i: usize, scale: f64, area: Rect, buf: &mut Buffer) {
+    let power = phase_power(v, i);
+    let color = direction_color(power);
+    let value = power.map_or_else(|| "–".to_owned(), |p| format!("{} kW", format::signed(p)));
+    let extra = match (voltage(v, i), current(v, i)) {
+        (None, None) => String::new(),
+        (volts, amps) => format!(
+            "{:>7} {:>7}",
+            volts.map(|d| format!("{d} V")).unwrap_or_default(),
+            amps.map(|d| format!("{d} A")).unwrap_or_default()
+        ),
+    };
+    let name = format!("L{} ", i + 1);
+    let value_width = 11;
+    let show_extra = !extra.is_empty() && area.width > 3 + 16 + value_width + extra.len() as u16;
+    let fixed = 3 + value_width + if show_extra { extra.chars().count() as u16 + 1 } else { 0 };
+    let bar_width = area.width.saturating_sub(fixed + 1);
+    let mut spans = vec![Span::styled(name, Style::new().fg(PHASE_COLORS[i]).bold())];
+    if bar_width >= 7 {
+        spans.extend(bar(power.map_or(0.0, Decimal::to_f64), scale, bar_width));
+        spans.push(Span::raw(" "));
+    }
+    spans.push(Span::styled(format!("{value:>width$}", width = value_width as usize), Style::new().fg(color).bold()));
+    if show_extra {
+        spans.push(Span::styled(format!(" {extra}"), LABEL));
+    }
+    Line::from(spans).render(area, buf);
+}
+
+/// A centre-zero bar: export grows left of the centre line, import right, at half-cell resolution.
+fn bar(kw: f64, scale: f64, width: u16) -> Vec<Span<'static>> {
+    let half = usize::from((width - 1) / 2);
+    let halves = ((kw.abs() / scale).min(1.0) * (half * 2) as f64).round() as usize;
+    let (full, part) = (halves / 2, halves % 2 == 1);
+    let over = kw.abs() > scale;
+    let track = |n: usize| Span::styled("─".repeat(n), DIM);
+    let mut spans = Vec::new();
+    if kw < 0.0 {
+        let filled = full + usize::from(part);
+        spans.push(track(half - filled));
+        if part {
+            spans.push(Span::styled("▐", Style::new().fg(EXPORT)));
+        }
+        spans.push(Span::styled(if over { "◀" } else { "" }, Style::new().fg(EXPORT)));
+        let body = if over { full.saturating_sub(1) } else { full };
+        spans.push(Span::styled("█".repeat(body), Style::new().fg(EXPORT)));
+        spans.push(Span::styled("┃", LABEL));
+        spans.push(track(half));
+    } else {
+        spans.push(track(half));
+        spans.push(Span::styled("┃", LABEL));
+        let body = if over { full.saturating_sub(1) } else { full };
+        spans.push(Span::styled("█".repeat(body), Style::new().fg(IMPORT)));
+        spans.push(Span::styled(if over { "▶" } else { "" }, Style::new().fg(IMPORT)));
+        if part {
+            spans.push(Span::styled("▌", Style::new().fg(IMPORT)));
+        }
+        spans.push(track(half - full - usize::from(part)));
+    }
+    // Odd widths leave one cell: pad so every bar line has the same length.
+    if (width - 1) % 2 == 1 {
+        spans.push(Span::raw(" "));
+    }
+    spans
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Chart
+
+/// The smallest of 1, 2, 2.5, 5 × 10^k that is at least `v` (for axis bounds).
+fn nice_ceil(v: f64) -> f64 {
+    if v <= 0.0 || !v.is_finite() {
+        return 0.0;
+    }
+    let mut base = 10f64.powf(v.log10().floor());
+    loop {
+        for step in [1.0, 2.0, 2.5, 5.0] {
+            if base * step >= v * 0.999_999 {
+                return base * step;
+            }
+        }
+        base *= 10.0;
+    }
+}
+
+fn span_text(minutes: u32) -> String {
+    if minutes >= 60 && minutes % 60 == 0 {
+        format!("{} h", minutes / 60)
+    } else if minutes >= 60 {
+        format!("{} h {} min", minutes / 60, minutes % 60)
+    } else {
+        format!("{minutes} min")
+    }
+}
+
+fn half_span_text(minutes: u32) -> String {
+    let secs = u64::from(minutes) * 30;
+    if secs % 3600 == 0 {
+        format!("{} h", secs / 3600)
+    } else if secs % 60 == 0 {
+        format!("{} min", secs / 60)
+    } else {
+        format!("{} m {} s", secs / 60, secs % 60)
+    }
+}
+
+/// The samples of the chart's window, reduced to at most `columns` points per series (keeping each bucket's peak,
+/// so short spikes stay visible), split where telegrams stopped for longer than `gap`.
+fn series(meter: &Meter, now: jiff::Timestamp, span: Duration, gap: Duration, columns: usize) -> Vec<Vec<Sample>> {
+    let start = now.checked_sub(span).unwrap_or(now);
+    let window: Vec<&Sample> = meter.history.iter().filter(|s| s.at >= start && s.at <= now).collect();
+    let bucket = span.as_secs_f64() / columns.max(1) as f64;
+    let mut segments: Vec<Vec<Sample>> = Vec::new();
+    let mut last_at: Option<jiff::Timestamp> = None;
+    let mut current: Vec<Sample> = Vec::new();
+    let mut current_bucket: Option<i64> = None;
+    for s in window {
+        if last_at.is_some_and(|prev| elapsed(prev, s.at) > gap) {
+            segments.push(std::mem::take(&mut current));
+            current_bucket = None;
+        }
+        last_at = Some(s.at);
+        let b = (elapsed(start, s.at).as_secs_f64() / bucket) as i64;
+        match current.last_mut() {
+            Some(prev) if current_bucket == Some(b) => {
+                prev.import_kw = prev.import_kw.max(s.import_kw);
+                prev.export_kw = prev.export_kw.max(s.export_kw);
+                for (p, n) in prev.phases_kw.iter_mut().zip(s.phases_kw) {
+                    *p = match (*p, n) {
+                        (Some(a), Some(b)) if b.abs() > a.abs() => Some(b),
+                        (None, n) => n,
+                        (p, _) => p,
+                    };
+                }
+            }
+            _ => {
+                current.push(*s);
+                current_bucket = Some(b);
+            }
+        }
+    }
+    if !current.is_empty() {
+        segments.push(current);
+    }
+    segments
+}
+
+fn chart(app: &App, meter: &Meter, area: Rect, buf: &mut Buffer) {
+    let span = Duration::from_secs(u64::from(app.chart_minutes) * 60);
+    let mut title = vec![Span::styled(format!(" Power · last {} ", span_text(app.chart_minutes)), Style::new().bold())];
+    match app.chart_mode {
+        ChartMode::ImportExport => {
+            title.push(Span::styled("━ import ", Style::new().fg(IMPORT)));
+            title.push(Span::styled("━ export ", Style::new().fg(EXPORT)));
+        }
+        ChartMode::Phases => {
+            for (i, c) in PHASE_COLORS.iter().enumerate() {
+                title.push(Span::styled(format!("━ L{} ", i + 1), Style::new().fg(*c)));
+            }
+        }
+    }
+    let block = Block::bordered()
+        .border_type(BorderType::Rounded)
+        .border_style(DIM)
+        .title(Line::from(title))
+        .title(Line::styled(" +/- span · p phases ", DIM).right_aligned());
+    let columns = usize::from(area.width.saturating_sub(10)) * 2;
+    let segments = series(meter, app.now, span, app.settings.stale_after, columns);
+    let x = |s: &Sample| -elapsed(s.at, app.now).as_secs_f64();
+
+    let mut points: Vec<(Color, Vec<(f64, f64)>)> = Vec::new();
+    let (mut low, mut high) = (0.0f64, 0.0f64);
+    for seg in &segments {
+        match app.chart_mode {
+            ChartMode::ImportExport => {
+                let imp: Vec<(f64, f64)> = seg.iter().map(|s| (x(s), f64::from(s.import_kw))).collect();
+                let exp: Vec<(f64, f64)> = seg.iter().map(|s| (x(s), -f64::from(s.export_kw))).collect();
+                high = imp.iter().fold(high, |m, p| m.max(p.1));
+                low = exp.iter().fold(low, |m, p| m.min(p.1));
+                if imp.iter().any(|p| p.1 > 0.0) || exp.iter().all(|p| p.1 == 0.0) {
+                    points.push((IMPORT, imp));
+                }
+                if exp.iter().any(|p| p.1 < 0.0) {
+                    points.push((EXPORT, exp));
+                }
+            }
+            ChartMode::Phases => {
+                for (i, color) in PHASE_COLORS.iter().enumerate() {
+                    let pts: Vec<(f64, f64)> =
+                        seg.iter().filter_map(|s| s.phases_kw[i].map(|p| (x(s), f64::from(p)))).collect();
+                    high = pts.iter().fold(high, |m, p| m.max(p.1));
+                    low = pts.iter().fold(low, |m, p| m.min(p.1));
+                    points.push((*color, pts));
+                }
+            }
+        }
+    }
+    let top = nice_ceil(high);
+    let bottom = -nice_ceil(-low);
+    let (bottom, top) = if top == 0.0 && bottom == 0.0 { (0.0, 1.0) } else { (bottom, top) };
+    let graph = if app.chart_mode == ChartMode::ImportExport { GraphType::Area } else { GraphType::Line };
+    let datasets: Vec<Dataset> = points
+        .iter()
+        .map(|(color, pts)| {
+            Dataset::default().marker(Marker::Braille).graph_type(graph).style(Style::new().fg(*color)).data(pts)
+        })
+        .collect();
+    let mut y_labels = vec![Span::styled(format!("{} kW", format::axis_kw(top)), LABEL)];
+    if bottom < 0.0 && top > 0.0 {
+        y_labels.insert(0, Span::styled("0", LABEL));
+    }
+    if bottom < 0.0 {
+        y_labels.insert(0, Span::styled(format::axis_kw(bottom), LABEL));
+    } else {
+        y_labels.insert(0, Span::styled("0", LABEL));
+    }
+    let secs = span.as_secs_f64();
+    let chart = Chart::new(datasets)
+        .block(block)
+        .legend_position(None)
+        .x_axis(Axis::default().bounds([-secs, 0.0]).style(DIM).labels([
+            Span::styled(format!("-{}", span_text(app.chart_minutes)), LABEL),
+            Span::styled(format!("-{}", half_span_text(app.chart_minutes)), LABEL),
+            Span::styled("now", LABEL),
+        ]))
+        .y_axis(Axis::default().bounds([bottom, top]).style(DIM).labels(y_labels));
+    chart.render(area, buf);
+    if segments.is_empty() {
+        let inner = Block::bordered().inner(area);
+        let y = inner.y + inner.height / 2;
+        Line::styled(format!("no telegram in the last {}", span_text(app.chart_minutes)), DIM)
+            .centered()
+            .render(Rect::new(inner.x, y, inner.width, 1).intersection(inner), buf);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Cards
+
+/// One small bordered panel of the overview.
+struct Card<'a> {
+    title: Line<'a>,
+    lines: Vec<Line<'a>>,
+    /// Narrowest useful width, borders included.
+    min_width: u16,
+    border: Style,
+    /// Belgian capacity history, drawn as bars under or beside the lines.
+    bars: &'a [CapacityMonth],
+}
+
+impl<'a> Card<'a> {
+    fn new(title: &str, lines: Vec<Line<'a>>) -> Card<'a> {
+        let widest = lines.iter().map(Line::width).max().unwrap_or(0) as u16;
+        let min_width = widest.max(title.chars().count() as u16 + 2).min(44) + 4;
+        Card { title: Line::from(title.to_owned()).bold(), lines, min_width, border: DIM, bars: &[] }
+    }
+
+    fn render(&self, area: Rect, buf: &mut Buffer) {
+        let block = Block::bordered()
+            .border_type(BorderType::Rounded)
+            .border_style(self.border)
+            .title(self.title.clone().fg(Color::White));
+        let inner = block.inner(area).inner(ratatui::layout::Margin::new(1, 0));
+        block.render(area, buf);
+        if self.bars.is_empty() {
+            Paragraph::new(self.lines.clone()).render(inner, buf);
+            return;
+        }
+        let text_width = self.min_width.saturating_sub(4);
+        let bars_wide = self.bars.len() as u16 * 3;
+        if inner.width >= text_width + 2 + bars_wide {
+            let [text, chart] =
+                Layout::horizontal([Constraint::Length(text_width + 2), Constraint::Fill(1)]).areas(inner);
+            Paragraph::new(self.lines.clone()).render(text, buf);
+            capacity_bars(self.bars, chart, buf);
+        } else {
+            let text_rows = (self.lines.len() as u16).min(inner.height.saturating_sub(3));
+            let [text, chart] = Layout::vertical([Constraint::Length(text_rows), Constraint::Fill(1)]).areas(inner);
+            Paragraph::new(self.lines.clone()).render(text, buf);
+            capacity_bars(self.bars, chart, buf);
+        }
+    }
+}
+
+/// Rows of cards (indices), in priority order, as many as fit in `max_rows` rows of `width` columns.
+fn pack(cards: &[Card], width: u16, max_rows: usize) -> Vec<Vec<usize>> {
+    let mut left: Vec<usize> = (0..cards.len()).collect();
+    let mut rows = Vec::new();
+    while rows.len() < max_rows && !left.is_empty() {
+        let mut used = 0u16;
+        let mut row = Vec::new();
+        left.retain(|&i| {
+            if used + cards[i].min_width <= width {
+                used += cards[i].min_width;
+                row.push(i);
+                false
+            } else {
+                true
+            }
+        });
+        if row.is_empty() {
+            break;
+        }
+        rows.push(row);
+    }
+    rows
+}
+
+/// Widths that start from `mins` and share out what is left of `total` evenly.
+fn spread(mins: impl Iterator<Item = u16>, total: u16) -> Vec<u16> {
+    let mut widths: Vec<u16> = mins.collect();
+    let n = widths.len() as u16;
+    if n == 0 {
+        return widths;
+    }
+    let extra = total.saturating_sub(widths.iter().sum());
+    for (i, w) in widths.iter_mut().enumerate() {
+        *w += extra / n + u16::from((i as u16) < extra % n);
+    }
+    widths
+}
+
+fn label(text: &str, width: usize) -> Span<'static> {
+    Span::styled(format!("{text:<width$}"), LABEL)
+}
+
+fn cards<'a>(app: &App, meter: &Meter, t: &'a TelegramMessage, health: Health) -> Vec<Card<'a>> {
+    let mut out = Vec::new();
+    out.extend(energy_card(&t.values, t.dialect));
+    out.extend(grid_card(&t.values));
+    out.extend(capacity_card(&t.values));
+    out.extend(utilities_card(app, &t.values));
+    out.push(meter_card(app, t));
+    out.push(health_card(app, meter, health));
+    out
+}
+
+/// The names of energy registers 1 and 2 and which is active.
+fn register_names(v: &Values, dialect: Dialect) -> [&'static str; 2] {
+    let name = |n: TariffName| match n {
+        TariffName::Low => "low",
+        TariffName::Normal => "normal",
+    };
+    match (v.tariff, v.tariff_name) {
+        (Some(1), Some(n)) => [name(n), if n == TariffName::Low { "normal" } else { "low" }],
+        (Some(2), Some(n)) => [if n == TariffName::Low { "normal" } else { "low" }, name(n)],
+        // Belgium counts day on register 1; the Netherlands counts low (night) on it.
+        _ if dialect == Dialect::Belgian => ["normal", "low"],
+        _ => ["low", "normal"],
+    }
+}
+
+fn energy_card(v: &Values, dialect: Dialect) -> Option<Card<'static>> {
+    let total = |t: Option<Decimal>, a: Option<Decimal>, b: Option<Decimal>| {
+        t.or_else(|| a.zip(b).and_then(|(a, b)| a.checked_add(b)))
+    };
+    let names = register_names(v, dialect);
+    let rows = [
+        (Some(1u8), format!("T1 {}", names[0]), v.energy_import_t1_kwh, v.energy_export_t1_kwh),
+        (Some(2u8), format!("T2 {}", names[1]), v.energy_import_t2_kwh, v.energy_export_t2_kwh),
+        (
+            None,
+            "total".to_owned(),
+            total(v.energy_import_kwh, v.energy_import_t1_kwh, v.energy_import_t2_kwh),
+            total(v.energy_export_kwh, v.energy_export_t1_kwh, v.energy_export_t2_kwh),
+        ),
+    ];
+    let rows: Vec<_> = rows.into_iter().filter(|r| r.2.is_some() || r.3.is_some()).collect();
+    if rows.is_empty() {
+        return None;
+    }
+    let has_export = rows.iter().any(|r| r.3.is_some());
+    let text = |d: Option<Decimal>| d.map_or_else(|| "–".to_owned(), |d| d.to_string());
+    let iw = rows.iter().map(|r| text(r.2).len()).max().unwrap_or(0).max(6);
+    let ew = rows.iter().map(|r| text(r.3).len()).max().unwrap_or(0).max(6);
+    let nw = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
+    let mut head = format!("  {:nw$} {:>iw$}", "", "import");
+    if has_export {
+        let _ = write!(head, "  {:>ew$}", "export");
+    }
+    let mut lines = vec![Line::styled(head, LABEL)];
+    for (register, name, imp, exp) in rows {
+        let active = register.is_some() && register == v.tariff;
+        let style = if active { Style::new().fg(Color::White).bold() } else { Style::new() };
+        let mut spans = vec![
+            Span::styled(if active { "▶ " } else { "  " }, Style::new().fg(ACCENT).bold()),
+            Span::styled(format!("{name:nw$} "), if active { Style::new().fg(ACCENT).bold() } else { LABEL }),
+            Span::styled(format!("{:>iw$}", text(imp)), style.fg(if active { IMPORT } else { Color::Reset })),
+        ];
+        if has_export {
+            spans.push(Span::styled(
+                format!("  {:>ew$}", text(exp)),
+                style.fg(if active { EXPORT } else { Color::Reset }),
+            ));
+        }
+        lines.push(Line::from(spans));
+    }
+    if let Some(t) = v.tariff {
+        lines.push(Line::styled(format!("  tariff {t} is counting now"), DIM));
+    }
+    Some(Card::new(" Energy · kWh ", lines))
+}
+
+fn grid_card(v: &Values) -> Option<Card<'static>> {
+    let sags = [v.voltage_sags_l1, v.voltage_sags_l2, v.voltage_sags_l3];
+    let swells = [v.voltage_swells_l1, v.voltage_swells_l2, v.voltage_swells_l3];
+    let present: Vec<usize> = (0..3)
+        .filter(|&i| voltage(v, i).is_some() || current(v, i).is_some() || sags[i].is_some() || swells[i].is_some())
+        .collect();
+    if present.is_empty() {
+        return None;
+    }
+    let text = |d: Option<Decimal>| d.map_or_else(|| "–".to_owned(), |d| d.to_string());
+    let count = |n: Option<u64>| n.map_or_else(|| "–".to_owned(), |n| n.to_string());
+    let mut lines = vec![Line::styled(format!("{:3}{:>7}{:>7}{:>6}{:>7}", "", "V", "A", "sags", "swells"), LABEL)];
+    for i in present {
+        let sag_style = if sags[i].unwrap_or(0) > 0 { Style::new().fg(WARN) } else { Style::new() };
+        let swell_style = if swells[i].unwrap_or(0) > 0 { Style::new().fg(WARN) } else { Style::new() };
+        lines.push(Line::from(vec![
+            Span::styled(format!("L{} ", i + 1), Style::new().fg(PHASE_COLORS[i]).bold()),
+            Span::raw(format!("{:>7}{:>7}", text(voltage(v, i)), text(current(v, i)))),
+            Span::styled(format!("{:>6}", count(sags[i])), sag_style),
+            Span::styled(format!("{:>7}", count(swells[i])), swell_style),
+        ]));
+    }
+    Some(Card::new(" Voltage · current ", lines))
+}
+
+fn capacity_card(v: &Values) -> Option<Card<'_>> {
+    if v.capacity_demand_kw.is_none() && v.capacity_peak_kw.is_none() && v.capacity_history.is_empty() {
+        return None;
+    }
+    let kw = |d: Option<Decimal>| d.map_or_else(|| "–".to_owned(), |d| format!("{d} kW"));
+    let mut lines = vec![
+        Line::from(vec![label("15-min avg ", 11), Span::styled(kw(v.capacity_demand_kw), Style::new().bold())]),
+        Line::from(vec![label("month peak ", 11), Span::styled(kw(v.capacity_peak_kw), Style::new().fg(WARN).bold())]),
+    ];
+    if let Some(at) = &v.capacity_peak_at {
+        lines.push(Line::from(vec![label("  at ", 11), Span::raw(format::meter_minute(at))]));
+    }
+    let mut card = Card::new(" Capacity tariff ", lines);
+    if !v.capacity_history.is_empty() {
+        card.title = Line::from(format!(" Capacity tariff · {} months ", v.capacity_history.len())).bold();
+        card.min_width = card.min_width.max(v.capacity_history.len() as u16 + 4);
+        card.bars = &v.capacity_history;
+    }
+    Some(card)
+}
+
+/// The month a capacity peak belongs to: the peak's own time, else the day before the month stamp (which marks
+/// the start of the following month).
+fn capacity_month(m: &CapacityMonth) -> Option<jiff::civil::Date> {
+    if let Some(at) = &m.at {
+        return Some(at.local.date());
+    }
+    m.month.as_ref().and_then(|s| s.local.date().yesterday().ok())
+}
+
+fn capacity_bars(history: &[CapacityMonth], area: Rect, buf: &mut Buffer) {
+    if area.height < 2 || area.width == 0 {
+        return;
+    }
+    let n = history.len() as u16;
+    let fits = |w: u16, gap: u16| n * w + n.saturating_sub(1) * gap <= area.width;
+    let (bar_width, gap) =
+        [(4, 1), (3, 1), (2, 1), (1, 1), (1, 0)].into_iter().find(|&(w, g)| fits(w, g)).unwrap_or((1, 0));
+    let shown = if fits(bar_width, gap) { history } else { &history[history.len() - usize::from(area.width)..] };
+    let bars: Vec<Bar> = shown
+        .iter()
+        .map(|m| {
+            let month = capacity_month(m).map(|d| d.strftime("%b").to_string()).unwrap_or_default();
+            let text = if bar_width >= 4 { format!("{:.1}", m.kw.to_f64()) } else { String::new() };
+            Bar::default()
+                .value((m.kw.to_f64() * 1000.0).max(0.0) as u64)
+                .label(Line::from(month))
+                .text_value(text)
+                .style(Style::new().fg(ACCENT))
+                .value_style(Style::new().fg(Color::Black).bg(ACCENT))
+        })
+        .collect();
+    BarChart::default()
+        .data(BarGroup::default().bars(&bars))
+        .bar_width(bar_width)
+        .bar_gap(gap)
+        .label_style(LABEL)
+        .render(area, buf);
+}
+
+fn utilities_card<'a>(app: &App, v: &'a Values) -> Option<Card<'a>> {
+    struct Reading<'r> {
+        kind: &'static str,
+        value: Option<Decimal>,
+        unit: &'r str,
+        at: Option<shared::timestamp::MeterTime>,
+    }
+    let mut readings: Vec<Reading> = Vec::new();
+    if v.devices.is_empty() {
+        if v.gas_m3.is_some() {
+            readings.push(Reading { kind: "gas", value: v.gas_m3, unit: "m3", at: v.gas_at });
+        }
+        if v.water_m3.is_some() {
+            readings.push(Reading { kind: "water", value: v.water_m3, unit: "m3", at: v.water_at });
+        }
+        if v.heat_gj.is_some() {
+            readings.push(Reading { kind: "heat", value: v.heat_gj, unit: "GJ", at: v.heat_at });
+        }
+    } else {
+        for d in &v.devices {
+            let kind = match d.kind {
+                shared::wire::DeviceKind::Gas => "gas",
+                shared::wire::DeviceKind::Water => "water",
+                shared::wire::DeviceKind::Heat => "heat",
+                shared::wire::DeviceKind::HeatCool => "heat/cool",
+                shared::wire::DeviceKind::Other => "device",
+            };
+            readings.push(Reading { kind, value: d.value, unit: d.unit.as_deref().unwrap_or(""), at: d.at });
+        }
+    }
+    if readings.is_empty() {
+        return None;
+    }
+    let mut kinds: Vec<&str> = readings.iter().map(|r| r.kind).collect();
+    kinds.dedup();
+    let mut lines = Vec::new();
+    for r in &readings {
+        let color = match r.kind {
+            "gas" => Color::LightYellow,
+            "water" => Color::LightBlue,
+            _ => Color::LightMagenta,
+        };
+        lines.push(Line::from(vec![
+            Span::styled(format!("{:<6}", r.kind), Style::new().fg(color).bold()),
+            Span::styled(r.value.map_or_else(|| "–".to_owned(), |d| d.to_string()), Style::new().bold()),
+            Span::raw(format!(" {}", format::unit(r.unit))),
+        ]));
+        let when = match &r.at {
+            Some(at) => {
+                let age = elapsed(at.timestamp(), app.now);
+                format!("{:6}{} · {} ago", "", format::meter_minute(at), format::seconds(age.as_secs()))
+            }
+            None => format!("{:6}no time given", ""),
+        };
+        lines.push(Line::styled(when, DIM));
+    }
+    let title = format!(" {} ", kinds.iter().map(|k| capitalise(k)).collect::<Vec<_>>().join(" · "));
+    Some(Card::new(&title, lines))
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
+}
+
+fn meter_card<'a>(app: &App, t: &'a TelegramMessage) -> Card<'a> {
+    let v = &t.values;
+    let mut lines = Vec::new();
+    let received = t.received_at.to_zoned(app.settings.timezone.clone());
+    match &v.meter_time {
+        Some(mt) => {
+            lines.push(Line::from(vec![label("meter", 8), Span::raw(format::meter_time(mt))]));
+            let skew = mt.timestamp().duration_since(t.received_at).as_millis();
+            let skew = i64::try_from(skew).unwrap_or(i64::MAX);
+            let style = if skew.abs() > 60_000 { Style::new().fg(WARN) } else { Style::new() };
+            lines.push(Line::from(vec![
+                label("recv", 8),
+                Span::raw(received.strftime("%H:%M:%S%.1f").to_string()),
+                Span::styled(format!(" (clock {})", format::offset_secs(skew)), style),
+            ]));
+        }
+        None => {
+            lines.push(Line::from(vec![label("meter", 8), Span::styled("no clock in telegram", DIM)]));
+            lines.push(Line::from(vec![
+                label("recv", 8),
+                Span::raw(received.strftime("%Y-%m-%d %H:%M:%S").to_string()),
+            ]));
+        }
+    }
+    if v.power_failures.is_some() || v.long_power_failures.is_some() {
+        let n = |x: Option<u64>| x.map_or_else(|| "–".to_owned(), |x| x.to_string());
+        lines.push(Line::from(vec![
+            label("fails", 8),
+            Span::raw(format!("{} short · {} long", n(v.power_failures), n(v.long_power_failures))),
+        ]));
+    }
+    if let Some(last) =
+        v.power_failure_log.iter().filter(|f| f.end.is_some()).max_by_key(|f| f.end.map(|e| e.timestamp()))
+    {
+        let end = last.end.as_ref().map(format::meter_minute).unwrap_or_default();
+        lines.push(Line::from(vec![
+            label("  last", 8),
+            Span::raw(format!("{end} · {}", format::seconds(last.duration_s))),
+        ]));
+    }
+    if let Some(m) = v.text_message.as_deref().filter(|m| !m.trim().is_empty()) {
+        let m: String = m.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+        lines.push(Line::from(vec![label("msg", 8), Span::styled(m, Style::new().fg(ACCENT))]));
+    }
+    let mut extra = Vec::new();
+    if let Some(b) = v.breaker_state {
+        extra.push(format!(
+            "breaker {}",
+            if b == 1 {
+                "on"
+            } else if b == 0 {
+                "off"
+            } else {
+                "ready"
+            }
+        ));
+    }
+    if let Some(l) = v.limiter_kw {
+        extra.push(format!("limit {l} kW"));
+    }
+    if let Some(f) = v.fuse_a {
+        extra.push(format!("fuse {f} A"));
+    }
+    if !extra.is_empty() {
+        lines.push(Line::from(vec![label("grid", 8), Span::raw(extra.join(" · "))]));
+    }
+    let mut card = Card::new(" Meter ", lines);
+    // The text message is free text: let it use what width there is, but do not let it claim a whole row.
+    card.min_width = card.min_width.min(40);
+    card
+}
+
+fn health_card(app: &App, meter: &Meter, health: Health) -> Card<'static> {
+    let seq = &meter.seq;
+    let age = meter.telegram_at.map(|at| format::duration(elapsed(at, app.now))).unwrap_or_default();
+    let age_style = match health {
+        Health::Live(_) => Style::new().fg(EXPORT),
+        Health::Stale(_) | Health::Waiting => Style::new().fg(WARN).bold(),
+        Health::MeterSilent | Health::ListenerGone(_) => Style::new().fg(BAD).bold(),
+    };
+    let loss_style = if seq.missing > 0 { Style::new().fg(WARN) } else { Style::new() };
+    let mut lines = vec![
+        Line::from(vec![label("last", 8), Span::styled(format!("{age} ago"), age_style)]),
+        Line::from(vec![
+            label("seq", 8),
+            Span::raw(format!("{}", seq.last_seq)),
+            Span::styled(if seq.restarts > 0 { format!(" · {} restarts", seq.restarts) } else { String::new() }, DIM),
+        ]),
+        Line::from(vec![
+            label("lost", 8),
+            Span::styled(
+                format!("{} in {} gaps · {:.2} %", seq.missing, seq.gaps, seq.loss_rate() * 100.0),
+                loss_style,
+            ),
+        ]),
+    ];
+    match (&meter.status, meter.status_at) {
+        (Some(s), Some(at)) => {
+            let port = match s.port {
+                PortState::Open => Span::styled("open", Style::new().fg(EXPORT)),
+                PortState::Connecting => Span::styled("connecting", Style::new().fg(WARN)),
+                PortState::Closed => Span::styled("closed", Style::new().fg(BAD)),
+            };
+            lines.push(Line::from(vec![
+                label("port", 8),
+                port,
+                Span::raw(s.port_settings.as_ref().map(|p| format!(" {p}")).unwrap_or_default()),
+                Span::styled(format!(" · {} ago", format::duration(elapsed(at, app.now))), DIM),
+            ]));
+            let c = &s.counters;
+            let crc_style = if c.crc_failures > 0 { Style::new().fg(WARN) } else { Style::new() };
+            lines.push(Line::from(vec![
+                label("errors", 8),
+                Span::styled(format!("{} crc", c.crc_failures), crc_style),
+                Span::raw(format!(" · {} B junk", c.discarded_bytes)),
+            ]));
+            if s.meter_silent {
+                lines.push(Line::styled("watchdog: meter silent", Style::new().fg(BAD).bold()));
+            } else {
+                lines.push(Line::from(vec![label("up", 8), Span::raw(format::seconds(s.uptime_s))]));
+            }
+        }
+        _ => lines.push(Line::from(vec![label("port", 8), Span::styled("no status datagram yet", DIM)])),
+    }
+    let mut card = Card::new(" Health ", lines);
+    card.border = match health {
+        Health::Live(_) => DIM,
+        Health::Stale(_) | Health::Waiting => Style::new().fg(WARN),
+        Health::MeterSilent | Health::ListenerGone(_) => Style::new().fg(BAD),
+    };
+    card
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Details page
+
+fn heading(text: &str) -> Line<'static> {
+    Line::styled(text.to_owned(), Style::new().fg(ACCENT).add_modifier(Modifier::BOLD | Modifier::UNDERLINED))
+}
+
+fn details(app: &App, meter: &Meter, area: Rect, buf: &mut Buffer) {
+    let mut lines: Vec<Line> = Vec::new();
+    let health = meter.health(app.now, &app.settings);
+    lines.push(heading(&format!("Listener {}", meter.listener)));
+    lines.push(Line::from(health_span(health)));
+    lines.extend(status_lines(app, meter));
+    if let Some(s) = &meter.status {
+        let c = &s.counters;
+        lines.push(Line::from(format!(
+            "counters: {} telegrams · {} crc failures · {} B / {} frames discarded · {} line errors",
+            c.telegrams, c.crc_failures, c.discarded_bytes, c.discarded_frames, c.line_errors
+        )));
+        lines.push(Line::from(format!(
+            "          {} decrypt failures · {} replayed frames · {} send errors · {} reconnects",
+            c.decrypt_failures, c.replayed_frames, c.send_errors, c.reconnects
+        )));
+    }
+    let seq = &meter.seq;
+    lines.push(Line::from(format!(
+        "boot {} · seq {}..{} · {} received · {} missing in {} gaps ({:.2} %) · {} duplicates",
+        seq.boot_id,
+        seq.first_seq,
+        seq.last_seq,
+        seq.received,
+        seq.missing,
+        seq.gaps,
+        seq.loss_rate() * 100.0,
+        seq.duplicates
+    )));
+    lines.push(Line::from(format!(
+        "all boots: {} received · {} missing · {} restarts",
+        seq.total_received, seq.total_missing, seq.restarts
+    )));
+    if app.invalid_datagrams > 0 {
+        lines.push(Line::styled(
+            format!("{} invalid datagrams; last: {}", app.invalid_datagrams, app.last_invalid.as_deref().unwrap_or("")),
+            Style::new().fg(WARN),
+        ));
+    }
+    if let Some(t) = &meter.telegram {
+        telegram_details(app, t, &mut lines);
+    }
+    let height = area.height;
+    let max_scroll = (lines.len() as u16).saturating_sub(height);
+    let scroll = app.scroll.min(max_scroll);
+    Paragraph::new(Text::from(lines)).scroll((scroll, 0)).render(area.inner(ratatui::layout::Margin::new(1, 0)), buf);
+}
+
+fn telegram_details(app: &App, t: &TelegramMessage, lines: &mut Vec<Line<'static>>) {
+    let v = &t.values;
+    lines.push(Line::raw(""));
+    lines.push(heading("Telegram"));
+    lines.push(Line::from(format!(
+        "{} · /{} · seq {} · {} ms on the wire · crc {}{}",
+        dialect_name(t.dialect),
+        t.header,
+        t.seq,
+        t.duration_ms,
+        match t.crc {
+            shared::wire::CrcStatus::Ok => "ok",
+            shared::wire::CrcStatus::Absent => "absent (DSMR 2.2/3)",
+        },
+        if t.encrypted { " · decrypted" } else { "" }
+    )));
+    lines.push(Line::from(format!(
+        "received {} · meter time {}",
+        t.received_at.to_zoned(app.settings.timezone.clone()).strftime("%Y-%m-%d %H:%M:%S%.3f %:z"),
+        v.meter_time.map_or_else(|| "none".to_owned(), |m| m.to_string())
+    )));
+    if let Some(id) = &v.equipment_id {
+        lines.push(Line::from(format!("equipment {id} · version {}", v.version.as_deref().unwrap_or("–"))));
+    }
+    if let Some(m) = &v.text_message {
+        lines.push(Line::from(format!("message: {m}")));
+    }
+    lines.push(Line::raw(""));
+    lines.push(heading("Power failures"));
+    lines.push(Line::from(format!(
+        "{} short · {} long",
+        v.power_failures.map_or_else(|| "–".to_owned(), |n| n.to_string()),
+        v.long_power_failures.map_or_else(|| "–".to_owned(), |n| n.to_string())
+    )));
+    if v.power_failure_log.is_empty() {
+        lines.push(Line::styled("no long power failures in the log", DIM));
+    }
+    for f in &v.power_failure_log {
+        lines.push(Line::from(format!(
+            "  ended {} · lasted {} ({} s)",
+            f.end.map_or_else(|| "(no time)".to_owned(), |e| e.to_string()),
+            format::seconds(f.duration_s),
+            f.duration_s
+        )));
+    }
+    if !v.capacity_history.is_empty() || v.capacity_peak_kw.is_some() {
+        lines.push(Line::raw(""));
+        lines.push(heading("Capacity tariff"));
+        lines.push(Line::from(format!(
+            "15-min average {} kW · month peak {} kW at {}",
+            v.capacity_demand_kw.map_or_else(|| "–".to_owned(), |d| d.to_string()),
+            v.capacity_peak_kw.map_or_else(|| "–".to_owned(), |d| d.to_string()),
+            v.capacity_peak_at.map_or_else(|| "–".to_owned(), |d| d.to_string())
+        )));
+        for m in &v.capacity_history {
+            lines.push(Line::from(format!(
+                "  {} · peak {} kW at {}",
+                capacity_month(m).map_or_else(|| "?".to_owned(), |d| d.strftime("%Y-%m").to_string()),
+                m.kw,
+                m.at.map_or_else(|| "–".to_owned(), |d| d.to_string())
+            )));
+        }
+    }
+    if !v.devices.is_empty() {
+        lines.push(Line::raw(""));
+        lines.push(heading("M-Bus devices"));
+        for d in &v.devices {
+            lines.push(Line::from(format!(
+                "  channel {} · {:?} (type {}) · id {} · {} {} at {}{}",
+                d.channel,
+                d.kind,
+                d.type_code.map_or_else(|| "–".to_owned(), |c| c.to_string()),
+                d.id.as_deref().unwrap_or("–"),
+                d.value.map_or_else(|| "–".to_owned(), |x| x.to_string()),
+                format::unit(d.unit.as_deref().unwrap_or("")),
+                d.at.map_or_else(|| "–".to_owned(), |x| x.to_string()),
+                d.valve.map(|x| format!(" · valve {x}")).unwrap_or_default()
+            )));
+        }
+    }
+    if !t.errors.is_empty() {
+        lines.push(Line::raw(""));
+        lines.push(heading("Lines that could not be read"));
+        for e in &t.errors {
+            lines.push(Line::styled(format!("  line {}: {} ({})", e.line, e.text, e.reason), Style::new().fg(WARN)));
+        }
+    }
+    lines.push(Line::raw(""));
+    lines.push(heading("OBIS lines"));
+    let width = t.obis.keys().map(String::len).max().unwrap_or(0);
+    for (key, value) in &t.obis {
+        let text = match value {
+            shared::wire::ObisValue::One(s) => format!("({s})"),
+            shared::wire::ObisValue::Many(v) => v.iter().fold(String::new(), |mut out, s| {
+                let _ = write!(out, "({s})");
+                out
+            }),
+        };
+        lines.push(Line::from(vec![Span::styled(format!("  {key:width$} "), LABEL), Span::raw(text)]));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn axis_bounds_are_round() {
+        assert_eq!(nice_ceil(0.0), 0.0);
+        assert_eq!(nice_ceil(0.37), 0.5);
+        assert_eq!(nice_ceil(1.0), 1.0);
+        assert_eq!(nice_ceil(1.2), 2.0);
+        assert_eq!(nice_ceil(2.3), 2.5);
+        assert_eq!(nice_ceil(7.0), 10.0);
+        assert_eq!(nice_ceil(12.0), 20.0);
+    }
+
+    #[test]
+    fn bars_grow_from_the_centre() {
+        let text = |kw: f64| bar(kw, 4.0, 9).iter().map(|s| s.content.to_string()).collect::<String>();
+        assert_eq!(text(0.0), "────┃────");
+        assert_eq!(text(2.0), "────┃██──");
+        assert_eq!(text(0.5), "────┃▌───");
+        assert_eq!(text(-3.0), "─▐██┃────");
+        assert_eq!(text(9.0), "────┃███▶");
+        assert_eq!(text(-9.0), "◀███┃────");
+    }
+
+    #[test]
+    fn cards_pack_in_priority_order() {
+        let card = |w: u16| Card { min_width: w, ..Card::new("x", vec![]) };
+        let cards = [card(30), card(30), card(30), card(10)];
+        assert_eq!(pack(&cards, 70, 2), vec![vec![0, 1, 3], vec![2]]);
+        assert_eq!(pack(&cards, 70, 1), vec![vec![0, 1, 3]]);
+        assert_eq!(pack(&cards, 20, 2), vec![vec![3]]);
+        assert_eq!(spread([10, 10, 10].into_iter(), 35), vec![12, 12, 11]);
+    }
+}

@@ -1,0 +1,271 @@
+//! The publisher: one UDP multicast datagram per telegram, and a status datagram every few seconds.
+//!
+//! The socket is built with socket2 from `multicast:` in `p1.yml`: TTL (hop limit), loopback, and the outgoing
+//! interface, by address for IPv4 (`IP_MULTICAST_IF`) and by index for IPv6 (`IPV6_MULTICAST_IF`, the index of the
+//! interface that owns the configured address). Datagrams are built only by [`shared::wire::encode`].
+//!
+//! The publisher task drains the queue filled by the source task until the source is gone, so on shutdown every
+//! telegram already read is still sent; then it sends a last status datagram (port `closed`). It also runs the
+//! watchdog (checked every second) and flushes the bad-input log summary when a quiet port leaves one pending.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use shared::config::Multicast;
+use shared::wire::{self, Message, Origin, PortState, StatusMessage, SCHEMA_VERSION};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::health::{log_bad_input, SharedHealth, Watchdog, WatchdogChange};
+use crate::pipeline::Published;
+
+/// How long one send may take before the datagram is counted as lost (a full send buffer).
+const SEND_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// A UDP socket set up to send to the multicast group.
+#[derive(Debug)]
+pub struct MulticastSender {
+    socket: UdpSocket,
+    group: SocketAddr,
+}
+
+impl MulticastSender {
+    /// Opens the socket described by `m`. Must be called inside a tokio runtime.
+    ///
+    /// # Errors
+    /// The socket cannot be created or an option is refused (for example an `interface` address this host does
+    /// not have).
+    pub fn open(m: &Multicast) -> io::Result<Self> {
+        let socket = match m.group.ip() {
+            IpAddr::V4(_) => {
+                let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+                s.set_multicast_ttl_v4(m.ttl)?;
+                s.set_multicast_loop_v4(m.loopback)?;
+                if let IpAddr::V4(ifaddr) = m.interface {
+                    if !ifaddr.is_unspecified() {
+                        s.set_multicast_if_v4(&ifaddr)?;
+                    }
+                }
+                s.bind(&SocketAddr::from(([0, 0, 0, 0], 0)).into())?;
+                s
+            }
+            IpAddr::V6(_) => {
+                let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
+                s.set_multicast_hops_v6(m.ttl)?;
+                s.set_multicast_loop_v6(m.loopback)?;
+                let index = interface_index(m.interface)?;
+                if index != 0 {
+                    s.set_multicast_if_v6(index)?;
+                }
+                s.bind(&SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)).into())?;
+                s
+            }
+        };
+        socket.set_nonblocking(true)?;
+        Ok(MulticastSender { socket: UdpSocket::from_std(socket.into())?, group: m.group })
+    }
+
+    /// Sends one datagram to the group.
+    ///
+    /// # Errors
+    /// The send failed or did not complete in time.
+    pub async fn send(&self, datagram: &[u8]) -> io::Result<()> {
+        match tokio::time::timeout(SEND_TIMEOUT, self.socket.send_to(datagram, self.group)).await {
+            Ok(result) => result.map(drop),
+            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "send buffer full")),
+        }
+    }
+}
+
+/// The index of the interface that owns `addr` (IPv6), or 0 (the system's choice) for `::`.
+///
+/// # Errors
+/// No interface has that address.
+pub fn interface_index(addr: IpAddr) -> io::Result<u32> {
+    if addr.is_unspecified() {
+        return Ok(0);
+    }
+    let table = std::fs::read_to_string("/proc/net/if_inet6")?;
+    index_in_if_inet6(&table, addr).ok_or_else(|| {
+        io::Error::new(io::ErrorKind::AddrNotAvailable, format!("no interface has the address {addr}"))
+    })
+}
+
+/// Reads `/proc/net/if_inet6`: `<32 hex digits> <index hex> <prefix> <scope> <flags> <name>` per line.
+fn index_in_if_inet6(table: &str, addr: IpAddr) -> Option<u32> {
+    let IpAddr::V6(addr) = addr else { return None };
+    let wanted = addr.segments().iter().fold(String::new(), |s, seg| s + &format!("{seg:04x}"));
+    table.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let hex = fields.next()?;
+        let index = fields.next()?;
+        hex.eq_ignore_ascii_case(&wanted).then(|| u32::from_str_radix(index, 16).ok()).flatten()
+    })
+}
+
+/// What the status datagram needs to know besides [`crate::health::Health`].
+#[derive(Clone, Debug)]
+pub struct StatusInfo {
+    /// The sender.
+    pub origin: Origin,
+    /// The source as configured.
+    pub source: String,
+    /// When the listener started.
+    pub started: Instant,
+    /// Period of status datagrams.
+    pub every: Duration,
+    /// Watchdog limit.
+    pub watchdog: Duration,
+}
+
+/// Sends queued telegrams and periodic status datagrams until the queue's senders are all gone.
+pub async fn run(sender: MulticastSender, mut queue: mpsc::Receiver<Published>, health: SharedHealth, info: StatusInfo) {
+    let mut status = tokio::time::interval(info.every);
+    status.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut second = tokio::time::interval(Duration::from_secs(1));
+    second.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut watchdog = Watchdog::new(info.watchdog, info.started);
+    let mut send_failures_logged = 0u64;
+    loop {
+        tokio::select! {
+            // Telegrams first: a status datagram due at the same moment can wait a few microseconds.
+            biased;
+            item = queue.recv() => match item {
+                Some(item) => {
+                    let datagram = wire::encode(&Message::Telegram(item.message));
+                    if let Err(e) = sender.send(&datagram).await {
+                        record_send_error(&health, &e, &mut send_failures_logged);
+                    }
+                }
+                None => break,
+            },
+            _ = second.tick() => {
+                let now = Instant::now();
+                let (last, bad) = {
+                    let mut h = health.lock();
+                    let period = h.summary.period_before(now);
+                    let counters = h.engine;
+                    (h.last_telegram_at, h.summary.due(now, counters).map(|bad| (bad, period)))
+                };
+                if let Some((bad, period)) = bad {
+                    log_bad_input(&bad, period);
+                }
+                if let Some(change) = watchdog.check(now, last) {
+                    log_change(change);
+                }
+            },
+            _ = status.tick() => {
+                // Keep the flag fresh between watchdog ticks, so a status never contradicts the log.
+                let last = health.lock().last_telegram_at;
+                if let Some(change) = watchdog.check(Instant::now(), last) {
+                    log_change(change);
+                }
+                let datagram = wire::encode(&Message::Status(status_message(&health, &info, watchdog.is_silent(), None)));
+                if let Err(e) = sender.send(&datagram).await {
+                    record_send_error(&health, &e, &mut send_failures_logged);
+                }
+            },
+        }
+    }
+    let last = status_message(&health, &info, watchdog.is_silent(), Some(PortState::Closed));
+    if let Err(e) = sender.send(&wire::encode(&Message::Status(last))).await {
+        tracing::debug!(cause = %e, "last status datagram not sent");
+    }
+}
+
+fn log_change(change: WatchdogChange) {
+    match change {
+        WatchdogChange::Silent { quiet } => tracing::warn!(
+            quiet_s = quiet.as_secs(),
+            "no valid telegram for {} s: meter silent (check the cable and the port settings)",
+            quiet.as_secs()
+        ),
+        WatchdogChange::Recovered { after } => tracing::info!(silent_s = after.as_secs(), "valid telegrams again"),
+    }
+}
+
+fn record_send_error(health: &SharedHealth, e: &io::Error, logged: &mut u64) {
+    let errors = {
+        let mut h = health.lock();
+        h.send_errors += 1;
+        h.send_errors
+    };
+    // Powers of two: a persistent failure (interface down) is seen without flooding the log.
+    if errors.is_power_of_two() && errors > *logged {
+        *logged = errors;
+        tracing::warn!(cause = %e, send_errors = errors, "datagram not sent");
+    }
+}
+
+/// The status datagram for now.
+#[must_use]
+pub fn status_message(
+    health: &SharedHealth,
+    info: &StatusInfo,
+    meter_silent: bool,
+    port: Option<PortState>,
+) -> StatusMessage {
+    let now = Instant::now();
+    let h = health.lock();
+    StatusMessage {
+        schema: SCHEMA_VERSION,
+        origin: info.origin.clone(),
+        sent_at: jiff::Timestamp::now(),
+        uptime_s: now.saturating_duration_since(info.started).as_secs(),
+        source: info.source.clone(),
+        port: port.unwrap_or(h.port),
+        port_settings: h.port_settings.map(str::to_owned),
+        last_seq: h.last_seq,
+        last_telegram_age_ms: h.last_telegram_at.map(|t| now.saturating_duration_since(t).as_millis() as u64),
+        meter_silent,
+        counters: h.counters(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::Health;
+
+    const IF_INET6: &str = "fe8000000000000000fc00fffe000001 04 40 20 80     eth0\n\
+                            fd000000000000000000000000000002 04 40 00 82     eth0\n\
+                            00000000000000000000000000000001 01 80 10 80       lo\n";
+
+    #[test]
+    fn ipv6_interfaces_are_found_by_address() {
+        let at = |a: &str| index_in_if_inet6(IF_INET6, a.parse().expect("address"));
+        assert_eq!(at("::1"), Some(1));
+        assert_eq!(at("fd00::2"), Some(4));
+        assert_eq!(at("fe80::fc00:ff:fe00:1"), Some(4));
+        assert_eq!(at("fd00::3"), None);
+        assert_eq!(interface_index("::".parse().expect("address")).expect("unspecified"), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn status_reports_silence_and_counters() {
+        let started = Instant::now();
+        let health = SharedHealth::new(Health::new(started));
+        health.lock().port = PortState::Open;
+        health.lock().port_settings = Some("115200-8N1");
+        health.lock().engine.crc_failures = 3;
+        health.lock().reconnects = 1;
+        let info = StatusInfo {
+            origin: Origin { listener: "l".into(), boot_id: "b".into() },
+            source: "/dev/ttyUSB0".into(),
+            started,
+            every: Duration::from_secs(5),
+            watchdog: Duration::from_secs(30),
+        };
+        tokio::time::advance(Duration::from_secs(40)).await;
+        let s = status_message(&health, &info, true, None);
+        assert_eq!((s.uptime_s, s.port, s.meter_silent), (40, PortState::Open, true));
+        assert_eq!(s.port_settings.as_deref(), Some("115200-8N1"));
+        assert_eq!((s.counters.crc_failures, s.counters.reconnects, s.last_telegram_age_ms), (3, 1, None));
+        health.lock().last_telegram_at = Some(Instant::now());
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        assert_eq!(status_message(&health, &info, false, None).last_telegram_age_ms, Some(1500));
+    }
+}

@@ -1,0 +1,645 @@
+//! Where telegrams come from: a serial device, a TCP bridge, a replayed capture or the simulated meter.
+//!
+//! Devices and bridges go through one supervisor, [`supervise`], over a [`Connector`]: open, read until the
+//! stream ends, reopen. A missing or vanished source is logged once per outage and retried with capped
+//! exponential backoff ([`Backoff`]: 1 s doubling to 60 s, reset by the first good telegram), sleeping inside
+//! `select!` with the cancellation token. End of stream — a read of 0 bytes, which is what a pseudo-terminal whose
+//! other end has closed returns forever, or an error such as `EIO` — closes the stream and reopens it, never spins.
+//! The read loop is generic over `AsyncRead + Unpin`, so tests feed it bytes without hardware. Serial port
+//! settings detection (`auto`) runs inside the same loop: a window with no valid telegram switches to the next
+//! settings (see [`crate::serial`]).
+//!
+//! A capture file is replayed once, paced as configured, and then the source ends. The simulated meter sends one
+//! telegram at every whole second through the same engine path as real bytes.
+
+use std::future::Future;
+use std::io;
+use std::path::Path;
+use std::time::Duration;
+
+use shared::config::{Listener, Replay, Source};
+use shared::simulate::Simulator;
+use shared::wire::PortState;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::backoff::Backoff;
+use crate::pipeline::Pipeline;
+use crate::serial::SerialConnector;
+
+/// How a source stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SourceEnd {
+    /// Shutdown was requested.
+    Cancelled,
+    /// A replayed file is done.
+    Finished,
+}
+
+/// Why a source cannot run at all (devices and bridges never fail: they are retried).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SourceError {
+    /// A capture file could not be read.
+    #[error("cannot read capture {path}: {source}")]
+    File {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The source as written in the configuration, for logs and status datagrams.
+#[must_use]
+pub fn describe(source: &Source) -> String {
+    match source {
+        Source::Serial(path) => path.display().to_string(),
+        Source::Tcp(addr) => format!("tcp://{addr}"),
+        Source::File(path) => format!("file:{}", path.display()),
+        Source::Simulate => "simulate".into(),
+    }
+}
+
+/// Runs the configured source into `pipeline` until it ends or `token` is cancelled.
+///
+/// # Errors
+/// Only a capture file that cannot be read; devices and bridges are retried for ever.
+pub async fn run(
+    listener: &Listener,
+    pipeline: &mut Pipeline,
+    token: &CancellationToken,
+    seed: u64,
+) -> Result<SourceEnd, SourceError> {
+    let end = match &listener.source {
+        Source::Serial(path) => supervise(SerialConnector::new(path, listener.port_settings), pipeline, token).await,
+        Source::Tcp(addr) => supervise(TcpConnector { addr: addr.clone() }, pipeline, token).await,
+        Source::File(path) => replay(path, listener.replay, pipeline, token).await?,
+        Source::Simulate => simulate(seed, pipeline, token).await,
+    };
+    pipeline.health().lock().port = PortState::Closed;
+    Ok(end)
+}
+
+/// Something that can be opened again and again: a serial device, a TCP bridge, a test double.
+pub(crate) trait Connector {
+    /// What it yields when open.
+    type Stream: AsyncRead + Unpin;
+
+    /// The source, for logs.
+    fn name(&self) -> String;
+
+    /// Opens it.
+    fn connect(&mut self) -> impl Future<Output = io::Result<Self::Stream>>;
+
+    /// Whether port settings are still being detected.
+    fn detecting(&self) -> bool {
+        false
+    }
+
+    /// No valid telegram within the detection window: switch to the next settings, in place.
+    fn switch_settings(&mut self, _stream: &mut Self::Stream) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Valid telegrams arrive: keep the current settings from now on.
+    fn lock(&mut self) {}
+
+    /// The settings in use, for the status datagram.
+    fn settings(&self) -> Option<&'static str> {
+        None
+    }
+}
+
+/// How long, and how many bytes, auto-detection waits for a valid telegram before trying the next settings.
+/// 12 s covers the 10 s interval of DSMR 2.2–4 meters even when the first telegram was cut by opening the port
+/// mid-burst; 8 KiB is more than two of the largest telegrams, so a stream of wrong-speed garbage switches early.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Detect {
+    pub within: Duration,
+    pub bytes: usize,
+}
+
+/// The detection window for serial sources.
+pub(crate) const DETECT: Detect = Detect { within: Duration::from_secs(12), bytes: 8 * 1024 };
+
+/// How a read loop ended.
+#[derive(Debug)]
+pub(crate) enum StreamEnd {
+    Cancelled,
+    /// A read returned 0 bytes.
+    Eof,
+    Error(io::Error),
+    /// The first valid telegram arrived (only when asked to stop there).
+    Telegram,
+    /// The detection window passed without a valid telegram.
+    Undetected,
+}
+
+/// Opens, reads and reopens `connector` until `token` is cancelled. See the module documentation.
+pub(crate) async fn supervise<C: Connector>(
+    mut connector: C,
+    pipeline: &mut Pipeline,
+    token: &CancellationToken,
+) -> SourceEnd {
+    let mut backoff = Backoff::default();
+    // Whether the current outage (no telegrams flowing) has been logged: each outage is warned about once.
+    let mut outage_logged = false;
+    let mut ever_opened = false;
+    loop {
+        pipeline.health().lock().port = PortState::Connecting;
+        let opened = tokio::select! {
+            () = token.cancelled() => return SourceEnd::Cancelled,
+            r = connector.connect() => r,
+        };
+        let mut stream = match opened {
+            Ok(stream) => stream,
+            Err(e) => {
+                let delay = backoff.next_delay();
+                if outage_logged {
+                    tracing::debug!(source = %connector.name(), cause = %e, attempt = backoff.attempts(), "still cannot open");
+                } else {
+                    outage_logged = true;
+                    tracing::warn!(
+                        source = %connector.name(),
+                        cause = %e,
+                        "cannot open the source; retrying quietly with backoff (1 s up to 60 s)"
+                    );
+                }
+                if sleep_or_cancel(delay, token).await {
+                    return SourceEnd::Cancelled;
+                }
+                continue;
+            }
+        };
+        {
+            let mut h = pipeline.health().lock();
+            h.port = PortState::Open;
+            h.reconnects += 1;
+            h.port_settings = connector.settings();
+        }
+        if ever_opened {
+            tracing::debug!(source = %connector.name(), "reopened");
+        } else {
+            tracing::info!(source = %connector.name(), settings = connector.settings(), "source open");
+            ever_opened = true;
+        }
+
+        let mut productive = false;
+        let end = loop {
+            let detect = (!productive && connector.detecting()).then_some(DETECT);
+            match read_stream(&mut stream, pipeline, token, detect, !productive).await {
+                StreamEnd::Telegram => {
+                    productive = true;
+                    backoff.reset();
+                    connector.lock();
+                    if outage_logged {
+                        tracing::info!(source = %connector.name(), "source back: telegrams flowing again");
+                        outage_logged = false;
+                    }
+                }
+                StreamEnd::Undetected => match connector.switch_settings(&mut stream) {
+                    Ok(()) => pipeline.health().lock().port_settings = connector.settings(),
+                    Err(e) => break StreamEnd::Error(e),
+                },
+                other => break other,
+            }
+        };
+        drop(stream);
+        let why = match end {
+            StreamEnd::Cancelled => return SourceEnd::Cancelled,
+            StreamEnd::Eof => "end of stream (device closed or bridge disconnected)".to_owned(),
+            StreamEnd::Error(e) => e.to_string(),
+            StreamEnd::Telegram | StreamEnd::Undetected => String::new(),
+        };
+        pipeline.health().lock().port = PortState::Connecting;
+        if productive {
+            // Telegrams were flowing: this is the start of an outage. Reopen at once; a device that is really gone
+            // fails to open and backs off from there.
+            outage_logged = true;
+            tracing::warn!(source = %connector.name(), cause = %why, "source lost; reopening");
+            continue;
+        }
+        if outage_logged {
+            tracing::debug!(source = %connector.name(), cause = %why, "source ended again without telegrams");
+        } else {
+            outage_logged = true;
+            tracing::warn!(source = %connector.name(), cause = %why, "source ended before any telegram; retrying quietly");
+        }
+        if sleep_or_cancel(backoff.next_delay(), token).await {
+            return SourceEnd::Cancelled;
+        }
+    }
+}
+
+/// Sleeps unless cancelled first; `true` if cancelled.
+async fn sleep_or_cancel(delay: Duration, token: &CancellationToken) -> bool {
+    tokio::select! {
+        () = token.cancelled() => true,
+        () = tokio::time::sleep(delay) => false,
+    }
+}
+
+/// Reads `reader` into `pipeline` until the stream ends, `token` is cancelled, the detection window passes, or
+/// (with `stop_at_telegram`) the first valid telegram has been published.
+pub(crate) async fn read_stream<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    pipeline: &mut Pipeline,
+    token: &CancellationToken,
+    detect: Option<Detect>,
+    stop_at_telegram: bool,
+) -> StreamEnd {
+    let mut buf = vec![0u8; 4096];
+    let deadline = detect.map(|d| Instant::now() + d.within);
+    let window_passed = async {
+        match deadline {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(window_passed);
+    let mut bytes_without_telegram = 0usize;
+    loop {
+        let read = tokio::select! {
+            biased;
+            () = token.cancelled() => return StreamEnd::Cancelled,
+            r = reader.read(&mut buf) => r,
+            () = &mut window_passed => return StreamEnd::Undetected,
+        };
+        match read {
+            Ok(0) => return StreamEnd::Eof,
+            Ok(n) => {
+                let (at, wall) = (std::time::Instant::now(), jiff::Timestamp::now());
+                let telegrams = pipeline.push(&buf[..n], at, wall);
+                if telegrams > 0 && stop_at_telegram {
+                    return StreamEnd::Telegram;
+                }
+                bytes_without_telegram = if telegrams > 0 { 0 } else { bytes_without_telegram + n };
+                if detect.is_some_and(|d| bytes_without_telegram >= d.bytes) {
+                    return StreamEnd::Undetected;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return StreamEnd::Error(e),
+        }
+    }
+}
+
+/// A network P1 bridge (ser2net, ESP dongles): `host:port`.
+#[derive(Debug)]
+struct TcpConnector {
+    addr: String,
+}
+
+impl Connector for TcpConnector {
+    type Stream = tokio::net::TcpStream;
+
+    fn name(&self) -> String {
+        format!("tcp://{}", self.addr)
+    }
+
+    async fn connect(&mut self) -> io::Result<tokio::net::TcpStream> {
+        let stream = tokio::time::timeout(Duration::from_secs(10), tokio::net::TcpStream::connect(&self.addr))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out after 10 s"))??;
+        // A bridge that loses power never says goodbye: keepalive notices within about a minute.
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(Duration::from_secs(30))
+            .with_interval(Duration::from_secs(10))
+            .with_retries(3);
+        socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive)?;
+        Ok(stream)
+    }
+}
+
+/// Longest pause between replayed telegrams paced by their own timestamps: a capture with a gap (the cable was
+/// out for an hour) should not stall the replay for that hour.
+const MAX_METER_GAP: Duration = Duration::from_secs(60);
+
+/// Replays a capture once, paced as `pace` says.
+async fn replay(
+    path: &Path,
+    pace: Replay,
+    pipeline: &mut Pipeline,
+    token: &CancellationToken,
+) -> Result<SourceEnd, SourceError> {
+    let file_error = |source| SourceError::File { path: path.display().to_string(), source };
+    let mut file = tokio::fs::File::open(path).await.map_err(file_error)?;
+    pipeline.health().lock().port = PortState::Open;
+    tracing::info!(file = %path.display(), pace = ?pace, "replaying capture");
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut pacer = Pacer::new(pace);
+    loop {
+        let n = tokio::select! {
+            () = token.cancelled() => return Ok(SourceEnd::Cancelled),
+            r = file.read(&mut buf) => r.map_err(file_error)?,
+        };
+        if n == 0 {
+            break;
+        }
+        pipeline.feed(&buf[..n], std::time::Instant::now());
+        while let Some(checked) = pipeline.next_checked() {
+            let wait = pacer.next(checked.parsed.values.meter_time.map(|t| t.timestamp()));
+            tokio::select! {
+                () = token.cancelled() => return Ok(SourceEnd::Cancelled),
+                () = tokio::time::sleep_until(wait) => {}
+            }
+            if !pipeline.publish_waiting(*checked, jiff::Timestamp::now()).await {
+                return Ok(SourceEnd::Cancelled);
+            }
+        }
+        pipeline.after_push();
+        if pace == Replay::Max {
+            // Let the publisher (and everything else on this thread) run between chunks.
+            tokio::task::yield_now().await;
+        }
+    }
+    let count = pipeline.health().lock().engine;
+    tracing::info!(telegrams = count.telegrams, crc_failures = count.crc_failures, "replay finished");
+    Ok(SourceEnd::Finished)
+}
+
+/// When each replayed telegram is due.
+#[derive(Debug)]
+struct Pacer {
+    pace: Replay,
+    last: Option<(Instant, Option<jiff::Timestamp>)>,
+}
+
+impl Pacer {
+    fn new(pace: Replay) -> Self {
+        Pacer { pace, last: None }
+    }
+
+    /// The instant to publish a telegram stamped `meter_time` (the first is due now).
+    fn next(&mut self, meter_time: Option<jiff::Timestamp>) -> Instant {
+        let now = Instant::now();
+        let due = match (self.pace, self.last) {
+            (Replay::Max, _) | (_, None) => now,
+            (Replay::Every(gap), Some((prev, _))) => prev + gap,
+            (Replay::Meter, Some((prev, prev_time))) => {
+                let gap = match (prev_time, meter_time) {
+                    (Some(a), Some(b)) if b > a => {
+                        Duration::try_from(b.duration_since(a)).unwrap_or(MAX_METER_GAP).min(MAX_METER_GAP)
+                    }
+                    // No stamps, or stamps that do not move forward: a meter's usual second.
+                    _ => Duration::from_secs(1),
+                };
+                prev + gap
+            }
+        };
+        // Never schedule in the past: after a slow publisher, continue from now.
+        let due = due.max(now);
+        self.last = Some((due, meter_time));
+        due
+    }
+}
+
+/// The simulated meter: one telegram at every whole second of the wall clock.
+async fn simulate(seed: u64, pipeline: &mut Pipeline, token: &CancellationToken) -> SourceEnd {
+    let mut sim = Simulator::new(seed);
+    let zone = jiff::tz::TimeZone::get("Europe/Amsterdam").unwrap_or(jiff::tz::TimeZone::UTC);
+    {
+        let mut h = pipeline.health().lock();
+        h.port = PortState::Open;
+        h.reconnects += 1;
+    }
+    tracing::info!("simulated DSMR 5 meter: one telegram a second");
+    loop {
+        // Sleep to the next whole second, as a meter's clock ticks; recomputed each time so it never drifts.
+        let now = jiff::Timestamp::now();
+        let into_second = Duration::from_nanos(u64::from(now.subsec_nanosecond().unsigned_abs()));
+        let delay = Duration::from_secs(1).saturating_sub(into_second);
+        if sleep_or_cancel(delay, token).await {
+            return SourceEnd::Cancelled;
+        }
+        let now = jiff::Timestamp::now();
+        let bytes = sim.telegram_at(now.to_zoned(zone.clone()));
+        pipeline.push(&bytes, std::time::Instant::now(), now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::{Health, SharedHealth};
+    use crate::pipeline::Published;
+    use shared::engine::EngineOptions;
+    use shared::wire::Origin;
+    use std::collections::VecDeque;
+    use tokio::sync::mpsc;
+
+    fn telegram(second: i64) -> Vec<u8> {
+        let at = jiff::Timestamp::from_second(1_717_243_200 + second).expect("in range");
+        Simulator::new(1).telegram_at(at.to_zoned(jiff::tz::TimeZone::UTC))
+    }
+
+    fn pipeline() -> (Pipeline, mpsc::Receiver<Published>) {
+        let (tx, rx) = mpsc::channel(64);
+        let health = SharedHealth::new(Health::new(Instant::now()));
+        let origin = Origin { listener: "t".into(), boot_id: "0".into() };
+        (Pipeline::new(EngineOptions::default(), origin, tx, None, health), rx)
+    }
+
+    /// What one connect attempt gives: an error, or a stream holding these bytes (then end of stream).
+    enum Attempt {
+        Fail,
+        Bytes(Vec<u8>),
+    }
+
+    struct Scripted {
+        attempts: VecDeque<Attempt>,
+        log: std::sync::Arc<std::sync::Mutex<Vec<Duration>>>,
+        start: Instant,
+    }
+
+    impl Connector for Scripted {
+        type Stream = std::io::Cursor<Vec<u8>>;
+
+        fn name(&self) -> String {
+            "scripted".into()
+        }
+
+        async fn connect(&mut self) -> io::Result<Self::Stream> {
+            self.log.lock().expect("lock").push(self.start.elapsed());
+            match self.attempts.pop_front() {
+                Some(Attempt::Bytes(b)) => Ok(std::io::Cursor::new(b)),
+                Some(Attempt::Fail) | None => Err(io::Error::new(io::ErrorKind::NotFound, "no such device")),
+            }
+        }
+    }
+
+    fn secs(v: &[u64]) -> Vec<Duration> {
+        v.iter().map(|&s| Duration::from_secs(s)).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn backs_off_while_missing_and_resumes_at_once_after_telegrams() {
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut stream = telegram(0);
+        stream.extend(telegram(1));
+        let attempts = VecDeque::from([
+            Attempt::Fail,
+            Attempt::Fail,
+            Attempt::Fail,
+            Attempt::Bytes(stream),
+            Attempt::Fail,
+            Attempt::Fail,
+        ]);
+        let connector = Scripted { attempts, log: log.clone(), start: Instant::now() };
+        let (mut p, mut rx) = pipeline();
+        let token = CancellationToken::new();
+        let stop = token.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            stop.cancel();
+        });
+        assert_eq!(supervise(connector, &mut p, &token).await, SourceEnd::Cancelled);
+        // Fails at 0, 1, 3; opens at 7 and reads two telegrams; the stream ends and is reopened at once (7),
+        // which fails, so the backoff starts again from 1 s (8), then 2 s (10), 4 s (14)...
+        assert_eq!(*log.lock().expect("lock"), secs(&[0, 1, 3, 7, 7, 8, 10, 14]));
+        assert_eq!(rx.recv().await.expect("first").message.seq, 1);
+        assert_eq!(rx.recv().await.expect("second").message.seq, 2);
+        let h = p.health().lock();
+        assert_eq!((h.reconnects, h.port), (1, PortState::Connecting));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_that_only_ends_is_not_a_busy_loop() {
+        // A pty whose other end is closed: every open succeeds and every read returns 0.
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let attempts = (0..100).map(|_| Attempt::Bytes(Vec::new())).collect();
+        let connector = Scripted { attempts, log: log.clone(), start: Instant::now() };
+        let (mut p, _rx) = pipeline();
+        let token = CancellationToken::new();
+        let stop = token.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(200)).await;
+            stop.cancel();
+        });
+        supervise(connector, &mut p, &token).await;
+        assert_eq!(*log.lock().expect("lock"), secs(&[0, 1, 3, 7, 15, 31, 63, 123, 183]));
+    }
+
+    /// A serial-like connector whose stream is fed by the test; records settings switches.
+    struct Detecting {
+        stream: Option<tokio::io::DuplexStream>,
+        switches: std::sync::Arc<std::sync::Mutex<Vec<Duration>>>,
+        start: Instant,
+        locked: bool,
+        index: usize,
+    }
+
+    impl Connector for Detecting {
+        type Stream = tokio::io::DuplexStream;
+
+        fn name(&self) -> String {
+            "detecting".into()
+        }
+
+        async fn connect(&mut self) -> io::Result<Self::Stream> {
+            match self.stream.take() {
+                Some(s) => Ok(s),
+                None => std::future::pending().await,
+            }
+        }
+
+        fn detecting(&self) -> bool {
+            !self.locked
+        }
+
+        fn switch_settings(&mut self, _stream: &mut Self::Stream) -> io::Result<()> {
+            self.switches.lock().expect("lock").push(self.start.elapsed());
+            self.index = (self.index + 1) % 2;
+            Ok(())
+        }
+
+        fn lock(&mut self) {
+            self.locked = true;
+        }
+
+        fn settings(&self) -> Option<&'static str> {
+            Some(["115200-8N1", "9600-7E1"][self.index])
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn auto_detection_switches_on_silence_and_on_garbage_then_locks() {
+        let (reader, mut writer) = tokio::io::duplex(1 << 16);
+        let switches = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let connector =
+            Detecting { stream: Some(reader), switches: switches.clone(), start: Instant::now(), locked: false, index: 0 };
+        let (mut p, mut rx) = pipeline();
+        let token = CancellationToken::new();
+        let feeder = {
+            let token = token.clone();
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                // Silence: a switch after 12 s. Then 9 KiB of wrong-speed garbage at 13 s: a switch at once.
+                tokio::time::sleep(Duration::from_secs(13)).await;
+                writer.write_all(&vec![0xF0; 9 * 1024]).await.expect("write");
+                // Valid telegrams at 15 s: locked; then 30 s of silence must not switch again.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                writer.write_all(&telegram(0)).await.expect("write");
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                writer.write_all(&telegram(1)).await.expect("write");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                token.cancel();
+                writer
+            })
+        };
+        supervise(connector, &mut p, &token).await;
+        let _writer = feeder.await.expect("feeder");
+        assert_eq!(*switches.lock().expect("lock"), secs(&[12, 13]));
+        assert_eq!(p.health().lock().port_settings, Some("115200-8N1"), "switched twice: back to the first");
+        assert_eq!(rx.recv().await.expect("telegram").message.seq, 1);
+        assert_eq!(rx.recv().await.expect("telegram").message.seq, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn replay_paces_by_meter_time_a_fixed_gap_or_not_at_all() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("capture.txt");
+        // Stamps 0, 10, 12 s apart (and noise between telegrams).
+        let mut bytes = telegram(0);
+        bytes.extend(b"\0\0noise");
+        bytes.extend(telegram(10));
+        bytes.extend(telegram(12));
+        std::fs::write(&path, &bytes).expect("write");
+
+        for (pace, expected) in [
+            (Replay::Meter, secs(&[0, 10, 12])),
+            (Replay::Every(Duration::from_secs(5)), secs(&[0, 5, 10])),
+            (Replay::Max, secs(&[0, 0, 0])),
+        ] {
+            let (mut p, mut rx) = pipeline();
+            let start = Instant::now();
+            let token = CancellationToken::new();
+            let collect = tokio::spawn(async move {
+                let mut at = Vec::new();
+                while let Some(item) = rx.recv().await {
+                    at.push((start.elapsed(), item.message.seq));
+                }
+                at
+            });
+            assert_eq!(replay(&path, pace, &mut p, &token).await.expect("replayed"), SourceEnd::Finished);
+            assert_eq!(p.health().lock().engine.discarded_bytes, 7);
+            drop(p);
+            let got = collect.await.expect("collector");
+            let times: Vec<Duration> = got.iter().map(|(t, _)| Duration::from_secs(t.as_secs())).collect();
+            assert_eq!(times, expected, "{pace:?}");
+            assert_eq!(got.iter().map(|(_, s)| *s).collect::<Vec<_>>(), [1, 2, 3]);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_missing_capture_is_an_error() {
+        let (mut p, _rx) = pipeline();
+        let err = replay(Path::new("/nonexistent/capture"), Replay::Max, &mut p, &CancellationToken::new())
+            .await
+            .expect_err("missing");
+        assert!(err.to_string().contains("/nonexistent/capture"), "{err}");
+    }
+}

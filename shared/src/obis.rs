@@ -1,0 +1,476 @@
+//! OBIS references and the generic line grammar of a P1 telegram.
+//!
+//! A data line is an OBIS reference `A-B:C.D.E` (optionally `*F`) followed by any number of value groups
+//! `(...)`: `1-0:1.8.1(001164.722*kWh)`, `0-1:24.2.1(200310123504W)(01621.615*m3)`, `0-0:96.13.0()`.
+//! This module knows nothing about what a code means; [`crate::telegram`] does. It guarantees:
+//! - [`lines`] splits any bytes into numbered lines (CR LF or bare LF) and never panics;
+//! - [`Line::parse`] either accepts a whole line or says where it went wrong ([`SyntaxError`], with a column);
+//!   once accepted, walking its groups cannot fail and allocates nothing;
+//! - group contents are kept verbatim (any text but `(` and `)`), so nothing the meter wrote is reinterpreted here.
+//!
+//! IEC 62056-61 lets group C be a letter for some abstract objects (`C` = 96, `F` = 97, `L` = 98, `P` = 99);
+//! those are accepted and mapped to their numbers, so `0-0:C.1.0` and `0-0:96.1.0` compare equal as [`Obis`].
+
+use std::fmt;
+use std::str::FromStr;
+
+/// An OBIS reference: six value groups, the last one optional (`*255` means "current value").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Obis {
+    /// Medium (0 abstract, 1 electricity, ...).
+    pub a: u8,
+    /// Channel (M-Bus devices use 1 to 4).
+    pub b: u8,
+    /// Quantity.
+    pub c: u8,
+    /// Processing.
+    pub d: u8,
+    /// Tariff or classification.
+    pub e: u8,
+    /// Historical value (`*F`); `None` when the meter did not write one.
+    pub f: Option<u8>,
+}
+
+/// Why a line does not follow the grammar. Columns count from 1, in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyntaxError {
+    /// The line does not start with `A-B:C.D.E[*F]`.
+    #[error("not an OBIS reference A-B:C.D.E[*F] (at column {column})")]
+    Reference {
+        /// Where the reference stopped matching.
+        column: usize,
+    },
+    /// A field of the reference is larger than 255.
+    #[error("OBIS field at column {column} is larger than 255")]
+    Range {
+        /// Where the field starts.
+        column: usize,
+    },
+    /// A `(` without its `)`.
+    #[error("value group opened at column {column} is not closed")]
+    Unclosed {
+        /// Where the group opens.
+        column: usize,
+    },
+    /// A `(` inside a group.
+    #[error("'(' at column {column} inside a value group")]
+    Nested {
+        /// Where the second `(` is.
+        column: usize,
+    },
+    /// Something other than `(` where a value group must start.
+    #[error("unexpected '{}' at column {column}, expected '('", found.escape_ascii())]
+    Stray {
+        /// Where it is.
+        column: usize,
+        /// The byte found.
+        found: u8,
+    },
+    /// Bytes that are not UTF-8 text.
+    #[error("not text: invalid UTF-8 at column {column}")]
+    NotText {
+        /// The first byte that is not valid.
+        column: usize,
+    },
+}
+
+impl Obis {
+    /// A reference without `*F`.
+    #[must_use]
+    #[allow(clippy::many_single_char_names)] // The standard names the groups A to F.
+    pub const fn new(a: u8, b: u8, c: u8, d: u8, e: u8) -> Self {
+        Obis { a, b, c, d, e, f: None }
+    }
+
+    /// Whether this is the current value: no `*F`, or `*255`. Other `F` values name billing periods and stored
+    /// values, which must not be taken for the live register.
+    #[must_use]
+    pub fn is_current(self) -> bool {
+        matches!(self.f, None | Some(255))
+    }
+
+    /// Reads a reference at the start of `bytes`; returns it and the number of bytes it took. The reference ends
+    /// at the first byte that cannot continue it; the caller decides whether what follows is acceptable.
+    #[allow(clippy::many_single_char_names)] // The standard names the groups A to F.
+    pub fn parse_prefix(bytes: &[u8]) -> Result<(Obis, usize), SyntaxError> {
+        let mut cur = Cursor { bytes, pos: 0 };
+        let a = cur.field(false)?;
+        cur.expect(b'-')?;
+        let b = cur.field(false)?;
+        cur.expect(b':')?;
+        let c = cur.field(true)?;
+        cur.expect(b'.')?;
+        let d = cur.field(false)?;
+        cur.expect(b'.')?;
+        let e = cur.field(false)?;
+        let f = if cur.peek() == Some(b'*') {
+            cur.pos += 1;
+            Some(cur.field(false)?)
+        } else {
+            None
+        };
+        Ok((Obis { a, b, c, d, e, f }, cur.pos))
+    }
+}
+
+/// A byte cursor over a reference; positions in errors are 1-based columns.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn expect(&mut self, want: u8) -> Result<(), SyntaxError> {
+        if self.peek() == Some(want) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(SyntaxError::Reference { column: self.pos + 1 })
+        }
+    }
+
+    /// One decimal field 0..=255 (at most three digits, leading zeros allowed), or a group-C letter.
+    fn field(&mut self, letter: bool) -> Result<u8, SyntaxError> {
+        let start = self.pos;
+        if letter {
+            let mapped = match self.peek() {
+                Some(b'C') => Some(96),
+                Some(b'F') => Some(97),
+                Some(b'L') => Some(98),
+                Some(b'P') => Some(99),
+                _ => None,
+            };
+            if let Some(v) = mapped {
+                self.pos += 1;
+                return Ok(v);
+            }
+        }
+        let mut value: u32 = 0;
+        while let Some(b @ b'0'..=b'9') = self.peek() {
+            value = value * 10 + u32::from(b - b'0');
+            if value > 255 {
+                return Err(SyntaxError::Range { column: start + 1 });
+            }
+            self.pos += 1;
+        }
+        if self.pos == start {
+            return Err(SyntaxError::Reference { column: start + 1 });
+        }
+        // `value <= 255` was checked digit by digit.
+        Ok(value as u8)
+    }
+}
+
+impl fmt::Display for Obis {
+    /// The canonical form: no leading zeros, `*F` only if the meter wrote one.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}:{}.{}.{}", self.a, self.b, self.c, self.d, self.e)?;
+        if let Some(hist) = self.f {
+            write!(f, "*{hist}")?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for Obis {
+    type Err = SyntaxError;
+
+    /// Reads a whole reference; anything after it is an error.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (obis, used) = Obis::parse_prefix(s.as_bytes())?;
+        match s.as_bytes().get(used) {
+            None => Ok(obis),
+            Some(_) => Err(SyntaxError::Reference { column: used + 1 }),
+        }
+    }
+}
+
+/// The value groups of a line, checked: `(a)(b)()`. Iterating yields the text inside each pair of parentheses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Groups<'a> {
+    /// Starts with `(` and ends with `)` (or is empty); no `(` or `)` inside a group.
+    text: &'a str,
+    len: usize,
+}
+
+impl<'a> Groups<'a> {
+    /// Checks a sequence of groups. Whitespace at either end is ignored; `column_offset` is added to the
+    /// columns in errors (the groups' position within their line).
+    pub fn parse(text: &'a str, column_offset: usize) -> Result<Groups<'a>, SyntaxError> {
+        let bytes = text.as_bytes();
+        let mut pos = 0;
+        let mut len = 0;
+        while pos < bytes.len() {
+            if bytes[pos] != b'(' {
+                return Err(SyntaxError::Stray { column: column_offset + pos + 1, found: bytes[pos] });
+            }
+            let body = &bytes[pos + 1..];
+            let close = memchr::memchr(b')', body).ok_or(SyntaxError::Unclosed { column: column_offset + pos + 1 })?;
+            if let Some(open) = memchr::memchr(b'(', &body[..close]) {
+                return Err(SyntaxError::Nested { column: column_offset + pos + 2 + open });
+            }
+            pos += close + 2;
+            len += 1;
+        }
+        Ok(Groups { text, len })
+    }
+
+    /// How many groups there are.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there is no group at all.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The `n`-th group's text (from 0).
+    #[must_use]
+    pub fn get(&self, n: usize) -> Option<&'a str> {
+        self.iter().nth(n)
+    }
+
+    /// The groups' text, in order.
+    #[must_use]
+    pub fn iter(&self) -> GroupIter<'a> {
+        GroupIter { rest: self.text }
+    }
+
+    /// The checked text of all groups, parentheses included.
+    #[must_use]
+    pub fn as_str(&self) -> &'a str {
+        self.text
+    }
+}
+
+impl<'a> IntoIterator for &Groups<'a> {
+    type Item = &'a str;
+    type IntoIter = GroupIter<'a>;
+
+    fn into_iter(self) -> GroupIter<'a> {
+        self.iter()
+    }
+}
+
+impl<'a> IntoIterator for Groups<'a> {
+    type Item = &'a str;
+    type IntoIter = GroupIter<'a>;
+
+    fn into_iter(self) -> GroupIter<'a> {
+        self.iter()
+    }
+}
+
+/// Iterator over the text of each group; see [`Groups::iter`].
+#[derive(Clone, Debug)]
+pub struct GroupIter<'a> {
+    rest: &'a str,
+}
+
+impl<'a> Iterator for GroupIter<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        // The text was checked by `Groups::parse`; the `?`s only keep this panic-free on principle.
+        let body = self.rest.strip_prefix('(')?;
+        let close = memchr::memchr(b')', body.as_bytes())?;
+        let (inner, after) = body.split_at(close);
+        self.rest = after.get(1..)?;
+        Some(inner)
+    }
+}
+
+/// One data line: a reference and its groups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Line<'a> {
+    /// The reference exactly as written (`1-0:1.8.1*255`).
+    pub reference: &'a str,
+    /// The reference, read.
+    pub obis: Obis,
+    /// The value groups.
+    pub groups: Groups<'a>,
+}
+
+impl<'a> Line<'a> {
+    /// Reads one line (without its line end). Whitespace at either end is ignored.
+    pub fn parse(line: &'a [u8]) -> Result<Line<'a>, SyntaxError> {
+        let text = std::str::from_utf8(line).map_err(|e| SyntaxError::NotText { column: e.valid_up_to() + 1 })?;
+        let lead = text.len() - text.trim_start().len();
+        let text = text.trim();
+        let (obis, used) = Obis::parse_prefix(text.as_bytes()).map_err(|e| shift(e, lead))?;
+        // `used` counts ASCII bytes of the reference, so it is a character boundary.
+        let (reference, rest) = text.split_at(used);
+        let groups = Groups::parse(rest, lead + used)?;
+        Ok(Line { reference, obis, groups })
+    }
+}
+
+/// Moves an error's column right by `by` (for text that was trimmed before parsing).
+fn shift(err: SyntaxError, by: usize) -> SyntaxError {
+    match err {
+        SyntaxError::Reference { column } => SyntaxError::Reference { column: column + by },
+        SyntaxError::Range { column } => SyntaxError::Range { column: column + by },
+        other => other,
+    }
+}
+
+/// Splits bytes into lines: see [`lines`].
+#[derive(Clone, Debug)]
+pub struct Lines<'a> {
+    rest: Option<&'a [u8]>,
+    number: u32,
+}
+
+/// Splits a telegram into `(line number from 1, line)`, on LF with an optional CR before it. The line excludes
+/// its line end. A last line without LF is yielded too (unless empty). Never panics, whatever the bytes.
+#[must_use]
+pub fn lines(text: &[u8]) -> Lines<'_> {
+    Lines { rest: Some(text), number: 0 }
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = (u32, &'a [u8]);
+
+    fn next(&mut self) -> Option<(u32, &'a [u8])> {
+        let rest = self.rest?;
+        let (line, next) = match memchr::memchr(b'\n', rest) {
+            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+            None if rest.is_empty() => return None,
+            None => (rest, None),
+        };
+        self.rest = next;
+        self.number = self.number.saturating_add(1);
+        Some((self.number, line.strip_suffix(b"\r").unwrap_or(line)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    macro_rules! line_parses {
+        ($($name:ident: $text:expr => $reference:expr, $obis:expr, [$($group:expr),*];)*) => {$(
+            #[test]
+            fn $name() {
+                let line = Line::parse($text.as_bytes()).expect("parses");
+                assert_eq!(line.reference, $reference);
+                assert_eq!(line.obis, $obis);
+                let groups: Vec<&str> = line.groups.iter().collect();
+                let want: &[&str] = &[$($group),*];
+                assert_eq!(groups, want);
+                assert_eq!(line.groups.len(), groups.len());
+            }
+        )*};
+    }
+
+    #[allow(clippy::many_single_char_names)]
+    const fn o(a: u8, b: u8, c: u8, d: u8, e: u8, f: Option<u8>) -> Obis {
+        Obis { a, b, c, d, e, f }
+    }
+
+    line_parses! {
+        energy_register: "1-0:1.8.1(001164.722*kWh)" => "1-0:1.8.1", o(1, 0, 1, 8, 1, None), ["001164.722*kWh"];
+        mbus_reading: "0-1:24.2.1(200310123504W)(01621.615*m3)" => "0-1:24.2.1", o(0, 1, 24, 2, 1, None),
+            ["200310123504W", "01621.615*m3"];
+        empty_group: "0-0:96.13.0()" => "0-0:96.13.0", o(0, 0, 96, 13, 0, None), [""];
+        no_group: "0-0:96.13.1" => "0-0:96.13.1", o(0, 0, 96, 13, 1, None), [];
+        star_suffix: "1-0:1.8.1*255(001164.722*kWh)" => "1-0:1.8.1*255", o(1, 0, 1, 8, 1, Some(255)),
+            ["001164.722*kWh"];
+        letter_group_c: "0-0:C.1.0(12345678)" => "0-0:C.1.0", o(0, 0, 96, 1, 0, None), ["12345678"];
+        leading_zeros: "01-00:001.008.000(1)" => "01-00:001.008.000", o(1, 0, 1, 8, 0, None), ["1"];
+        reference_in_group: "1-0:99.97.0(0)(0-0:96.7.19)" => "1-0:99.97.0", o(1, 0, 99, 97, 0, None),
+            ["0", "0-0:96.7.19"];
+        trailing_space: "1-0:1.7.0(00.193*kW)  " => "1-0:1.7.0", o(1, 0, 1, 7, 0, None), ["00.193*kW"];
+        utf8_in_group: "0-0:96.13.0(grüße)" => "0-0:96.13.0", o(0, 0, 96, 13, 0, None), ["grüße"];
+    }
+
+    macro_rules! line_fails {
+        ($($name:ident: $text:expr => $err:expr;)*) => {$(
+            #[test]
+            fn $name() {
+                assert_eq!(Line::parse($text), Err($err));
+            }
+        )*};
+    }
+
+    line_fails! {
+        empty_line: b"" => SyntaxError::Reference { column: 1 };
+        continuation_line: b"(00123.456)" => SyntaxError::Reference { column: 1 };
+        missing_dash: b"1:0:1.8.1(1)" => SyntaxError::Reference { column: 2 };
+        missing_e: b"1-0:1.8(1)" => SyntaxError::Reference { column: 8 };
+        field_too_large: b"1-0:256.8.1(1)" => SyntaxError::Range { column: 5 };
+        unclosed: b"1-0:1.8.1(001164.722*kWh" => SyntaxError::Unclosed { column: 10 };
+        nested: b"1-0:1.8.1((1))" => SyntaxError::Nested { column: 11 };
+        stray_between_groups: b"1-0:1.8.1(1)x(2)" => SyntaxError::Stray { column: 13, found: b'x' };
+        stray_after_reference: b"1-0:1.8.1 (1)" => SyntaxError::Stray { column: 10, found: b' ' };
+        not_utf8: b"1-0:1.8.1(\xff)" => SyntaxError::NotText { column: 11 };
+        indented_column_is_real: b"  1-0:1.x" => SyntaxError::Reference { column: 9 };
+        empty_star: b"1-0:1.8.1*(1)" => SyntaxError::Reference { column: 11 };
+    }
+
+    #[test]
+    fn reference_round_trips_through_display() {
+        for text in ["1-0:1.8.1", "0-1:24.2.1", "1-0:1.8.1*255", "0-0:96.1.4"] {
+            let obis: Obis = text.parse().expect("parses");
+            assert_eq!(obis.to_string(), text);
+        }
+        assert!("1-0:1.8.1x".parse::<Obis>().is_err());
+        assert!(Obis::new(1, 0, 1, 8, 1).is_current());
+        assert!("1-0:1.8.1*255".parse::<Obis>().expect("parses").is_current());
+        assert!(!"1-0:1.8.1*1".parse::<Obis>().expect("parses").is_current());
+    }
+
+    #[test]
+    fn groups_of_a_continuation_line() {
+        let groups = Groups::parse("(00123.456)", 0).expect("parses");
+        assert_eq!(groups.get(0), Some("00123.456"));
+        assert_eq!(groups.get(1), None);
+        assert_eq!(Groups::parse("(1)(2", 0), Err(SyntaxError::Unclosed { column: 4 }));
+        assert!(Groups::parse("", 0).expect("empty is fine").is_empty());
+    }
+
+    #[test]
+    fn errors_read_well() {
+        let err = Line::parse(b"1-0:1.8.1(1)\x07").expect_err("fails");
+        assert_eq!(err.to_string(), "unexpected '\\x07' at column 13, expected '('");
+    }
+
+    #[test]
+    fn splits_crlf_and_lf_lines() {
+        let text = b"/XMX5\r\n\r\n1-0:1.8.1(1)\n1-0:1.8.2(2)\r\n!ABCD\r\n";
+        let got: Vec<(u32, &[u8])> = lines(text).collect();
+        let want: Vec<(u32, &[u8])> =
+            vec![(1, b"/XMX5"), (2, b""), (3, b"1-0:1.8.1(1)"), (4, b"1-0:1.8.2(2)"), (5, b"!ABCD")];
+        assert_eq!(got, want);
+        let tail: Vec<(u32, &[u8])> = lines(b"a\r\nb").collect();
+        assert_eq!(tail, vec![(1, &b"a"[..]), (2, &b"b"[..])]);
+        assert_eq!(lines(b"").count(), 0);
+        assert_eq!(lines(b"\n").collect::<Vec<_>>(), vec![(1, &b""[..])]);
+    }
+
+    #[test]
+    fn never_panics_on_any_short_input() {
+        // Every 1- and 2-byte input, and every prefix of a typical line: none may panic.
+        for a in 0..=255u8 {
+            let _ = Line::parse(&[a]);
+            for b in 0..=255u8 {
+                let _ = Line::parse(&[a, b]);
+                let _ = lines(&[a, b]).count();
+            }
+        }
+        let line = b"0-1:24.2.1(200310123504W)(01621.615*m3)";
+        for n in 0..=line.len() {
+            if let Ok(l) = Line::parse(&line[..n]) {
+                let _ = l.groups.iter().count();
+            }
+        }
+    }
+}

@@ -1,0 +1,1029 @@
+//! One framed telegram, parsed into named values and a lossless OBIS map.
+//!
+//! [`parse`] takes a telegram exactly as framed (`/XXX5ident` … `!CRC`; the caller has checked the CRC) and
+//! never fails as a whole and never panics: a line that does not follow the grammar, or whose value does not
+//! fit its known meaning, becomes a [`LineError`] and every other line is still read. Every data line lands in
+//! [`Parsed::obis`] under its reference exactly as written (a repeated reference gets `#2`, `#3`, …), with the
+//! raw text of each group, so unknown codes and odd values are never lost. Known codes are also read into
+//! [`Values`]: numbers as exact [`Decimal`]s (Wh and W are rescaled exactly to kWh and kW), stamps as
+//! [`MeterTime`], hex strings decoded (left raw when they are not printable ASCII hex). Where a code appears
+//! twice, the first occurrence fills the named value.
+//!
+//! Derived values: `power_kw` (and per phase) is import minus export, exactly; with only one side present it is
+//! that side (export negated). `energy_import_kwh`/`energy_export_kwh` are `1-0:1.8.0`/`2.8.0` when sent, else
+//! tariff 1 + tariff 2 when both are sent.
+//!
+//! M-Bus devices (channels 1–4) are identified by their `0-n:24.1.0` type code, not by channel: 3 gas, 4 heat,
+//! 7 water, 12 heat/cool. Without a type code (DSMR 2.2), a DSMR 2.2/3.0 `24.3.0` or Belgian `24.2.3` reading
+//! is gas and a reading in GJ is heat. The first gas, water and heat (or heat/cool) device with a reading also
+//! fills `gas_m3`/`water_m3` (unit m3 or none) and `heat_gj` (unit GJ or none).
+//!
+//! # Dialect detection
+//! From the telegram alone, in this order:
+//! 1. Belgian e-MUCS: a `0-0:96.1.4` version line, or an identification line starting with `FLU`.
+//! 2. Luxembourg Smarty: an identification line starting with `Lux`, or a `0-0:42.0.0` equipment id together
+//!    with `1-3:0.2.8(42)` (Dutch DSMR 4.2 sends `0-0:96.1.1` instead). Smarty telegrams usually arrive
+//!    encrypted; the plaintext carries the same hints. Austrian Sagemcom meters share Smarty's hardware but not
+//!    its header, so no manufacturer code is used.
+//! 3. `1-3:0.2.8(v)`: `5x` is NL 5, `4x` NL 4 (both only while energy and power are in kWh/kW: Austrian meters
+//!    reuse version 50 with Wh/W and are `Other`), `3x` NL 3.0, `2x` NL 2.2.
+//! 4. No version line, no CRC after `!`, and a Dutch equipment id `0-0:96.1.1` or a `1-0:1.8.1` register: NL
+//!    3.0 when an M-Bus device-type line `0-n:24.1.0` is present (introduced in DSMR 3.0), otherwise NL 2.2.
+//! 5. Anything else is `Other` (Swedish, Austrian, …), read generically.
+//!
+//! Tariff `0-0:96.14.0`: Dutch meters count low tariff in register 1 and normal in 2; Belgian meters the other
+//! way round. Luxembourg and other meters get no tariff name.
+
+use std::collections::btree_map::Entry;
+use std::collections::BTreeMap;
+
+use jiff::tz::TimeZone;
+
+use crate::decimal::{Decimal, DecimalError};
+use crate::obis::{self, Groups, Line};
+use crate::timestamp::{MeterTime, TimestampError};
+use crate::wire::{CapacityMonth, Device, DeviceKind, Dialect, LineError, ObisValue, PowerFailure, TariffName, Values};
+
+/// The most characters of a bad line kept in its [`LineError`].
+pub const MAX_ERROR_TEXT: usize = 200;
+
+/// A parsed telegram: what goes into the published message.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Parsed {
+    /// The dialect, detected from the telegram (see the module documentation).
+    pub dialect: Dialect,
+    /// The identification line without its leading `/`.
+    pub header: String,
+    /// Named values.
+    pub values: Values,
+    /// Every data line, keyed by its reference as written.
+    pub obis: BTreeMap<String, ObisValue>,
+    /// Lines that could not be read.
+    pub errors: Vec<LineError>,
+}
+
+/// Parses one framed telegram. Never fails and never panics: see the module documentation.
+#[must_use]
+pub fn parse(text: &[u8], zone: &TimeZone) -> Parsed {
+    let mut builder = Builder::new(zone);
+    let mut lines = obis::lines(text);
+    let mut end = None;
+    let header = match lines.next() {
+        Some((number, first)) => {
+            if let Some(id) = first.strip_prefix(b"/") {
+                builder.last_line = number;
+                String::from_utf8_lossy(id).trim().to_owned()
+            } else {
+                let reason = "the telegram does not start with an identification line '/XXX5…'";
+                builder.error(number, first, reason.into());
+                builder.line(number, first);
+                String::new()
+            }
+        }
+        None => String::new(),
+    };
+    for (number, line) in lines {
+        if let Some(crc) = line.strip_prefix(b"!") {
+            end = Some(crc);
+            break;
+        }
+        builder.line(number, line);
+    }
+    builder.finish(header, end)
+}
+
+/// Why a value of a known code could not be read.
+#[derive(Debug, thiserror::Error)]
+enum ValueError {
+    #[error("expected {expected} value group(s), found {found}")]
+    Groups { expected: &'static str, found: usize },
+    #[error("{text:?} is not a number: {source}")]
+    Number { text: String, source: DecimalError },
+    #[error("{text:?} has unit {unit:?}, expected {expected}")]
+    Unit { text: String, unit: String, expected: &'static str },
+    #[error("{text:?} is not a whole number in range")]
+    Integer { text: String },
+    #[error(transparent)]
+    Time(#[from] TimestampError),
+    #[error("{what} announces {announced} entries but holds {found}")]
+    Entries { what: &'static str, announced: u64, found: usize },
+}
+
+/// A physical quantity with the unit the named values use, and the unit a thousand times smaller.
+#[derive(Clone, Copy)]
+enum Quantity {
+    Energy,
+    Power,
+    Voltage,
+    Current,
+}
+
+impl Quantity {
+    fn unit(self) -> &'static str {
+        match self {
+            Quantity::Energy => "kWh",
+            Quantity::Power => "kW",
+            Quantity::Voltage => "V",
+            Quantity::Current => "A",
+        }
+    }
+
+    /// Austrian meters write Wh and W; those are rescaled exactly.
+    fn milli_unit(self) -> Option<&'static str> {
+        match self {
+            Quantity::Energy => Some("Wh"),
+            Quantity::Power => Some("W"),
+            Quantity::Voltage | Quantity::Current => None,
+        }
+    }
+}
+
+/// What the telegram showed about its dialect.
+#[derive(Default)]
+struct Hints {
+    /// `0-0:96.1.4` (Belgian version line).
+    belgian_version: bool,
+    /// `0-0:42.0.0` (Luxembourg equipment id).
+    lux_id: bool,
+    /// `0-0:96.1.1` or `1-0:1.8.1` (Dutch hallmarks).
+    dutch: bool,
+    /// A `0-n:24.1.0` device-type line.
+    device_type: bool,
+    /// Energy or power in Wh/W.
+    milli_units: bool,
+}
+
+/// An M-Bus channel being assembled.
+#[derive(Default)]
+struct Slot {
+    seen: bool,
+    type_code: Option<u16>,
+    id: Option<String>,
+    value: Option<Decimal>,
+    unit: Option<String>,
+    at: Option<MeterTime>,
+    valve: Option<u8>,
+    /// Read from a form that only gas uses (`24.3.0`, `24.2.3`).
+    gas_form: bool,
+}
+
+/// A DSMR 2.2/3.0 `24.3.0` line whose value line may follow.
+struct PendingGas {
+    key: String,
+    channel: usize,
+}
+
+struct Builder<'z> {
+    zone: &'z TimeZone,
+    values: Values,
+    obis: BTreeMap<String, ObisValue>,
+    /// The last suffix used per repeated reference (empty, and allocation-free, for normal telegrams).
+    repeats: BTreeMap<String, u32>,
+    errors: Vec<LineError>,
+    devices: [Slot; 4],
+    pending_gas: Option<PendingGas>,
+    hints: Hints,
+    last_line: u32,
+}
+
+impl<'z> Builder<'z> {
+    fn new(zone: &'z TimeZone) -> Self {
+        Builder {
+            zone,
+            values: Values::default(),
+            obis: BTreeMap::new(),
+            repeats: BTreeMap::new(),
+            errors: Vec::new(),
+            devices: Default::default(),
+            pending_gas: None,
+            hints: Hints::default(),
+            last_line: 0,
+        }
+    }
+
+    fn error(&mut self, line: u32, raw: &[u8], reason: String) {
+        // 200 characters never take more than 800 bytes, so cutting first keeps the result the same.
+        let head = raw.get(..MAX_ERROR_TEXT * 4).unwrap_or(raw);
+        let text = String::from_utf8_lossy(head).chars().take(MAX_ERROR_TEXT).collect();
+        self.errors.push(LineError { line, text, reason });
+    }
+
+    fn line(&mut self, number: u32, raw: &[u8]) {
+        self.last_line = number;
+        let trimmed = raw.trim_ascii();
+        if trimmed.is_empty() {
+            return;
+        }
+        if trimmed.first() == Some(&b'(') {
+            self.continuation(number, raw, trimmed);
+            return;
+        }
+        self.pending_gas = None;
+        let line = match Line::parse(raw) {
+            Ok(line) => line,
+            Err(err) => return self.error(number, raw, err.to_string()),
+        };
+        let o = line.obis;
+        let old_gas = o.a == 0 && (1..=4).contains(&o.b) && (o.c, o.d, o.e) == (24, 3, 0);
+        let key = self.insert(line.reference, &line.groups, old_gas);
+        if !o.is_current() {
+            return;
+        }
+        if let Err(err) = self.interpret(&line) {
+            self.error(number, raw, err.to_string());
+        }
+        if let (true, Some(key)) = (old_gas && line.groups.len() < 7, key) {
+            self.pending_gas = Some(PendingGas { key, channel: usize::from(o.b - 1) });
+        }
+    }
+
+    /// Adds a line to the OBIS map; returns the key used when asked to.
+    fn insert(&mut self, reference: &str, groups: &Groups<'_>, want_key: bool) -> Option<String> {
+        let value = obis_value(groups);
+        if let Entry::Vacant(slot) = self.obis.entry(reference.to_owned()) {
+            let key = want_key.then(|| slot.key().clone());
+            slot.insert(value);
+            return key;
+        }
+        let n = self.repeats.entry(reference.to_owned()).or_insert(1);
+        loop {
+            *n += 1;
+            if let Entry::Vacant(slot) = self.obis.entry(format!("{reference}#{n}")) {
+                let key = want_key.then(|| slot.key().clone());
+                slot.insert(value);
+                return key;
+            }
+        }
+    }
+
+    /// A line that starts with `(`: the value line of a DSMR 2.2/3.0 gas reading.
+    fn continuation(&mut self, number: u32, raw: &[u8], trimmed: &[u8]) {
+        let Some(pending) = self.pending_gas.take() else {
+            return self.error(number, raw, "a value line without a 0-n:24.3.0 line before it".into());
+        };
+        let groups = match std::str::from_utf8(trimmed) {
+            Ok(text) => Groups::parse(text, raw.len() - raw.trim_ascii_start().len()),
+            Err(e) => Err(obis::SyntaxError::NotText { column: e.valid_up_to() + 1 }),
+        };
+        let groups = match groups {
+            Ok(groups) => groups,
+            Err(err) => return self.error(number, raw, err.to_string()),
+        };
+        if let Some(entry) = self.obis.get_mut(&pending.key) {
+            let mut all = match std::mem::replace(entry, ObisValue::Many(Vec::new())) {
+                ObisValue::One(one) => vec![one],
+                ObisValue::Many(many) => many,
+            };
+            all.extend(groups.iter().map(str::to_owned));
+            *entry = if all.len() == 1 { ObisValue::One(all.swap_remove(0)) } else { ObisValue::Many(all) };
+        }
+        let Some(first) = groups.get(0) else { return };
+        match reading_value(first) {
+            Ok((value, unit)) => {
+                let slot = &mut self.devices[pending.channel];
+                set(&mut slot.value, value);
+                if let Some(unit) = unit {
+                    set(&mut slot.unit, unit.to_owned());
+                }
+            }
+            Err(err) => self.error(number, raw, err.to_string()),
+        }
+    }
+
+    /// Reads a known code into the named values. Unknown codes are left to the OBIS map.
+    // One arm per code, one line per arm: short names keep the table readable.
+    #[allow(clippy::match_same_arms, clippy::many_single_char_names)]
+    fn interpret(&mut self, line: &Line<'_>) -> Result<(), ValueError> {
+        let g = &line.groups;
+        let o = line.obis;
+        let zone = self.zone;
+        let milli = &mut self.hints.milli_units;
+        let v = &mut self.values;
+        match (o.a, o.b, o.c, o.d, o.e) {
+            (1, 3, 0, 2, 8) => set(&mut v.version, one(g)?.to_owned()),
+            (0, 0, 96, 1, 4) => {
+                self.hints.belgian_version = true;
+                set(&mut v.version, one(g)?.to_owned());
+            }
+            (0, 0, 1, 0, 0) => {
+                let at = MeterTime::parse_p1(one(g)?, zone)?;
+                if v.meter_time.is_none() {
+                    v.meter_time = at;
+                }
+            }
+            (0, 0, 96, 1, 1) => {
+                self.hints.dutch = true;
+                set(&mut v.equipment_id, hex_text(one(g)?, false));
+            }
+            (0, 0, 42, 0, 0) => {
+                self.hints.lux_id = true;
+                set(&mut v.equipment_id, hex_text(one(g)?, false));
+            }
+            (0, 0, 96, 1, 0) => set(&mut v.equipment_id, hex_text(one(g)?, false)),
+            (1, 0, 1, 8, 0) => set(&mut v.energy_import_kwh, quantity(one(g)?, Quantity::Energy, milli)?),
+            (1, 0, 1, 8, 1) => {
+                self.hints.dutch = true;
+                set(&mut v.energy_import_t1_kwh, quantity(one(g)?, Quantity::Energy, milli)?);
+            }
+            (1, 0, 1, 8, 2) => set(&mut v.energy_import_t2_kwh, quantity(one(g)?, Quantity::Energy, milli)?),
+            (1, 0, 2, 8, 0) => set(&mut v.energy_export_kwh, quantity(one(g)?, Quantity::Energy, milli)?),
+            (1, 0, 2, 8, 1) => set(&mut v.energy_export_t1_kwh, quantity(one(g)?, Quantity::Energy, milli)?),
+            (1, 0, 2, 8, 2) => set(&mut v.energy_export_t2_kwh, quantity(one(g)?, Quantity::Energy, milli)?),
+            (0, 0, 96, 14, 0) => set(&mut v.tariff, small(one(g)?)?),
+            (1, 0, 1, 7, 0) => set(&mut v.power_import_kw, quantity(one(g)?, Quantity::Power, milli)?),
+            (1, 0, 2, 7, 0) => set(&mut v.power_export_kw, quantity(one(g)?, Quantity::Power, milli)?),
+            (1, 0, 21, 7, 0) => set(&mut v.power_import_l1_kw, quantity(one(g)?, Quantity::Power, milli)?),
+            (1, 0, 41, 7, 0) => set(&mut v.power_import_l2_kw, quantity(one(g)?, Quantity::Power, milli)?),
+            (1, 0, 61, 7, 0) => set(&mut v.power_import_l3_kw, quantity(one(g)?, Quantity::Power, milli)?),
+            (1, 0, 22, 7, 0) => set(&mut v.power_export_l1_kw, quantity(one(g)?, Quantity::Power, milli)?),
+            (1, 0, 42, 7, 0) => set(&mut v.power_export_l2_kw, quantity(one(g)?, Quantity::Power, milli)?),
+            (1, 0, 62, 7, 0) => set(&mut v.power_export_l3_kw, quantity(one(g)?, Quantity::Power, milli)?),
+            (1, 0, 32, 7, 0) => set(&mut v.voltage_l1_v, quantity(one(g)?, Quantity::Voltage, milli)?),
+            (1, 0, 52, 7, 0) => set(&mut v.voltage_l2_v, quantity(one(g)?, Quantity::Voltage, milli)?),
+            (1, 0, 72, 7, 0) => set(&mut v.voltage_l3_v, quantity(one(g)?, Quantity::Voltage, milli)?),
+            (1, 0, 31, 7, 0) => set(&mut v.current_l1_a, quantity(one(g)?, Quantity::Current, milli)?),
+            (1, 0, 51, 7, 0) => set(&mut v.current_l2_a, quantity(one(g)?, Quantity::Current, milli)?),
+            (1, 0, 71, 7, 0) => set(&mut v.current_l3_a, quantity(one(g)?, Quantity::Current, milli)?),
+            (1, 0, 32, 32, 0) => set(&mut v.voltage_sags_l1, integer(one(g)?, None)?),
+            (1, 0, 52, 32, 0) => set(&mut v.voltage_sags_l2, integer(one(g)?, None)?),
+            (1, 0, 72, 32, 0) => set(&mut v.voltage_sags_l3, integer(one(g)?, None)?),
+            (1, 0, 32, 36, 0) => set(&mut v.voltage_swells_l1, integer(one(g)?, None)?),
+            (1, 0, 52, 36, 0) => set(&mut v.voltage_swells_l2, integer(one(g)?, None)?),
+            (1, 0, 72, 36, 0) => set(&mut v.voltage_swells_l3, integer(one(g)?, None)?),
+            (0, 0, 96, 7, 21) => set(&mut v.power_failures, integer(one(g)?, None)?),
+            (0, 0, 96, 7, 9) => set(&mut v.long_power_failures, integer(one(g)?, None)?),
+            (1, 0, 99, 97, 0) => {
+                let log = power_failure_log(g, zone)?;
+                if v.power_failure_log.is_empty() {
+                    v.power_failure_log = log;
+                }
+            }
+            (0, 0, 96, 13, 0) => {
+                let text = one(g)?;
+                if !text.is_empty() {
+                    set(&mut v.text_message, hex_text(text, true));
+                }
+            }
+            (0, 0, 96, 3, 10) => set(&mut v.breaker_state, small(one(g)?)?),
+            (0, 0, 17, 0, 0) => {
+                // DSMR 2.2/3.0 write the limiter in A and Smarty in kVA: those stay in the OBIS map only.
+                let text = one(g)?;
+                let (_, unit) = split_unit(text);
+                if unit.is_none_or(|u| u.eq_ignore_ascii_case("kW") || u.eq_ignore_ascii_case("W")) {
+                    set(&mut v.limiter_kw, quantity(text, Quantity::Power, milli)?);
+                }
+            }
+            (1, 0, 31, 4, 0) => set(&mut v.fuse_a, quantity(one(g)?, Quantity::Current, milli)?),
+            (1, 0, 1, 4, 0) => set(&mut v.capacity_demand_kw, quantity(one(g)?, Quantity::Power, milli)?),
+            (1, 0, 1, 6, 0) => {
+                let (at, kw) = two(g)?;
+                let at = MeterTime::parse_p1(at, zone)?;
+                let kw = quantity(kw, Quantity::Power, milli)?;
+                if v.capacity_peak_kw.is_none() {
+                    v.capacity_peak_kw = Some(kw);
+                    v.capacity_peak_at = at;
+                }
+            }
+            (0, 0, 98, 1, 0) => {
+                let history = capacity_history(g, zone, milli)?;
+                if v.capacity_history.is_empty() {
+                    v.capacity_history = history;
+                }
+            }
+            (0, b @ 1..=4, c, d, e) => self.device(usize::from(b - 1), (c, d, e), g)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// A line of M-Bus channel `index + 1`.
+    fn device(&mut self, index: usize, cde: (u8, u8, u8), g: &Groups<'_>) -> Result<(), ValueError> {
+        let zone = self.zone;
+        let slot = &mut self.devices[index];
+        match cde {
+            (24, 1, 0) => {
+                self.hints.device_type = true;
+                let text = one(g)?;
+                let type_code =
+                    u16::try_from(integer(text, None)?).map_err(|_| ValueError::Integer { text: text.to_owned() })?;
+                set(&mut slot.type_code, type_code);
+            }
+            (96, 1, 0 | 1) => set(&mut slot.id, hex_text(one(g)?, false)),
+            (24, 2, e @ (1 | 3)) => {
+                let (at, value) = two(g)?;
+                let at = MeterTime::parse_p1(at, zone)?;
+                let (value, unit) = reading_value(value)?;
+                slot.gas_form |= e == 3;
+                if slot.value.is_none() {
+                    slot.value = Some(value);
+                    slot.unit = unit.map(str::to_owned);
+                    slot.at = at;
+                }
+            }
+            (24, 3, 0) => {
+                // `(TST)(status)(period)(count)(0-1:24.2.1)(unit)`, the value on the next line (or, rarely,
+                // as a seventh group on this one).
+                if g.len() < 6 {
+                    return Err(ValueError::Groups { expected: "6 or 7", found: g.len() });
+                }
+                let mut it = g.iter();
+                let at = MeterTime::parse_p1(it.next().unwrap_or_default(), zone)?;
+                let unit = it.nth(4).unwrap_or_default();
+                slot.gas_form = true;
+                if slot.at.is_none() {
+                    slot.at = at;
+                }
+                if !unit.is_empty() {
+                    set(&mut slot.unit, unit.to_owned());
+                }
+                if let Some(value) = it.next() {
+                    set(&mut slot.value, reading_value(value)?.0);
+                }
+            }
+            (24, 4, 0) => set(&mut slot.valve, small(one(g)?)?),
+            _ => return Ok(()),
+        }
+        slot.seen = true;
+        Ok(())
+    }
+
+    fn finish(mut self, header: String, end: Option<&[u8]>) -> Parsed {
+        if end.is_none() {
+            let line = self.last_line.saturating_add(1);
+            self.error(line, b"", "the telegram has no end line '!'".into());
+        }
+        let has_crc = end.is_some_and(|crc| !crc.trim_ascii().is_empty());
+        let v = &mut self.values;
+        if v.energy_import_kwh.is_none() {
+            v.energy_import_kwh = sum(v.energy_import_t1_kwh, v.energy_import_t2_kwh);
+        }
+        if v.energy_export_kwh.is_none() {
+            v.energy_export_kwh = sum(v.energy_export_t1_kwh, v.energy_export_t2_kwh);
+        }
+        v.power_kw = net(v.power_import_kw, v.power_export_kw);
+        v.power_l1_kw = net(v.power_import_l1_kw, v.power_export_l1_kw);
+        v.power_l2_kw = net(v.power_import_l2_kw, v.power_export_l2_kw);
+        v.power_l3_kw = net(v.power_import_l3_kw, v.power_export_l3_kw);
+
+        let count = self.devices.iter().filter(|s| s.seen).count();
+        if count > 0 {
+            v.devices.reserve_exact(count);
+        }
+        for (index, slot) in self.devices.into_iter().enumerate() {
+            if slot.seen {
+                v.devices.push(device_of(index, slot));
+            }
+        }
+        fill_first_readings(v);
+
+        let dialect = detect(&header, v.version.as_deref(), &self.hints, has_crc);
+        v.tariff_name = match (dialect, v.tariff) {
+            (Dialect::Dsmr22 | Dialect::Dsmr3 | Dialect::Dsmr4 | Dialect::Dsmr5, Some(1))
+            | (Dialect::Belgian, Some(2)) => Some(TariffName::Low),
+            (Dialect::Dsmr22 | Dialect::Dsmr3 | Dialect::Dsmr4 | Dialect::Dsmr5, Some(2))
+            | (Dialect::Belgian, Some(1)) => Some(TariffName::Normal),
+            _ => None,
+        };
+        Parsed { dialect, header, values: self.values, obis: self.obis, errors: self.errors }
+    }
+}
+
+fn device_of(index: usize, slot: Slot) -> Device {
+    let kind = match slot.type_code {
+        Some(3) => DeviceKind::Gas,
+        Some(4) => DeviceKind::Heat,
+        Some(7) => DeviceKind::Water,
+        Some(12) => DeviceKind::HeatCool,
+        None if slot.gas_form => DeviceKind::Gas,
+        None if slot.unit.as_deref().is_some_and(|u| u.eq_ignore_ascii_case("GJ")) => DeviceKind::Heat,
+        Some(_) | None => DeviceKind::Other,
+    };
+    Device {
+        // `index` is 0..4.
+        channel: index as u8 + 1,
+        kind,
+        type_code: slot.type_code,
+        id: slot.id,
+        value: slot.value,
+        unit: slot.unit,
+        at: slot.at,
+        valve: slot.valve,
+    }
+}
+
+/// Copies the first gas, water and heat readings into the flat named values.
+fn fill_first_readings(v: &mut Values) {
+    let unit_is = |d: &Device, want: &str| d.unit.as_deref().is_none_or(|u| u.eq_ignore_ascii_case(want));
+    let first = |kinds: &[DeviceKind], unit: &str| {
+        v.devices
+            .iter()
+            .find(|d| kinds.contains(&d.kind) && d.value.is_some() && unit_is(d, unit))
+            .map(|d| (d.value, d.at))
+    };
+    let gas = first(&[DeviceKind::Gas], "m3");
+    let water = first(&[DeviceKind::Water], "m3");
+    let heat = first(&[DeviceKind::Heat], "GJ").or_else(|| first(&[DeviceKind::HeatCool], "GJ"));
+    if let Some((value, at)) = gas {
+        (v.gas_m3, v.gas_at) = (value, at);
+    }
+    if let Some((value, at)) = water {
+        (v.water_m3, v.water_at) = (value, at);
+    }
+    if let Some((value, at)) = heat {
+        (v.heat_gj, v.heat_at) = (value, at);
+    }
+}
+
+fn detect(header: &str, version: Option<&str>, hints: &Hints, has_crc: bool) -> Dialect {
+    let starts = |prefix: &str| header.get(..prefix.len()).is_some_and(|h| h.eq_ignore_ascii_case(prefix));
+    if hints.belgian_version || starts("FLU") {
+        return Dialect::Belgian;
+    }
+    if starts("Lux") || (hints.lux_id && version == Some("42")) {
+        return Dialect::Luxembourg;
+    }
+    match version.and_then(|v| v.as_bytes().first()) {
+        Some(b'5') if !hints.milli_units => Dialect::Dsmr5,
+        Some(b'4') if !hints.milli_units => Dialect::Dsmr4,
+        Some(b'3') => Dialect::Dsmr3,
+        Some(b'2') => Dialect::Dsmr22,
+        None if !has_crc && hints.dutch => {
+            if hints.device_type {
+                Dialect::Dsmr3
+            } else {
+                Dialect::Dsmr22
+            }
+        }
+        Some(_) | None => Dialect::Other,
+    }
+}
+
+/// The groups of a line as they go into the OBIS map: one group is a string, zero or several a list.
+fn obis_value(groups: &Groups<'_>) -> ObisValue {
+    if groups.len() == 1 {
+        ObisValue::One(groups.iter().next().unwrap_or_default().to_owned())
+    } else {
+        let mut all = Vec::with_capacity(groups.len());
+        all.extend(groups.iter().map(str::to_owned));
+        ObisValue::Many(all)
+    }
+}
+
+/// Sets a value unless an earlier line already did (the first occurrence of a code wins).
+fn set<T>(slot: &mut Option<T>, value: T) {
+    if slot.is_none() {
+        *slot = Some(value);
+    }
+}
+
+fn sum(a: Option<Decimal>, b: Option<Decimal>) -> Option<Decimal> {
+    a?.checked_add(b?)
+}
+
+fn net(import: Option<Decimal>, export: Option<Decimal>) -> Option<Decimal> {
+    match (import, export) {
+        (Some(i), Some(e)) => i.checked_sub(e),
+        (Some(i), None) => Some(i),
+        (None, Some(e)) => Some(e.neg()),
+        (None, None) => None,
+    }
+}
+
+fn one<'a>(g: &Groups<'a>) -> Result<&'a str, ValueError> {
+    match (g.len(), g.iter().next()) {
+        (1, Some(text)) => Ok(text),
+        (found, _) => Err(ValueError::Groups { expected: "1", found }),
+    }
+}
+
+fn two<'a>(g: &Groups<'a>) -> Result<(&'a str, &'a str), ValueError> {
+    let mut it = g.iter();
+    match (g.len(), it.next(), it.next()) {
+        (2, Some(a), Some(b)) => Ok((a, b)),
+        (found, _, _) => Err(ValueError::Groups { expected: "2", found }),
+    }
+}
+
+/// `number*unit` → (`number`, `Some(unit)`); a bare number has no unit.
+fn split_unit(text: &str) -> (&str, Option<&str>) {
+    match text.split_once('*') {
+        Some((number, unit)) => (number, Some(unit)),
+        None => (text, None),
+    }
+}
+
+fn number(text: &str) -> Result<Decimal, ValueError> {
+    text.parse().map_err(|source| ValueError::Number { text: text.to_owned(), source })
+}
+
+/// A number in `q`'s unit (or none), or in its thousandth (rescaled exactly, and noted in `milli`).
+fn quantity(text: &str, q: Quantity, milli: &mut bool) -> Result<Decimal, ValueError> {
+    let (digits, unit) = split_unit(text);
+    let value = number(digits)?;
+    match unit {
+        None => Ok(value),
+        Some(u) if u.eq_ignore_ascii_case(q.unit()) => Ok(value),
+        Some(u) if q.milli_unit().is_some_and(|m| u.eq_ignore_ascii_case(m)) => {
+            *milli = true;
+            Ok(Decimal::new(value.mantissa(), value.scale() + 3))
+        }
+        Some(u) => Err(ValueError::Unit { text: text.to_owned(), unit: u.to_owned(), expected: q.unit() }),
+    }
+}
+
+/// An M-Bus reading `value*unit`, the unit kept as written.
+fn reading_value(text: &str) -> Result<(Decimal, Option<&str>), ValueError> {
+    let (digits, unit) = split_unit(text);
+    Ok((number(digits)?, unit.filter(|u| !u.is_empty())))
+}
+
+/// A whole number of digits only, with an optional expected unit (`0000000240*s`).
+fn integer(text: &str, unit: Option<&'static str>) -> Result<u64, ValueError> {
+    let bad = || ValueError::Integer { text: text.to_owned() };
+    let (digits, found) = split_unit(text);
+    if let (Some(found), Some(want)) = (found, unit) {
+        if !found.eq_ignore_ascii_case(want) {
+            return Err(ValueError::Unit { text: text.to_owned(), unit: found.to_owned(), expected: want });
+        }
+    } else if found.is_some() {
+        return Err(bad());
+    }
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    digits.parse().map_err(|_| bad())
+}
+
+fn small(text: &str) -> Result<u8, ValueError> {
+    u8::try_from(integer(text, None)?).map_err(|_| ValueError::Integer { text: text.to_owned() })
+}
+
+/// Decodes ASCII hex (`4530…` → `E0…`) when the result is printable; otherwise keeps the text as it is.
+/// `multiline` also allows tab, CR and LF (text messages).
+fn hex_text(text: &str, multiline: bool) -> String {
+    fn nibble(b: u8) -> Option<u8> {
+        match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            b'A'..=b'F' => Some(b - b'A' + 10),
+            _ => None,
+        }
+    }
+    let bytes = text.as_bytes();
+    if bytes.is_empty() || bytes.len() % 2 != 0 {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(bytes.len() / 2);
+    for pair in bytes.chunks_exact(2) {
+        let decoded = match (nibble(pair[0]), nibble(pair[1])) {
+            (Some(hi), Some(lo)) => (hi << 4) | lo,
+            _ => return text.to_owned(),
+        };
+        let printable = (0x20..0x7f).contains(&decoded) || (multiline && matches!(decoded, b'\t' | b'\r' | b'\n'));
+        if !printable {
+            return text.to_owned();
+        }
+        out.push(char::from(decoded));
+    }
+    out
+}
+
+/// `1-0:99.97.0(n)(0-0:96.7.19)(end)(duration*s)…`; the empty forms `(0)(0-0:96.7.19)` and `(0)` are empty logs.
+fn power_failure_log(g: &Groups<'_>, zone: &TimeZone) -> Result<Vec<PowerFailure>, ValueError> {
+    let mut it = g.iter();
+    let announced = integer(it.next().ok_or(ValueError::Groups { expected: "at least 1", found: 0 })?, None)?;
+    let entries = g.len().saturating_sub(2);
+    if announced == 0 && g.len() <= 2 {
+        return Ok(Vec::new());
+    }
+    if g.len() < 2 || entries % 2 != 0 || entries / 2 != usize::try_from(announced).unwrap_or(usize::MAX) {
+        return Err(ValueError::Entries { what: "power failure log", announced, found: entries / 2 });
+    }
+    it.next(); // The format reference `0-0:96.7.19`.
+    let mut log = Vec::with_capacity(entries / 2);
+    while let (Some(end), Some(duration)) = (it.next(), it.next()) {
+        log.push(PowerFailure { end: MeterTime::parse_p1(end, zone)?, duration_s: integer(duration, Some("s"))? });
+    }
+    Ok(log)
+}
+
+/// `0-0:98.1.0(n)(1-0:1.6.0)(1-0:1.6.0)(month)(when)(kW)…`: the Belgian monthly peaks.
+fn capacity_history(g: &Groups<'_>, zone: &TimeZone, milli: &mut bool) -> Result<Vec<CapacityMonth>, ValueError> {
+    let mut it = g.iter();
+    let announced = integer(it.next().ok_or(ValueError::Groups { expected: "at least 1", found: 0 })?, None)?;
+    let entries = g.len().saturating_sub(3);
+    if announced == 0 && matches!(g.len(), 1 | 3) {
+        return Ok(Vec::new());
+    }
+    if g.len() < 3 || entries % 3 != 0 || entries / 3 != usize::try_from(announced).unwrap_or(usize::MAX) {
+        return Err(ValueError::Entries { what: "capacity history", announced, found: entries / 3 });
+    }
+    it.nth(1); // The two column references `1-0:1.6.0`.
+    let mut history = Vec::with_capacity(entries / 3);
+    while let (Some(month), Some(at), Some(kw)) = (it.next(), it.next(), it.next()) {
+        history.push(CapacityMonth {
+            month: MeterTime::parse_p1(month, zone)?,
+            at: MeterTime::parse_p1(at, zone)?,
+            kw: quantity(kw, Quantity::Power, milli)?,
+        });
+    }
+    Ok(history)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ams() -> TimeZone {
+        TimeZone::get("Europe/Amsterdam").expect("bundled tzdb")
+    }
+
+    /// Frames data lines as a telegram (the parser does not check the CRC, so `crc` may be anything).
+    fn telegram(header: &str, lines: &[&str], crc: &str) -> Vec<u8> {
+        let mut t = format!("/{header}\r\n\r\n");
+        for line in lines {
+            t.push_str(line);
+            t.push_str("\r\n");
+        }
+        t.push('!');
+        t.push_str(crc);
+        t.push_str("\r\n");
+        t.into_bytes()
+    }
+
+    fn parse_lines(header: &str, lines: &[&str]) -> Parsed {
+        parse(&telegram(header, lines, "ABCD"), &ams())
+    }
+
+    #[allow(clippy::unnecessary_wraps)] // Compared with `Option<Decimal>` fields.
+    fn dec(text: &str) -> Option<Decimal> {
+        Some(text.parse().expect("decimal"))
+    }
+
+    macro_rules! values {
+        ($($name:ident: [$($line:expr),* $(,)?] => $($field:ident == $want:expr),+;)*) => {$(
+            #[test]
+            fn $name() {
+                let p = parse_lines("XMX5TEST", &[$($line),*]);
+                assert_eq!(p.errors, vec![], "no line errors");
+                $(assert_eq!(p.values.$field, $want, stringify!($field));)+
+            }
+        )*};
+    }
+
+    values! {
+        energy_registers_keep_their_digits: ["1-0:1.8.1(001164.722*kWh)", "1-0:1.8.2(000003.120*kWh)"]
+            => energy_import_t1_kwh == dec("1164.722"), energy_import_kwh == dec("1167.842");
+        total_register_wins_over_the_sum: ["1-0:1.8.0(000010.000*kWh)", "1-0:1.8.1(1*kWh)", "1-0:1.8.2(2*kWh)"]
+            => energy_import_kwh == dec("10");
+        net_power_is_import_minus_export: ["1-0:1.7.0(00.503*kW)", "1-0:2.7.0(01.1*kW)"]
+            => power_kw == dec("-0.597");
+        net_power_per_phase: ["1-0:21.7.0(00.100*kW)", "1-0:22.7.0(00.000*kW)", "1-0:42.7.0(01.250*kW)"]
+            => power_l1_kw == dec("0.1"), power_l2_kw == dec("-1.25"), power_l3_kw == None;
+        watts_are_rescaled_exactly: ["1-0:1.8.0(000006545766*Wh)", "1-0:1.7.0(000000286*W)"]
+            => energy_import_kwh == dec("6545.766"), power_kw == dec("0.286");
+        unitless_numbers_are_accepted: ["1-0:32.7.0(0230.0)", "1-0:31.7.0(003)"]
+            => voltage_l1_v == dec("230"), current_l1_a == dec("3");
+        equipment_id_is_decoded: ["0-0:96.1.1(4530303435303034303832303939373137)"]
+            => equipment_id == Some("E0045004082099717".into());
+        non_hex_id_is_kept: ["0-0:96.1.1(AUX1030303218166)"] => equipment_id == Some("AUX1030303218166".into());
+        unprintable_hex_is_kept: ["0-0:96.1.0(9903218166)"] => equipment_id == Some("9903218166".into());
+        text_message_is_decoded: ["0-0:96.13.0(48656C6C6F0A776F726C64)"]
+            => text_message == Some("Hello\nworld".into());
+        empty_text_message_is_none: ["0-0:96.13.0()"] => text_message == None;
+        counters: ["0-0:96.7.21(00004)", "0-0:96.7.9(00002)", "1-0:32.32.0(00011)", "1-0:72.36.0(00001)"]
+            => power_failures == Some(4), long_power_failures == Some(2), voltage_sags_l1 == Some(11),
+               voltage_swells_l3 == Some(1);
+        first_occurrence_wins: ["1-0:1.7.0(00.100*kW)", "1-0:1.7.0*255(00.200*kW)"] => power_kw == dec("0.1");
+        billing_period_values_are_not_live: ["1-0:1.8.1*01(000009.000*kWh)"] => energy_import_t1_kwh == None;
+        limiter_in_amps_is_left_raw: ["0-0:17.0.0(999*A)"] => limiter_kw == None;
+        limiter_in_kw: ["0-0:17.0.0(999.9*kW)"] => limiter_kw == dec("999.9");
+        empty_power_failure_log: ["1-0:99.97.0(0)(0-0:96.7.19)"] => power_failure_log == vec![];
+        belgian_capacity_values: ["1-0:1.4.0(02.351*kW)", "1-0:1.6.0(200509134558S)(02.589*kW)"]
+            => capacity_demand_kw == dec("2.351"), capacity_peak_kw == dec("2.589"),
+               capacity_peak_at == MeterTime::parse_p1("200509134558S", &ams()).expect("valid");
+        placeholder_stamps_are_null: ["0-1:24.1.0(003)", "0-1:24.2.1(632525252525W)(00000.000*m3)"]
+            => gas_m3 == dec("0"), gas_at == None;
+    }
+
+    #[test]
+    fn power_failure_log_entries() {
+        let p = parse_lines(
+            "XMX5TEST",
+            &["1-0:99.97.0(2)(0-0:96.7.19)(101208152415W)(0000000240*s)(000101000001W)(2147483647*s)"],
+        );
+        assert_eq!(p.errors, vec![]);
+        let log = &p.values.power_failure_log;
+        assert_eq!(log.len(), 2);
+        assert_eq!(log[0].end.map(|t| t.to_string()).as_deref(), Some("2010-12-08T15:24:15+01:00"));
+        assert_eq!(log[0].duration_s, 240);
+        assert_eq!((log[1].end, log[1].duration_s), (None, 2_147_483_647));
+    }
+
+    #[test]
+    fn capacity_history_months() {
+        let p = parse_lines(
+            "FLU5\\253769484_A",
+            &["0-0:98.1.0(2)(1-0:1.6.0)(1-0:1.6.0)(200501000000S)(200423192538S)(03.695*kW)\
+               (200601000000S)(200515201500S)(01.232*kW)"],
+        );
+        assert_eq!(p.errors, vec![]);
+        let h = &p.values.capacity_history;
+        assert_eq!(h.len(), 2);
+        assert_eq!(h[1].kw, "1.232".parse::<Decimal>().expect("decimal"));
+        assert_eq!(h[0].month.map(|t| t.to_string()).as_deref(), Some("2020-05-01T00:00:00+02:00"));
+        assert_eq!(p.dialect, Dialect::Belgian);
+    }
+
+    #[test]
+    fn two_line_gas_is_merged() {
+        let text = b"/ISk5\\2MT382-1000\r\n\r\n0-0:96.1.1(4B384547303034303436333935353037)\r\n\
+            1-0:1.8.1(12345.678*kWh)\r\n0-1:24.1.0(03)\r\n0-1:24.3.0(090212160000)(00)(60)(1)(0-1:24.2.1)(m3)\r\n\
+            (00001.001)\r\n0-1:24.4.0(1)\r\n!\r\n";
+        let p = parse(text, &ams());
+        assert_eq!(p.errors, vec![]);
+        assert_eq!(p.dialect, Dialect::Dsmr3);
+        assert_eq!(p.values.gas_m3, dec("1.001"));
+        assert_eq!(p.values.gas_at.map(|t| t.to_string()).as_deref(), Some("2009-02-12T16:00:00+01:00"));
+        let d = &p.values.devices[0];
+        assert_eq!((d.channel, d.kind, d.unit.as_deref(), d.valve), (1, DeviceKind::Gas, Some("m3"), Some(1)));
+        let raw = ["090212160000", "00", "60", "1", "0-1:24.2.1", "m3", "00001.001"].map(String::from).to_vec();
+        assert_eq!(p.obis.get("0-1:24.3.0"), Some(&ObisValue::Many(raw)));
+        assert_eq!(p.obis.len(), 5);
+    }
+
+    #[test]
+    fn orphan_value_line_is_an_error() {
+        let p = parse_lines("XMX5TEST", &["1-0:1.8.1(1*kWh)", "(00001.001)"]);
+        assert_eq!(p.errors.len(), 1);
+        assert_eq!(p.errors[0].line, 4);
+        assert_eq!(p.values.energy_import_t1_kwh, dec("1"));
+    }
+
+    #[test]
+    fn repeated_references_get_suffixes() {
+        let p = parse_lines("XMX5TEST", &["0-0:96.13.0()", "0-0:96.13.0(41)", "0-0:96.13.0(42)"]);
+        let keys: Vec<&str> = p.obis.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["0-0:96.13.0", "0-0:96.13.0#2", "0-0:96.13.0#3"]);
+        assert_eq!(p.obis["0-0:96.13.0#3"], ObisValue::One("42".into()));
+    }
+
+    #[test]
+    fn devices_are_identified_by_type_not_channel() {
+        let p = parse_lines(
+            "XMX5TEST",
+            &[
+                "0-1:24.1.0(007)",
+                "0-1:96.1.0(3853414731323334353637383930)",
+                "0-1:24.2.1(200512134558S)(00872.234*m3)",
+                "0-2:24.1.0(003)",
+                "0-2:24.2.1(200512134500S)(01234.567*m3)",
+                "0-3:24.1.0(004)",
+                "0-3:24.2.1(200512134500S)(012.345*GJ)",
+            ],
+        );
+        assert_eq!(p.errors, vec![]);
+        assert_eq!(p.values.water_m3, dec("872.234"));
+        assert_eq!(p.values.gas_m3, dec("1234.567"));
+        assert_eq!(p.values.heat_gj, dec("12.345"));
+        let kinds: Vec<_> = p.values.devices.iter().map(|d| (d.channel, d.kind)).collect();
+        assert_eq!(kinds, [(1, DeviceKind::Water), (2, DeviceKind::Gas), (3, DeviceKind::Heat)]);
+        assert_eq!(p.values.devices[0].id.as_deref(), Some("8SAG1234567890"));
+    }
+
+    macro_rules! dialects {
+        ($($name:ident: $header:expr, [$($line:expr),*], $crc:expr => $want:expr;)*) => {$(
+            #[test]
+            fn $name() {
+                let p = parse(&telegram($header, &[$($line),*], $crc), &ams());
+                assert_eq!(p.dialect, $want);
+            }
+        )*};
+    }
+
+    dialects! {
+        dsmr5: "XMX5LGF0010453094277", ["1-3:0.2.8(50)", "0-0:96.1.1(4530)"], "ABCD" => Dialect::Dsmr5;
+        dsmr42: "KFM5KAIFA-METER", ["1-3:0.2.8(42)", "0-0:96.1.1(4530)"], "ABCD" => Dialect::Dsmr4;
+        dsmr40: "XMX5XMXABCE100085870", ["1-3:0.2.8(40)"], "ABCD" => Dialect::Dsmr4;
+        dsmr3_by_device_type: "ISk5\\2MT382-1000", ["0-0:96.1.1(4B38)", "0-1:24.1.0(03)"], "" => Dialect::Dsmr3;
+        dsmr22_without_device_type: "ISk5\\2ME382-1003", ["0-0:96.1.1(4B41)", "1-0:1.8.1(1*kWh)"], ""
+            => Dialect::Dsmr22;
+        belgian_by_version_line: "XYZ5TEST", ["0-0:96.1.4(50217)"], "ABCD" => Dialect::Belgian;
+        belgian_by_header: "FLU5\\253769484_A", [], "ABCD" => Dialect::Belgian;
+        luxembourg_by_header: "Lux5\\253663653_B", ["1-3:0.2.8(42)"], "ABCD" => Dialect::Luxembourg;
+        luxembourg_by_id_and_version: "SAG5TEST", ["1-3:0.2.8(42)", "0-0:42.0.0(5341)"], "ABCD"
+            => Dialect::Luxembourg;
+        austrian_version_50_in_watts: "EST5\\253710000_A", ["1-3:0.2.8(50)", "1-0:1.8.0(000006545766*Wh)"], "ABCD"
+            => Dialect::Other;
+        swedish_without_version: "ADN9 6534", ["1-0:1.8.0(00006678.394*kWh)"], "ABCD" => Dialect::Other;
+        no_crc_without_dutch_lines: "ABC5", ["1-0:1.8.0(1*kWh)"], "" => Dialect::Other;
+    }
+
+    #[test]
+    fn tariff_names_follow_the_country() {
+        let nl = parse_lines("XMX5TEST", &["1-3:0.2.8(50)", "0-0:96.14.0(0001)"]);
+        assert_eq!((nl.values.tariff, nl.values.tariff_name), (Some(1), Some(TariffName::Low)));
+        let be = parse_lines("FLU5TEST", &["0-0:96.1.4(50217)", "0-0:96.14.0(0001)"]);
+        assert_eq!((be.values.tariff, be.values.tariff_name), (Some(1), Some(TariffName::Normal)));
+        let be2 = parse_lines("FLU5TEST", &["0-0:96.14.0(0002)"]);
+        assert_eq!(be2.values.tariff_name, Some(TariffName::Low));
+        let other = parse_lines("ADN9 6534", &["0-0:96.14.0(0002)"]);
+        assert_eq!((other.values.tariff, other.values.tariff_name), (Some(2), None));
+    }
+
+    macro_rules! bad_lines {
+        ($($name:ident: $line:expr => $reason:expr;)*) => {$(
+            #[test]
+            fn $name() {
+                let p = parse_lines("XMX5TEST", &["1-0:1.8.1(000001.000*kWh)", $line, "1-0:1.8.2(000002.000*kWh)"]);
+                assert_eq!(p.errors.len(), 1, "{:?}", p.errors);
+                assert_eq!(p.errors[0].line, 4);
+                assert_eq!(p.errors[0].reason, $reason);
+                assert_eq!(p.values.energy_import_kwh, dec("3"), "the rest survives");
+            }
+        )*};
+    }
+
+    bad_lines! {
+        garbage_line: "hello" => "not an OBIS reference A-B:C.D.E[*F] (at column 1)";
+        unclosed_group: "1-0:1.7.0(00.1*kW" => "value group opened at column 10 is not closed";
+        bad_number: "1-0:1.7.0(00.1x*kW)" => "\"00.1x\" is not a number: unexpected character 'x'";
+        wrong_unit: "1-0:1.7.0(00.1*m3)" => "\"00.1*m3\" has unit \"m3\", expected kW";
+        wrong_group_count: "1-0:1.7.0(1*kW)(2*kW)" => "expected 1 value group(s), found 2";
+        bad_timestamp: "0-0:1.0.0(201399999999W)" => "\"201399999999W\" is not a valid date and time";
+        short_timestamp: "0-0:1.0.0(2003W)" => "expected YYMMDDhhmmss[S|W], got \"2003W\"";
+        log_count_mismatch: "1-0:99.97.0(2)(0-0:96.7.19)(101208152415W)(0000000240*s)"
+            => "power failure log announces 2 entries but holds 1";
+        tariff_out_of_range: "0-0:96.14.0(0300)" => "\"0300\" is not a whole number in range";
+        stray_after_multibyte_text: "1-0:1.7.0(\u{fffd})x" => "unexpected 'x' at column 15, expected '('";
+    }
+
+    #[test]
+    fn bad_known_value_is_still_in_the_obis_map() {
+        let p = parse_lines("XMX5TEST", &["1-0:1.7.0(00.1x*kW)"]);
+        assert_eq!(p.obis["1-0:1.7.0"], ObisValue::One("00.1x*kW".into()));
+        assert_eq!(p.values.power_import_kw, None);
+    }
+
+    #[test]
+    fn error_text_is_truncated_and_lossy() {
+        let mut line = b"1-0:1.7.0(".to_vec();
+        line.extend(std::iter::repeat_n(b'\xff', 1000));
+        let mut text = b"/XMX5TEST\r\n\r\n".to_vec();
+        text.extend(&line);
+        text.extend(b"\r\n!ABCD\r\n");
+        let p = parse(&text, &ams());
+        assert_eq!(p.errors.len(), 1);
+        assert_eq!(p.errors[0].text.chars().count(), MAX_ERROR_TEXT);
+        assert!(p.errors[0].text.starts_with("1-0:1.7.0(\u{fffd}"));
+    }
+
+    #[test]
+    fn lf_line_ends_and_missing_end_line() {
+        let p = parse(b"/XMX5TEST\n\n1-0:1.7.0(01.000*kW)\n", &ams());
+        assert_eq!(p.header, "XMX5TEST");
+        assert_eq!(p.values.power_kw, dec("1"));
+        assert_eq!(p.errors.len(), 1);
+        assert_eq!((p.errors[0].line, p.errors[0].reason.as_str()), (4, "the telegram has no end line '!'"));
+    }
+
+    #[test]
+    fn missing_identification_line_is_reported_and_the_line_kept() {
+        let p = parse(b"1-0:1.7.0(01.000*kW)\r\n!ABCD\r\n", &ams());
+        assert_eq!(p.header, "");
+        assert_eq!(p.errors.len(), 1);
+        assert_eq!(p.values.power_kw, dec("1"));
+    }
+
+    #[test]
+    fn lines_after_the_end_are_ignored() {
+        let p = parse(b"/XMX5TEST\r\n\r\n1-0:1.7.0(01.000*kW)\r\n!ABCD\r\n\0garbage\r\n", &ams());
+        assert_eq!(p.errors, vec![]);
+        assert_eq!(p.obis.len(), 1);
+    }
+
+    #[test]
+    fn never_panics_on_prefixes_and_byte_flips() {
+        let text = telegram(
+            "XMX5TEST",
+            &[
+                "1-3:0.2.8(50)",
+                "0-1:24.3.0(090212160000)(00)(60)(1)(0-1:24.2.1)(m3)",
+                "(00001.001)",
+                "1-0:99.97.0(1)(0-0:96.7.19)(101208152415W)(0000000240*s)",
+                "0-0:98.1.0(1)(1-0:1.6.0)(1-0:1.6.0)(200501000000S)(200423192538S)(03.695*kW)",
+            ],
+            "ABCD",
+        );
+        for n in 0..=text.len() {
+            let _ = parse(&text[..n], &ams());
+        }
+        for i in 0..text.len() {
+            for flip in [0x01, 0x20, 0x80, 0xff] {
+                let mut t = text.clone();
+                t[i] ^= flip;
+                let _ = parse(&t, &ams());
+            }
+        }
+    }
+}
