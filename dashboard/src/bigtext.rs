@@ -119,7 +119,7 @@ mod tests {
 
     #[test]
     fn small_font_packs_two_rows_per_cell() {
-        assert_eq!(draw(Font::Small, "-1.5"), ["    ▀█  █▀▀", "▀▀▀  █  ▀▀█", "    ▀▀▀ ▀ ▀▀▀"].map(String::from));
+        assert_eq!(draw(Font::Small, "-1.5"), ["    ▄█    █▀▀", "▀▀▀  █    ▀▀█", "    ▀▀▀ ▀ ▀▀▀"].map(String::from));
     }
 
     #[test]

@@ -60,6 +60,74 @@ pub fn meter_minute(t: &MeterTime) -> String {
     t.local.strftime("%Y-%m-%d %H:%M").to_string()
 }
 
+/// How long ago, coarsely: `12 s`, `5 m`, `3 h 05 m`, `2 d 04 h`.
+#[must_use]
+pub fn ago(s: u64) -> String {
+    match s {
+        60..3600 => format!("{} m", s / 60),
+        _ => seconds(s),
+    }
+}
+
+/// A figure with at most two decimals and no trailing zeros: `5.75`, `9.2`, `12`.
+#[must_use]
+pub fn short(v: f64) -> String {
+    let text = format!("{v:.2}");
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+/// Decimals written with a common number of decimals, so a column of them lines up on the point. The digits are
+/// the meter's; only zeros are appended (a value that crossed the wire as `235` for `235.0` is `235.0` again).
+#[must_use]
+pub fn aligned(values: &[Option<Decimal>]) -> Vec<String> {
+    let scale = values.iter().flatten().map(|d| d.scale()).max().unwrap_or(0);
+    values
+        .iter()
+        .map(|v| match v {
+            None => "–".to_owned(),
+            Some(d) => {
+                let mut text = d.to_string();
+                let missing = usize::from(scale - d.scale());
+                if missing > 0 {
+                    if d.scale() == 0 {
+                        text.push('.');
+                    }
+                    text.extend(std::iter::repeat_n('0', missing));
+                }
+                text
+            }
+        })
+        .collect()
+}
+
+/// `n thing` or `n things`.
+#[must_use]
+pub fn count(n: u64, thing: &str) -> String {
+    if n == 1 {
+        format!("1 {thing}")
+    } else {
+        format!("{n} {thing}s")
+    }
+}
+
+/// Splits `text` into pieces of at most `width` characters; pieces after the first are indented by `indent`
+/// spaces (counted in the width).
+#[must_use]
+pub fn wrap(text: &str, width: usize, indent: usize) -> Vec<String> {
+    let width = width.max(indent + 1);
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < chars.len() || out.is_empty() {
+        let room = if out.is_empty() { width } else { width - indent };
+        let end = (start + room).min(chars.len());
+        let piece: String = chars[start..end].iter().collect();
+        out.push(if out.is_empty() { piece } else { format!("{:indent$}{piece}", "") });
+        start = end;
+    }
+    out
+}
+
 /// A signed difference in seconds with one decimal: `+0.4 s`, `-12.0 s`.
 #[must_use]
 pub fn offset_secs(ms: i64) -> String {
@@ -105,5 +173,25 @@ mod tests {
         assert_eq!(offset_secs(125_000), "+2 m 05 s");
         assert_eq!(axis_kw(2.0), "2");
         assert_eq!(axis_kw(-1.25), "-1.3");
+        assert_eq!(short(5.75), "5.75");
+        assert_eq!(short(9.2), "9.2");
+        assert_eq!(short(12.0), "12");
+        assert_eq!(ago(310), "5 m");
+        assert_eq!(count(1, "gap"), "1 gap");
+        assert_eq!(count(3, "gap"), "3 gaps");
+    }
+
+    #[test]
+    fn columns_line_up_on_the_point() {
+        let d = |s: &str| Some(s.parse::<Decimal>().expect("decimal"));
+        assert_eq!(aligned(&[d("238.4"), d("235"), None, d("0.25")]), ["238.40", "235.00", "–", "0.25"]);
+        assert_eq!(aligned(&[d("16"), d("2")]), ["16", "2"]);
+    }
+
+    #[test]
+    fn wrapping_indents_continuations() {
+        assert_eq!(wrap("abcdefghij", 4, 2), ["abcd", "  ef", "  gh", "  ij"]);
+        assert_eq!(wrap("", 4, 2), [""]);
+        assert_eq!(wrap("abc", 1, 3), ["abc"], "a width below the indent is widened, never a panic");
     }
 }

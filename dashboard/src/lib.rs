@@ -176,10 +176,10 @@ pub async fn cancel_on_signal(shutdown: CancellationToken) {
             }
         }
         let waits: Vec<_> = streams.iter_mut().map(|s| Box::pin(s.recv())).collect();
-        if !waits.is_empty() {
-            futures::future::select_all(waits).await;
-        } else {
+        if waits.is_empty() {
             std::future::pending::<()>().await;
+        } else {
+            futures::future::select_all(waits).await;
         }
     }
     #[cfg(not(unix))]

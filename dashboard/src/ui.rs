@@ -5,24 +5,26 @@
 //! area it is given, and the layout degrades step by step as the terminal shrinks (big digits → small digits →
 //! plain text; fewer cards; no chart), down to a 1×1 terminal, without panicking.
 //!
-//! The overview is: a header line (meters, dialect, health), the net power in big digits beside per-phase gauges,
-//! the power chart, then "cards" (energy registers, voltage and current, Belgian capacity, gas/water/heat, meter
-//! clock and failures, health) packed into as many rows as fit, and a footer with the keys. The details page shows
-//! everything as scrollable text, so nothing is out of reach on a small terminal.
+//! The overview is: a header line (meters, dialect, health), the net power in big digits beside per-phase gauges
+//! with voltage and current, the power chart, then "cards" (energy registers, Belgian capacity, gas/water/heat,
+//! health, meter clock and failures) packed in priority order into the rows that fit, and a footer with the keys.
+//! The details page shows everything as scrollable text, so nothing is out of reach on a small terminal.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use ratatui::buffer::Buffer;
-use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::layout::{Constraint, Layout, Margin, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::symbols::Marker;
-use ratatui::text::{Line, Span, Text};
+use ratatui::text::{Line, Span};
 use ratatui::widgets::{
     Axis, Bar, BarChart, BarGroup, Block, BorderType, Chart, Clear, Dataset, GraphType, Paragraph, Widget,
 };
 use shared::decimal::Decimal;
-use shared::wire::{CapacityMonth, Dialect, PortState, TariffName, TelegramMessage, Values};
+use shared::timestamp::MeterTime;
+use shared::wire::{CapacityMonth, CrcStatus, DeviceKind, Dialect, ObisValue, PortState, TariffName};
+use shared::wire::{TelegramMessage, Values};
 
 use crate::app::{elapsed, App, ChartMode, Health, Meter, Page, Sample};
 use crate::bigtext::Font;
@@ -37,8 +39,6 @@ const PHASE_COLORS: [Color; 3] = [Color::Yellow, Color::LightBlue, Color::LightM
 const DIM: Style = Style::new().fg(Color::DarkGray);
 const LABEL: Style = Style::new().fg(Color::Gray);
 
-/// Rows of one row of cards (borders included).
-const CARD_HEIGHT: u16 = 8;
 /// The chart is not squeezed below this many rows to make room for cards.
 const MIN_CHART: u16 = 7;
 /// Gauge full scale when the meter does not tell its fuse: 25 A at 230 V.
@@ -96,6 +96,19 @@ fn dialect_name(d: Dialect) -> &'static str {
     }
 }
 
+/// Renders `spans` left to right, leaving out whole spans from the first one that does not fit.
+fn spans_that_fit(spans: Vec<Span<'_>>, area: Rect, buf: &mut Buffer) {
+    let mut used = 0;
+    let fitting: Vec<Span> = spans
+        .into_iter()
+        .take_while(|s| {
+            used += s.width();
+            used <= usize::from(area.width)
+        })
+        .collect();
+    Line::from(fitting).render(area, buf);
+}
+
 fn header(app: &App, area: Rect, buf: &mut Buffer) {
     buf.set_style(area, Style::new().bg(Color::Black));
     let mut left = vec![Span::styled(" p1hub ", Style::new().fg(Color::Black).bg(ACCENT).bold()), Span::raw(" ")];
@@ -110,84 +123,87 @@ fn header(app: &App, area: Rect, buf: &mut Buffer) {
     let mut right = Vec::new();
     if let Some(m) = app.selected_meter() {
         if let Some(t) = &m.telegram {
-            right.push(Span::styled(format!("{} · {} ", dialect_name(t.dialect), t.header), DIM));
+            right.push(Span::styled(format!("{} · {}  ", dialect_name(t.dialect), t.header), DIM));
         }
         right.push(health_span(m.health(app.now, &app.settings)));
         right.push(Span::raw(" "));
     }
     let right = Line::from(right);
-    let right_width = (right.width() as u16).min(area.width);
+    let right_width = (right.width() as u16).min(area.width.saturating_sub(8));
     let [left_area, right_area] =
         Layout::horizontal([Constraint::Fill(1), Constraint::Length(right_width)]).areas(area);
-    Line::from(left).render(left_area, buf);
+    spans_that_fit(left, left_area, buf);
     right.right_aligned().render(right_area, buf);
 }
 
 fn footer(app: &App, area: Rect, buf: &mut Buffer) {
     let key = |k: &'static str| Span::styled(k, Style::new().fg(Color::Black).bg(Color::Gray));
     let label = |l: &'static str| Span::styled(l, LABEL);
-    let mut spans = vec![
+    let left = vec![
         Span::raw(" "),
         key(" q "),
-        label(" quit  "),
+        label(" quit "),
         key(" ? "),
-        label(" help  "),
+        label(" help "),
         key(" Tab "),
-        label(" meter  "),
+        label(" meter "),
         key(" +/- "),
-        label(" span  "),
+        label(" span "),
         key(" p "),
-        label(" phases  "),
+        label(" phases "),
         key(" d "),
         label(if app.page == Page::Details { " overview " } else { " details " }),
     ];
     let mut problems = Vec::new();
     if app.invalid_datagrams > 0 {
-        problems.push(format!("{} invalid datagrams", app.invalid_datagrams));
+        problems.push(format::count(app.invalid_datagrams, "invalid datagram"));
     }
     if app.net_errors > 0 {
-        problems.push(format!("{} receive errors", app.net_errors));
+        problems.push(format::count(app.net_errors, "receive error"));
     }
     if app.ignored_meters > 0 {
-        problems.push(format!("{} datagrams from too many meters", app.ignored_meters));
+        problems.push(format!("{} from too many meters", format::count(app.ignored_meters, "datagram")));
     }
-    let right = Line::from(Span::styled(format!("{} ", problems.join(" · ")), Style::new().fg(WARN)));
-    let right_width = if problems.is_empty() { 0 } else { (right.width() as u16).min(area.width / 2) };
+    let right = if problems.is_empty() {
+        // Nothing wrong with the group: show the selected meter's loss, which has no other place at 80 columns.
+        app.selected_meter().filter(|m| m.seq.received > 0).map_or_else(Line::default, |m| {
+            Line::styled(format!("seq {} · lost {} ", m.seq.last_seq, m.seq.missing), LABEL)
+        })
+    } else {
+        Line::styled(format!("{} ", problems.join(" · ")), Style::new().fg(WARN))
+    };
+    let right_width = (right.width() as u16).min(area.width / 2);
     let [left_area, right_area] =
         Layout::horizontal([Constraint::Fill(1), Constraint::Length(right_width)]).areas(area);
-    spans.truncate(if left_area.width < 60 { 5 } else { spans.len() });
-    Line::from(spans).render(left_area, buf);
+    spans_that_fit(left, left_area, buf);
     right.right_aligned().render(right_area, buf);
 }
 
 fn help(area: Rect, buf: &mut Buffer) {
-    let rows: [(&str, &str); 13] = [
+    let rows: [(&str, &str); 12] = [
         ("q  Esc  Ctrl-C", "quit (Esc first closes this help or the details)"),
         ("?  h  F1", "show or hide this help"),
         ("Tab  →  l", "next meter"),
         ("Shift-Tab  ←", "previous meter"),
         ("1 … 9", "meter by number"),
-        ("+  -", "longer or shorter chart span"),
-        ("p", "chart: import/export or per phase"),
-        ("d  Enter", "details page: every value, the OBIS lines, counters"),
-        ("↑ ↓  PgUp PgDn", "scroll the details page"),
-        ("Home  End", "top or bottom of the details page"),
+        ("+  -", "longer or shorter chart span (1 min … 24 h)"),
+        ("p", "chart: import/export or net power per phase"),
+        ("d  Enter", "details: every value, OBIS lines, counters"),
+        ("↑ ↓ PgUp PgDn", "scroll the details"),
+        ("Home  End", "top or bottom of the details"),
         ("", ""),
-        ("colours", "red: importing from the grid · green: exporting to it"),
-        ("", "yellow: stale or late · red badge: meter silent / listener gone"),
+        ("colours", "red: importing · green: exporting · yellow: late"),
     ];
     let mut lines: Vec<Line> = rows
         .iter()
         .map(|(k, v)| {
-            Line::from(vec![Span::styled(format!(" {k:<16}"), Style::new().fg(ACCENT).bold()), Span::raw(*v)])
+            Line::from(vec![Span::styled(format!(" {k:<15}"), Style::new().fg(ACCENT).bold()), Span::raw(*v)])
         })
         .collect();
     lines.push(Line::raw(""));
-    lines.push(Line::styled(
-        " Stale after dashboard.stale_secs without a telegram; gone after three missed status datagrams.",
-        DIM,
-    ));
-    let width = area.width.min(88);
+    lines.push(Line::styled(" Stale: no telegram for dashboard.stale_secs.", DIM));
+    lines.push(Line::styled(" Listener gone: no datagram at all for three status periods.", DIM));
+    let width = area.width.min(68);
     let height = area.height.min(lines.len() as u16 + 2);
     let popup = Rect::new(area.x + (area.width - width) / 2, area.y + (area.height - height) / 2, width, height);
     Clear.render(popup, buf);
@@ -222,15 +238,14 @@ fn waiting(app: &App, area: Rect, buf: &mut Buffer) {
         Line::from(format!("joined on interface {}", s.interface)),
         Line::from(format!("for {}", format::duration(elapsed(app.started_at, app.now)))),
         Line::raw(""),
-        Line::styled("No datagram yet. Is p1-listener running, on the same group and port,", DIM),
-        Line::styled("and does multicast reach this host (firewall, Wi-Fi, IGMP snooping)?", DIM),
+        Line::styled("No datagram from a listener yet. Is p1-listener running", DIM),
+        Line::styled("on the same group and port, and does multicast reach", DIM),
+        Line::styled("this host (firewall, Wi-Fi, IGMP snooping)?", DIM),
     ];
     if let Some(why) = &app.last_invalid {
         lines.push(Line::raw(""));
-        lines.push(Line::styled(
-            format!("{} invalid datagrams; last: {why}", app.invalid_datagrams),
-            Style::new().fg(WARN),
-        ));
+        lines.push(Line::styled(format::count(app.invalid_datagrams, "invalid datagram"), Style::new().fg(WARN)));
+        lines.push(Line::styled(format!("last: {why}"), Style::new().fg(WARN)));
     }
     if let Some(why) = &app.last_net_error {
         lines.push(Line::styled(format!("receive error: {why}"), Style::new().fg(BAD)));
@@ -238,27 +253,32 @@ fn waiting(app: &App, area: Rect, buf: &mut Buffer) {
     centered_text(lines, " waiting for a listener ", Style::new().fg(ACCENT), area, buf);
 }
 
-fn status_lines(app: &App, meter: &Meter) -> Vec<Line<'static>> {
-    let Some(status) = &meter.status else {
-        return vec![Line::styled("no status datagram from this listener yet", DIM)];
-    };
-    let port = match status.port {
+fn port_span(port: PortState) -> Span<'static> {
+    match port {
         PortState::Open => Span::styled("open", Style::new().fg(EXPORT)),
         PortState::Connecting => Span::styled("connecting", Style::new().fg(WARN)),
         PortState::Closed => Span::styled("closed", Style::new().fg(BAD)),
+    }
+}
+
+fn status_lines(app: &App, meter: &Meter) -> Vec<Line<'static>> {
+    let Some(status) = &meter.status else {
+        return vec![Line::styled("no status datagram from this listener yet", DIM)];
     };
     let age = meter.status_at.map(|at| format::duration(elapsed(at, app.now))).unwrap_or_default();
     let mut lines = vec![
         Line::from(vec![
             Span::raw(format!("source {} · port ", status.source)),
-            port,
+            port_span(status.port),
             Span::raw(status.port_settings.as_ref().map(|s| format!(" {s}")).unwrap_or_default()),
         ]),
-        Line::from(format!("up {} · status {age} ago", format::seconds(status.uptime_s))),
+        Line::from(format!("up {} · last status {age} ago", format::seconds(status.uptime_s))),
     ];
     match status.last_telegram_age_ms {
-        Some(ms) => lines
-            .push(Line::from(format!("listener's last telegram {} ago", format::duration(Duration::from_millis(ms))))),
+        Some(ms) => lines.push(Line::from(format!(
+            "the listener's last telegram: {} before that status",
+            format::duration(Duration::from_millis(ms))
+        ))),
         None => lines.push(Line::from("the listener has had no telegram since it started")),
     }
     if status.meter_silent {
@@ -280,24 +300,25 @@ fn no_telegram(app: &App, meter: &Meter, area: Rect, buf: &mut Buffer) {
 
 fn overview(app: &App, meter: &Meter, t: &TelegramMessage, area: Rect, buf: &mut Buffer) {
     let health = meter.health(app.now, &app.settings);
-    if area.height < 7 || area.width < 30 {
+    if area.height < 6 || area.width < 30 {
         tiny(t, health, area, buf);
         return;
     }
-    let top_height = if area.height >= 34 { 8 } else { 7 };
+    // Tall terminals get the large digits and roomier cards; 24 rows get the compact forms.
+    let (top_height, card_height) = if area.height >= 30 { (8, 8) } else { (6, 7) };
     let rest = area.height - top_height;
     let cards = cards(app, meter, t, health);
-    let row_budget = usize::from(rest.saturating_sub(MIN_CHART) / CARD_HEIGHT).min(2);
+    let row_budget = usize::from(rest.saturating_sub(MIN_CHART) / card_height).min(2);
     let rows = pack(&cards, area.width, row_budget);
-    let cards_height = rows.len() as u16 * CARD_HEIGHT;
+    let cards_height = rows.len() as u16 * card_height;
     let [top, chart_area, cards_area] =
         Layout::vertical([Constraint::Length(top_height), Constraint::Fill(1), Constraint::Length(cards_height)])
             .areas(area);
-    power_row(app, t, health, top, buf);
+    power_row(t, health, top, buf);
     if chart_area.height >= 4 {
         chart(app, meter, chart_area, buf);
     }
-    let row_areas = Layout::vertical(vec![Constraint::Length(CARD_HEIGHT); rows.len()]).split(cards_area);
+    let row_areas = Layout::vertical(vec![Constraint::Length(card_height); rows.len()]).split(cards_area);
     for (row, row_area) in rows.iter().zip(row_areas.iter()) {
         let widths = spread(row.iter().map(|&i| cards[i].min_width), row_area.width);
         let mut x = row_area.x;
@@ -308,9 +329,8 @@ fn overview(app: &App, meter: &Meter, t: &TelegramMessage, area: Rect, buf: &mut
     }
 }
 
-/// The net power as a signed decimal, from the meter's own value or import minus export.
-fn net_power(v: &Values) -> Option<Decimal> {
-    v.power_kw.or_else(|| match (v.power_import_kw, v.power_export_kw) {
+fn signed_or_side(net: Option<Decimal>, imp: Option<Decimal>, exp: Option<Decimal>) -> Option<Decimal> {
+    net.or_else(|| match (imp, exp) {
         (Some(i), Some(e)) => i.checked_sub(e),
         (Some(i), None) => Some(i),
         (None, Some(e)) => Some(e.neg()),
@@ -318,18 +338,25 @@ fn net_power(v: &Values) -> Option<Decimal> {
     })
 }
 
+/// The net power as a signed decimal, from the meter's own value or import minus export.
+fn net_power(v: &Values) -> Option<Decimal> {
+    signed_or_side(v.power_kw, v.power_import_kw, v.power_export_kw)
+}
+
 fn phase_power(v: &Values, phase: usize) -> Option<Decimal> {
-    let (net, imp, exp) = match phase {
-        0 => (v.power_l1_kw, v.power_import_l1_kw, v.power_export_l1_kw),
-        1 => (v.power_l2_kw, v.power_import_l2_kw, v.power_export_l2_kw),
-        _ => (v.power_l3_kw, v.power_import_l3_kw, v.power_export_l3_kw),
-    };
-    net.or_else(|| match (imp, exp) {
-        (Some(i), Some(e)) => i.checked_sub(e),
-        (Some(i), None) => Some(i),
-        (None, Some(e)) => Some(e.neg()),
-        (None, None) => None,
-    })
+    match phase {
+        0 => signed_or_side(v.power_l1_kw, v.power_import_l1_kw, v.power_export_l1_kw),
+        1 => signed_or_side(v.power_l2_kw, v.power_import_l2_kw, v.power_export_l2_kw),
+        _ => signed_or_side(v.power_l3_kw, v.power_import_l3_kw, v.power_export_l3_kw),
+    }
+}
+
+fn voltages(v: &Values) -> [Option<Decimal>; 3] {
+    [v.voltage_l1_v, v.voltage_l2_v, v.voltage_l3_v]
+}
+
+fn currents(v: &Values) -> [Option<Decimal>; 3] {
+    [v.current_l1_a, v.current_l2_a, v.current_l3_a]
 }
 
 fn direction_color(kw: Option<Decimal>) -> Color {
@@ -349,14 +376,15 @@ fn direction_word(kw: Option<Decimal>) -> &'static str {
     }
 }
 
+fn kw_text(d: Option<Decimal>) -> String {
+    d.map_or_else(|| "–".to_owned(), |d| format!("{} kW", format::signed(d)))
+}
+
 fn tiny(t: &TelegramMessage, health: Health, area: Rect, buf: &mut Buffer) {
     let v = &t.values;
     let net = net_power(v);
     let mut lines = vec![Line::from(vec![
-        Span::styled(
-            net.map_or_else(|| "–".to_owned(), |p| format!("{} kW", format::signed(p))),
-            Style::new().fg(direction_color(net)).bold(),
-        ),
+        Span::styled(kw_text(net), Style::new().fg(direction_color(net)).bold()),
         Span::raw(" "),
         Span::styled(direction_word(net), LABEL),
     ])];
@@ -369,20 +397,16 @@ fn tiny(t: &TelegramMessage, health: Health, area: Rect, buf: &mut Buffer) {
     Paragraph::new(lines).render(area, buf);
 }
 
-fn power_row(app: &App, t: &TelegramMessage, health: Health, area: Rect, buf: &mut Buffer) {
+fn power_row(t: &TelegramMessage, health: Health, area: Rect, buf: &mut Buffer) {
     let v = &t.values;
     let net = net_power(v);
     let text = net.map_or_else(|| "-".to_owned(), format::signed);
     let inner_height = area.height.saturating_sub(2);
-    let phases_min = 36;
+    let phases_min = 40;
     let font = [Font::Large, Font::Small]
         .into_iter()
-        .find(|f| inner_height > f.height() && f.width(&text) + 4 + phases_min <= area.width);
-    let box_width = match font {
-        Some(f) => (f.width(&text) + 6).max(24),
-        None => 24,
-    }
-    .min(area.width);
+        .find(|f| inner_height > f.height() && f.width(&text) + 6 + phases_min <= area.width);
+    let box_width = font.map_or(22, |f| (f.width(&text) + 6).max(22)).min(area.width);
     let [power_area, phases_area] =
         Layout::horizontal([Constraint::Length(box_width), Constraint::Fill(1)]).areas(area);
 
@@ -396,31 +420,32 @@ fn power_row(app: &App, t: &TelegramMessage, health: Health, area: Rect, buf: &m
     block.render(power_area, buf);
     let mut label = vec![Span::styled("kW ", Style::new().fg(color).bold()), Span::styled(direction_word(net), LABEL)];
     if !live {
-        label.push(Span::styled(" · not current", Style::new().fg(WARN)));
+        label = vec![Span::styled("kW · not current", Style::new().fg(WARN).bold())];
     }
     let label = Line::from(label).centered();
-    match font {
-        Some(f) => {
-            let width = f.width(&text);
-            let x = inner.x + inner.width.saturating_sub(width) / 2;
-            let top = inner.y + inner.height.saturating_sub(f.height() + 1) / 2;
-            f.render(&text, x, top, inner, buf, Style::new().fg(color).bold());
-            label.render(Rect::new(inner.x, top + f.height(), inner.width, 1).intersection(inner), buf);
-        }
-        None => {
-            let y = inner.y + inner.height.saturating_sub(2) / 2;
-            Line::styled(text, Style::new().fg(color).bold())
-                .centered()
-                .render(Rect::new(inner.x, y, inner.width, 1).intersection(inner), buf);
-            label.render(Rect::new(inner.x, y + 1, inner.width, 1).intersection(inner), buf);
-        }
+    if let Some(f) = font {
+        let width = f.width(&text);
+        let x = inner.x + inner.width.saturating_sub(width) / 2;
+        let top = inner.y + inner.height.saturating_sub(f.height() + 1) / 2;
+        f.render(&text, x, top, inner, buf, Style::new().fg(color).bold());
+        label.render(Rect::new(inner.x, top + f.height(), inner.width, 1).intersection(inner), buf);
+    } else {
+        let y = inner.y + inner.height.saturating_sub(2) / 2;
+        Line::styled(text, Style::new().fg(color).bold())
+            .centered()
+            .render(Rect::new(inner.x, y, inner.width, 1).intersection(inner), buf);
+        label.render(Rect::new(inner.x, y + 1, inner.width, 1).intersection(inner), buf);
     }
     phases(v, phases_area, buf);
 }
 
+/// The fuse the meter reports, if it is a real one: Belgian meters write 999 A for "no limit".
+fn fuse(v: &Values) -> Option<Decimal> {
+    v.fuse_a.filter(|a| a.to_f64() > 0.0 && a.to_f64() < 999.0)
+}
+
 fn phases(v: &Values, area: Rect, buf: &mut Buffer) {
-    let scale = v.fuse_a.map_or(DEFAULT_PHASE_KW, |a| a.to_f64() * 0.230);
-    let scale = if scale > 0.0 { scale } else { DEFAULT_PHASE_KW };
+    let scale = fuse(v).map_or(DEFAULT_PHASE_KW, |a| a.to_f64() * 0.230);
     let block = Block::bordered()
         .border_type(BorderType::Rounded)
         .border_style(DIM)
@@ -428,24 +453,31 @@ fn phases(v: &Values, area: Rect, buf: &mut Buffer) {
         .title(
             Line::from(vec![
                 Span::styled(" ◀ export ", Style::new().fg(EXPORT)),
-                Span::styled(format!("±{} kW", format::axis_kw(scale)), LABEL),
+                Span::styled(format!("±{} kW", format::short(scale)), LABEL),
                 Span::styled(" import ▶ ", Style::new().fg(IMPORT)),
             ])
             .right_aligned(),
         );
-    let inner = block.inner(area);
+    let inner = block.inner(area).inner(Margin::new(1, 0));
     block.render(area, buf);
+    let (volts, amps) = (voltages(v), currents(v));
     let present: Vec<usize> =
-        (0..3).filter(|&i| phase_power(v, i).is_some() || voltage(v, i).is_some() || current(v, i).is_some()).collect();
+        (0..3).filter(|&i| phase_power(v, i).is_some() || volts[i].is_some() || amps[i].is_some()).collect();
     if present.is_empty() {
         let lines = vec![
-            Line::from(format!("import  {} kW", v.power_import_kw.map_or("–".into(), |d| d.to_string()))),
-            Line::from(format!("export  {} kW", v.power_export_kw.map_or("–".into(), |d| d.to_string()))),
+            Line::from(vec![label("import", 8), Span::raw(kw_text(v.power_import_kw))]),
+            Line::from(vec![label("export", 8), Span::raw(kw_text(v.power_export_kw))]),
             Line::styled("this meter sends no per-phase values", DIM),
         ];
-        Paragraph::new(lines).render(inner.inner(ratatui::layout::Margin::new(1, 0)), buf);
+        Paragraph::new(lines).render(inner, buf);
         return;
     }
+    let volts = format::aligned(&volts);
+    let amps = format::aligned(&amps);
+    let values: Vec<String> = (0..3).map(|i| kw_text(phase_power(v, i))).collect();
+    let value_width = present.iter().map(|&i| values[i].chars().count()).max().unwrap_or(0);
+    let volt_width = present.iter().map(|&i| volts[i].chars().count()).max().unwrap_or(0);
+    let amp_width = present.iter().map(|&i| amps[i].chars().count()).max().unwrap_or(0);
     let spacing = if inner.height >= present.len() as u16 * 2 { 2 } else { 1 };
     let used = present.len() as u16 * spacing - (spacing - 1);
     let mut y = inner.y + inner.height.saturating_sub(used) / 2;
@@ -453,46 +485,44 @@ fn phases(v: &Values, area: Rect, buf: &mut Buffer) {
         if y >= inner.bottom() {
             break;
         }
-        phase_line(v, i, scale, Rect::new(inner.x + 1, y, inner.width.saturating_sub(2), 1), buf);
+        let extra = format!("  {:>volt_width$} V  {:>amp_width$} A", volts[i], amps[i]);
+        let line = PhaseLine { phase: i, power: phase_power(v, i), value: &values[i], value_width, extra: &extra };
+        line.render(scale, Rect::new(inner.x, y, inner.width, 1), buf);
         y += spacing;
     }
 }
 
-fn voltage(v: &Values, i: usize) -> Option<Decimal> {
-    [v.voltage_l1_v, v.voltage_l2_v, v.voltage_l3_v][i]
+struct PhaseLine<'a> {
+    phase: usize,
+    power: Option<Decimal>,
+    value: &'a str,
+    value_width: usize,
+    extra: &'a str,
 }
 
-fn current(v: &Values, i: usize) -> Option<Decimal> {
-    [v.current_l1_a, v.current_l2_a, v.current_l3_a][i]
-}
-
-fn phase_line(v: &Values, i: usize, scale: f64, area: Rect, buf: &mut Buffer) {
-    let power = phase_power(v, i);
-    let color = direction_color(power);
-    let value = power.map_or_else(|| "–".to_owned(), |p| format!("{} kW", format::signed(p)));
-    let extra = match (voltage(v, i), current(v, i)) {
-        (None, None) => String::new(),
-        (volts, amps) => format!(
-            "{:>7} {:>7}",
-            volts.map(|d| format!("{d} V")).unwrap_or_default(),
-            amps.map(|d| format!("{d} A")).unwrap_or_default()
-        ),
-    };
-    let name = format!("L{} ", i + 1);
-    let value_width = 11;
-    let show_extra = !extra.is_empty() && area.width > 3 + 16 + value_width + extra.len() as u16;
-    let fixed = 3 + value_width + if show_extra { extra.chars().count() as u16 + 1 } else { 0 };
-    let bar_width = area.width.saturating_sub(fixed + 1);
-    let mut spans = vec![Span::styled(name, Style::new().fg(PHASE_COLORS[i]).bold())];
-    if bar_width >= 7 {
-        spans.extend(bar(power.map_or(0.0, Decimal::to_f64), scale, bar_width));
-        spans.push(Span::raw(" "));
+impl PhaseLine<'_> {
+    /// `L1 ──███┃──── -3.425 kW  238.4 V  16 A`, dropping the volts and amps, then the bar, as room runs out.
+    fn render(&self, scale: f64, area: Rect, buf: &mut Buffer) {
+        let width = usize::from(area.width);
+        let fixed = 3 + self.value_width + 1;
+        let extra_width = self.extra.chars().count();
+        let show_extra = width >= fixed + extra_width + 9;
+        let bar_width = width.saturating_sub(fixed + if show_extra { extra_width } else { 0 });
+        let mut spans =
+            vec![Span::styled(format!("L{} ", self.phase + 1), Style::new().fg(PHASE_COLORS[self.phase]).bold())];
+        if bar_width >= 7 {
+            spans.extend(bar(self.power.map_or(0.0, Decimal::to_f64), scale, bar_width as u16));
+            spans.push(Span::raw(" "));
+        }
+        spans.push(Span::styled(
+            format!("{:>w$}", self.value, w = self.value_width),
+            Style::new().fg(direction_color(self.power)).bold(),
+        ));
+        if show_extra {
+            spans.push(Span::styled(self.extra.to_owned(), LABEL));
+        }
+        Line::from(spans).render(area, buf);
     }
-    spans.push(Span::styled(format!("{value:>width$}", width = value_width as usize), Style::new().fg(color).bold()));
-    if show_extra {
-        spans.push(Span::styled(format!(" {extra}"), LABEL));
-    }
-    Line::from(spans).render(area, buf);
 }
 
 /// A centre-zero bar: export grows left of the centre line, import right, at half-cell resolution.
@@ -502,30 +532,32 @@ fn bar(kw: f64, scale: f64, width: u16) -> Vec<Span<'static>> {
     let (full, part) = (halves / 2, halves % 2 == 1);
     let over = kw.abs() > scale;
     let track = |n: usize| Span::styled("─".repeat(n), DIM);
+    let body = if over { full.saturating_sub(1) } else { full };
     let mut spans = Vec::new();
     if kw < 0.0 {
-        let filled = full + usize::from(part);
-        spans.push(track(half - filled));
+        spans.push(track(half - full - usize::from(part)));
         if part {
             spans.push(Span::styled("▐", Style::new().fg(EXPORT)));
         }
-        spans.push(Span::styled(if over { "◀" } else { "" }, Style::new().fg(EXPORT)));
-        let body = if over { full.saturating_sub(1) } else { full };
+        if over {
+            spans.push(Span::styled("◀", Style::new().fg(EXPORT)));
+        }
         spans.push(Span::styled("█".repeat(body), Style::new().fg(EXPORT)));
         spans.push(Span::styled("┃", LABEL));
         spans.push(track(half));
     } else {
         spans.push(track(half));
         spans.push(Span::styled("┃", LABEL));
-        let body = if over { full.saturating_sub(1) } else { full };
         spans.push(Span::styled("█".repeat(body), Style::new().fg(IMPORT)));
-        spans.push(Span::styled(if over { "▶" } else { "" }, Style::new().fg(IMPORT)));
+        if over {
+            spans.push(Span::styled("▶", Style::new().fg(IMPORT)));
+        }
         if part {
             spans.push(Span::styled("▌", Style::new().fg(IMPORT)));
         }
         spans.push(track(half - full - usize::from(part)));
     }
-    // Odd widths leave one cell: pad so every bar line has the same length.
+    // An even width leaves one cell over: pad so every bar has the width asked for.
     if (width - 1) % 2 == 1 {
         spans.push(Span::raw(" "));
     }
@@ -535,14 +567,14 @@ fn bar(kw: f64, scale: f64, width: u16) -> Vec<Span<'static>> {
 // ---------------------------------------------------------------------------------------------------------------
 // Chart
 
-/// The smallest of 1, 2, 2.5, 5 × 10^k that is at least `v` (for axis bounds).
+/// The smallest "round" number (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8 × 10^k) that is at least `v`, for axis bounds.
 fn nice_ceil(v: f64) -> f64 {
     if v <= 0.0 || !v.is_finite() {
         return 0.0;
     }
     let mut base = 10f64.powf(v.log10().floor());
     loop {
-        for step in [1.0, 2.0, 2.5, 5.0] {
+        for step in [1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0] {
             if base * step >= v * 0.999_999 {
                 return base * step;
             }
@@ -552,23 +584,20 @@ fn nice_ceil(v: f64) -> f64 {
 }
 
 fn span_text(minutes: u32) -> String {
-    if minutes >= 60 && minutes % 60 == 0 {
-        format!("{} h", minutes / 60)
-    } else if minutes >= 60 {
-        format!("{} h {} min", minutes / 60, minutes % 60)
-    } else {
-        format!("{minutes} min")
+    match (minutes / 60, minutes % 60) {
+        (0, m) => format!("{m} min"),
+        (h, 0) => format!("{h} h"),
+        (h, m) => format!("{h} h {m} min"),
     }
 }
 
 fn half_span_text(minutes: u32) -> String {
     let secs = u64::from(minutes) * 30;
-    if secs % 3600 == 0 {
-        format!("{} h", secs / 3600)
-    } else if secs % 60 == 0 {
-        format!("{} min", secs / 60)
-    } else {
-        format!("{} m {} s", secs / 60, secs % 60)
+    match (secs / 3600, secs % 3600 / 60, secs % 60) {
+        (0, m, 0) => format!("{m} min"),
+        (0, m, s) => format!("{m} m {s} s"),
+        (h, 0, _) => format!("{h} h"),
+        (h, m, _) => format!("{h} h {m} min"),
     }
 }
 
@@ -576,35 +605,28 @@ fn half_span_text(minutes: u32) -> String {
 /// so short spikes stay visible), split where telegrams stopped for longer than `gap`.
 fn series(meter: &Meter, now: jiff::Timestamp, span: Duration, gap: Duration, columns: usize) -> Vec<Vec<Sample>> {
     let start = now.checked_sub(span).unwrap_or(now);
-    let window: Vec<&Sample> = meter.history.iter().filter(|s| s.at >= start && s.at <= now).collect();
     let bucket = span.as_secs_f64() / columns.max(1) as f64;
     let mut segments: Vec<Vec<Sample>> = Vec::new();
-    let mut last_at: Option<jiff::Timestamp> = None;
     let mut current: Vec<Sample> = Vec::new();
-    let mut current_bucket: Option<i64> = None;
-    for s in window {
-        if last_at.is_some_and(|prev| elapsed(prev, s.at) > gap) {
-            segments.push(std::mem::take(&mut current));
-            current_bucket = None;
-        }
-        last_at = Some(s.at);
+    let mut last: Option<(jiff::Timestamp, i64)> = None;
+    for s in meter.history.iter().filter(|s| s.at >= start && s.at <= now) {
         let b = (elapsed(start, s.at).as_secs_f64() / bucket) as i64;
+        if last.is_some_and(|(at, _)| elapsed(at, s.at) > gap) {
+            segments.push(std::mem::take(&mut current));
+        }
+        let same_bucket = last.is_some_and(|(_, lb)| lb == b) && !current.is_empty();
+        last = Some((s.at, b));
         match current.last_mut() {
-            Some(prev) if current_bucket == Some(b) => {
+            Some(prev) if same_bucket => {
                 prev.import_kw = prev.import_kw.max(s.import_kw);
                 prev.export_kw = prev.export_kw.max(s.export_kw);
                 for (p, n) in prev.phases_kw.iter_mut().zip(s.phases_kw) {
-                    *p = match (*p, n) {
-                        (Some(a), Some(b)) if b.abs() > a.abs() => Some(b),
-                        (None, n) => n,
-                        (p, _) => p,
-                    };
+                    if n.is_some_and(|n| p.is_none_or(|p| n.abs() > p.abs())) {
+                        *p = n;
+                    }
                 }
             }
-            _ => {
-                current.push(*s);
-                current_bucket = Some(b);
-            }
+            _ => current.push(*s),
         }
     }
     if !current.is_empty() {
@@ -613,13 +635,29 @@ fn series(meter: &Meter, now: jiff::Timestamp, span: Duration, gap: Duration, co
     segments
 }
 
+/// Y bounds and labels: symmetric around zero when both directions occur (so the middle label is 0), else from
+/// zero to the peak.
+fn y_axis(low: f64, high: f64) -> ([f64; 2], [String; 3]) {
+    let (top, bottom) = (nice_ceil(high), nice_ceil(-low));
+    let label = |v: f64| format::short(v);
+    match (top > 0.0, bottom > 0.0) {
+        (true, true) => {
+            let m = top.max(bottom);
+            ([-m, m], [label(-m), "0".into(), format!("{} kW", label(m))])
+        }
+        (false, true) => ([-bottom, 0.0], [label(-bottom), label(-bottom / 2.0), "0 kW".into()]),
+        (true, false) => ([0.0, top], ["0".into(), label(top / 2.0), format!("{} kW", label(top))]),
+        (false, false) => ([0.0, 1.0], ["0".into(), "0.5".into(), "1 kW".into()]),
+    }
+}
+
 fn chart(app: &App, meter: &Meter, area: Rect, buf: &mut Buffer) {
     let span = Duration::from_secs(u64::from(app.chart_minutes) * 60);
     let mut title = vec![Span::styled(format!(" Power · last {} ", span_text(app.chart_minutes)), Style::new().bold())];
     match app.chart_mode {
         ChartMode::ImportExport => {
-            title.push(Span::styled("━ import ", Style::new().fg(IMPORT)));
-            title.push(Span::styled("━ export ", Style::new().fg(EXPORT)));
+            title.push(Span::styled("▆ import ", Style::new().fg(IMPORT)));
+            title.push(Span::styled("▆ export ", Style::new().fg(EXPORT)));
         }
         ChartMode::Phases => {
             for (i, c) in PHASE_COLORS.iter().enumerate() {
@@ -632,6 +670,7 @@ fn chart(app: &App, meter: &Meter, area: Rect, buf: &mut Buffer) {
         .border_style(DIM)
         .title(Line::from(title))
         .title(Line::styled(" +/- span · p phases ", DIM).right_aligned());
+    // Braille gives two points per column; more points than that only cost time.
     let columns = usize::from(area.width.saturating_sub(10)) * 2;
     let segments = series(meter, app.now, span, app.settings.stale_after, columns);
     let x = |s: &Sample| -elapsed(s.at, app.now).as_secs_f64();
@@ -645,6 +684,7 @@ fn chart(app: &App, meter: &Meter, area: Rect, buf: &mut Buffer) {
                 let exp: Vec<(f64, f64)> = seg.iter().map(|s| (x(s), -f64::from(s.export_kw))).collect();
                 high = imp.iter().fold(high, |m, p| m.max(p.1));
                 low = exp.iter().fold(low, |m, p| m.min(p.1));
+                // A flat zero line of the other direction would paint over the axis: leave it out.
                 if imp.iter().any(|p| p.1 > 0.0) || exp.iter().all(|p| p.1 == 0.0) {
                     points.push((IMPORT, imp));
                 }
@@ -663,9 +703,7 @@ fn chart(app: &App, meter: &Meter, area: Rect, buf: &mut Buffer) {
             }
         }
     }
-    let top = nice_ceil(high);
-    let bottom = -nice_ceil(-low);
-    let (bottom, top) = if top == 0.0 && bottom == 0.0 { (0.0, 1.0) } else { (bottom, top) };
+    let (bounds, labels) = y_axis(low, high);
     let graph = if app.chart_mode == ChartMode::ImportExport { GraphType::Area } else { GraphType::Line };
     let datasets: Vec<Dataset> = points
         .iter()
@@ -673,17 +711,8 @@ fn chart(app: &App, meter: &Meter, area: Rect, buf: &mut Buffer) {
             Dataset::default().marker(Marker::Braille).graph_type(graph).style(Style::new().fg(*color)).data(pts)
         })
         .collect();
-    let mut y_labels = vec![Span::styled(format!("{} kW", format::axis_kw(top)), LABEL)];
-    if bottom < 0.0 && top > 0.0 {
-        y_labels.insert(0, Span::styled("0", LABEL));
-    }
-    if bottom < 0.0 {
-        y_labels.insert(0, Span::styled(format::axis_kw(bottom), LABEL));
-    } else {
-        y_labels.insert(0, Span::styled("0", LABEL));
-    }
     let secs = span.as_secs_f64();
-    let chart = Chart::new(datasets)
+    Chart::new(datasets)
         .block(block)
         .legend_position(None)
         .x_axis(Axis::default().bounds([-secs, 0.0]).style(DIM).labels([
@@ -691,8 +720,8 @@ fn chart(app: &App, meter: &Meter, area: Rect, buf: &mut Buffer) {
             Span::styled(format!("-{}", half_span_text(app.chart_minutes)), LABEL),
             Span::styled("now", LABEL),
         ]))
-        .y_axis(Axis::default().bounds([bottom, top]).style(DIM).labels(y_labels));
-    chart.render(area, buf);
+        .y_axis(Axis::default().bounds(bounds).style(DIM).labels(labels.map(|l| Span::styled(l, LABEL))))
+        .render(area, buf);
     if segments.is_empty() {
         let inner = Block::bordered().inner(area);
         let y = inner.y + inner.height / 2;
@@ -719,7 +748,8 @@ struct Card<'a> {
 impl<'a> Card<'a> {
     fn new(title: &str, lines: Vec<Line<'a>>) -> Card<'a> {
         let widest = lines.iter().map(Line::width).max().unwrap_or(0) as u16;
-        let min_width = widest.max(title.chars().count() as u16 + 2).min(44) + 4;
+        // Borders plus one column of padding on the left.
+        let min_width = widest.max(title.chars().count() as u16).min(44) + 3;
         Card { title: Line::from(title.to_owned()).bold(), lines, min_width, border: DIM, bars: &[] }
     }
 
@@ -728,13 +758,14 @@ impl<'a> Card<'a> {
             .border_type(BorderType::Rounded)
             .border_style(self.border)
             .title(self.title.clone().fg(Color::White));
-        let inner = block.inner(area).inner(ratatui::layout::Margin::new(1, 0));
+        let inner = block.inner(area);
+        let inner = Rect { x: inner.x.saturating_add(1), width: inner.width.saturating_sub(1), ..inner };
         block.render(area, buf);
         if self.bars.is_empty() {
             Paragraph::new(self.lines.clone()).render(inner, buf);
             return;
         }
-        let text_width = self.min_width.saturating_sub(4);
+        let text_width = self.lines.iter().map(Line::width).max().unwrap_or(0) as u16;
         let bars_wide = self.bars.len() as u16 * 3;
         if inner.width >= text_width + 2 + bars_wide {
             let [text, chart] =
@@ -792,106 +823,73 @@ fn label(text: &str, width: usize) -> Span<'static> {
     Span::styled(format!("{text:<width$}"), LABEL)
 }
 
+/// The cards for a telegram, most important first.
 fn cards<'a>(app: &App, meter: &Meter, t: &'a TelegramMessage, health: Health) -> Vec<Card<'a>> {
     let mut out = Vec::new();
     out.extend(energy_card(&t.values, t.dialect));
-    out.extend(grid_card(&t.values));
     out.extend(capacity_card(&t.values));
     out.extend(utilities_card(app, &t.values));
-    out.push(meter_card(app, t));
     out.push(health_card(app, meter, health));
+    out.push(meter_card(app, t));
     out
 }
 
-/// The names of energy registers 1 and 2 and which is active.
+/// The names of energy registers 1 and 2.
 fn register_names(v: &Values, dialect: Dialect) -> [&'static str; 2] {
     let name = |n: TariffName| match n {
         TariffName::Low => "low",
         TariffName::Normal => "normal",
     };
+    let other = |n: TariffName| if n == TariffName::Low { "normal" } else { "low" };
     match (v.tariff, v.tariff_name) {
-        (Some(1), Some(n)) => [name(n), if n == TariffName::Low { "normal" } else { "low" }],
-        (Some(2), Some(n)) => [if n == TariffName::Low { "normal" } else { "low" }, name(n)],
-        // Belgium counts day on register 1; the Netherlands counts low (night) on it.
+        (Some(1), Some(n)) => [name(n), other(n)],
+        (Some(2), Some(n)) => [other(n), name(n)],
+        // Belgium counts day (normal) on register 1; the Netherlands counts low (night) on it.
         _ if dialect == Dialect::Belgian => ["normal", "low"],
         _ => ["low", "normal"],
     }
 }
 
 fn energy_card(v: &Values, dialect: Dialect) -> Option<Card<'static>> {
-    let total = |t: Option<Decimal>, a: Option<Decimal>, b: Option<Decimal>| {
-        t.or_else(|| a.zip(b).and_then(|(a, b)| a.checked_add(b)))
-    };
     let names = register_names(v, dialect);
     let rows = [
         (Some(1u8), format!("T1 {}", names[0]), v.energy_import_t1_kwh, v.energy_export_t1_kwh),
         (Some(2u8), format!("T2 {}", names[1]), v.energy_import_t2_kwh, v.energy_export_t2_kwh),
-        (
-            None,
-            "total".to_owned(),
-            total(v.energy_import_kwh, v.energy_import_t1_kwh, v.energy_import_t2_kwh),
-            total(v.energy_export_kwh, v.energy_export_t1_kwh, v.energy_export_t2_kwh),
-        ),
+        (None, "total".to_owned(), v.energy_import_kwh, v.energy_export_kwh),
     ];
     let rows: Vec<_> = rows.into_iter().filter(|r| r.2.is_some() || r.3.is_some()).collect();
     if rows.is_empty() {
         return None;
     }
     let has_export = rows.iter().any(|r| r.3.is_some());
-    let text = |d: Option<Decimal>| d.map_or_else(|| "–".to_owned(), |d| d.to_string());
-    let iw = rows.iter().map(|r| text(r.2).len()).max().unwrap_or(0).max(6);
-    let ew = rows.iter().map(|r| text(r.3).len()).max().unwrap_or(0).max(6);
+    let imports = format::aligned(&rows.iter().map(|r| r.2).collect::<Vec<_>>());
+    let exports = format::aligned(&rows.iter().map(|r| r.3).collect::<Vec<_>>());
+    let iw = imports.iter().map(String::len).max().unwrap_or(0).max(6);
+    let ew = exports.iter().map(String::len).max().unwrap_or(0).max(6);
     let nw = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
     let mut head = format!("  {:nw$} {:>iw$}", "", "import");
     if has_export {
-        let _ = write!(head, "  {:>ew$}", "export");
+        let _ = write!(head, " {:>ew$}", "export");
     }
     let mut lines = vec![Line::styled(head, LABEL)];
-    for (register, name, imp, exp) in rows {
-        let active = register.is_some() && register == v.tariff;
-        let style = if active { Style::new().fg(Color::White).bold() } else { Style::new() };
+    for (((register, name, _, _), imp), exp) in rows.iter().zip(&imports).zip(&exports) {
+        let active = register.is_some() && *register == v.tariff;
+        let (name_style, value_style) =
+            if active { (Style::new().fg(ACCENT).bold(), Style::new().bold()) } else { (LABEL, Style::new()) };
         let mut spans = vec![
             Span::styled(if active { "▶ " } else { "  " }, Style::new().fg(ACCENT).bold()),
-            Span::styled(format!("{name:nw$} "), if active { Style::new().fg(ACCENT).bold() } else { LABEL }),
-            Span::styled(format!("{:>iw$}", text(imp)), style.fg(if active { IMPORT } else { Color::Reset })),
+            Span::styled(format!("{name:nw$} "), name_style),
+            Span::styled(format!("{imp:>iw$}"), value_style),
         ];
         if has_export {
-            spans.push(Span::styled(
-                format!("  {:>ew$}", text(exp)),
-                style.fg(if active { EXPORT } else { Color::Reset }),
-            ));
+            spans.push(Span::styled(format!(" {exp:>ew$}"), value_style));
         }
         lines.push(Line::from(spans));
     }
-    if let Some(t) = v.tariff {
-        lines.push(Line::styled(format!("  tariff {t} is counting now"), DIM));
+    if v.tariff.is_some() {
+        lines.push(Line::styled("▶ counting now", DIM));
     }
     Some(Card::new(" Energy · kWh ", lines))
-}
-
-fn grid_card(v: &Values) -> Option<Card<'static>> {
-    let sags = [v.voltage_sags_l1, v.voltage_sags_l2, v.voltage_sags_l3];
-    let swells = [v.voltage_swells_l1, v.voltage_swells_l2, v.voltage_swells_l3];
-    let present: Vec<usize> = (0..3)
-        .filter(|&i| voltage(v, i).is_some() || current(v, i).is_some() || sags[i].is_some() || swells[i].is_some())
-        .collect();
-    if present.is_empty() {
-        return None;
-    }
-    let text = |d: Option<Decimal>| d.map_or_else(|| "–".to_owned(), |d| d.to_string());
-    let count = |n: Option<u64>| n.map_or_else(|| "–".to_owned(), |n| n.to_string());
-    let mut lines = vec![Line::styled(format!("{:3}{:>7}{:>7}{:>6}{:>7}", "", "V", "A", "sags", "swells"), LABEL)];
-    for i in present {
-        let sag_style = if sags[i].unwrap_or(0) > 0 { Style::new().fg(WARN) } else { Style::new() };
-        let swell_style = if swells[i].unwrap_or(0) > 0 { Style::new().fg(WARN) } else { Style::new() };
-        lines.push(Line::from(vec![
-            Span::styled(format!("L{} ", i + 1), Style::new().fg(PHASE_COLORS[i]).bold()),
-            Span::raw(format!("{:>7}{:>7}", text(voltage(v, i)), text(current(v, i)))),
-            Span::styled(format!("{:>6}", count(sags[i])), sag_style),
-            Span::styled(format!("{:>7}", count(swells[i])), swell_style),
-        ]));
-    }
-    Some(Card::new(" Voltage · current ", lines))
 }
 
 fn capacity_card(v: &Values) -> Option<Card<'_>> {
@@ -900,16 +898,16 @@ fn capacity_card(v: &Values) -> Option<Card<'_>> {
     }
     let kw = |d: Option<Decimal>| d.map_or_else(|| "–".to_owned(), |d| format!("{d} kW"));
     let mut lines = vec![
-        Line::from(vec![label("15-min avg ", 11), Span::styled(kw(v.capacity_demand_kw), Style::new().bold())]),
-        Line::from(vec![label("month peak ", 11), Span::styled(kw(v.capacity_peak_kw), Style::new().fg(WARN).bold())]),
+        Line::from(vec![label("15 min", 7), Span::styled(kw(v.capacity_demand_kw), Style::new().bold())]),
+        Line::from(vec![label("peak", 7), Span::styled(kw(v.capacity_peak_kw), Style::new().fg(WARN).bold())]),
     ];
     if let Some(at) = &v.capacity_peak_at {
-        lines.push(Line::from(vec![label("  at ", 11), Span::raw(format::meter_minute(at))]));
+        lines.push(Line::from(vec![label("at", 7), Span::raw(at.local.strftime("%m-%d %H:%M").to_string())]));
     }
-    let mut card = Card::new(" Capacity tariff ", lines);
+    let mut card = Card::new(" Capacity ", lines);
     if !v.capacity_history.is_empty() {
-        card.title = Line::from(format!(" Capacity tariff · {} months ", v.capacity_history.len())).bold();
-        card.min_width = card.min_width.max(v.capacity_history.len() as u16 + 4);
+        card.title = Line::from(format!(" Capacity · {} months ", v.capacity_history.len())).bold();
+        card.min_width = card.min_width.max(v.capacity_history.len() as u16 + 3);
         card.bars = &v.capacity_history;
     }
     Some(card)
@@ -925,19 +923,24 @@ fn capacity_month(m: &CapacityMonth) -> Option<jiff::civil::Date> {
 }
 
 fn capacity_bars(history: &[CapacityMonth], area: Rect, buf: &mut Buffer) {
-    if area.height < 2 || area.width == 0 {
+    if area.height < 2 || area.width == 0 || history.is_empty() {
         return;
     }
     let n = history.len() as u16;
-    let fits = |w: u16, gap: u16| n * w + n.saturating_sub(1) * gap <= area.width;
+    let fits = |w: u16, gap: u16| n * w + (n - 1) * gap <= area.width;
     let (bar_width, gap) =
         [(4, 1), (3, 1), (2, 1), (1, 1), (1, 0)].into_iter().find(|&(w, g)| fits(w, g)).unwrap_or((1, 0));
-    let shown = if fits(bar_width, gap) { history } else { &history[history.len() - usize::from(area.width)..] };
+    // Too narrow even for one column a month: show the latest months.
+    let shown = &history[history.len().saturating_sub(usize::from(area.width))..];
     let bars: Vec<Bar> = shown
         .iter()
         .map(|m| {
-            let month = capacity_month(m).map(|d| d.strftime("%b").to_string()).unwrap_or_default();
-            let text = if bar_width >= 4 { format!("{:.1}", m.kw.to_f64()) } else { String::new() };
+            let date = capacity_month(m);
+            let month = match bar_width {
+                1 => date.map(|d| d.strftime("%b").to_string().chars().take(1).collect()).unwrap_or_default(),
+                _ => date.map(|d| d.strftime("%b").to_string()).unwrap_or_default(),
+            };
+            let text = if bar_width >= 3 { format::short(m.kw.to_f64()) } else { String::new() };
             Bar::default()
                 .value((m.kw.to_f64() * 1000.0).max(0.0) as u64)
                 .label(Line::from(month))
@@ -954,39 +957,50 @@ fn capacity_bars(history: &[CapacityMonth], area: Rect, buf: &mut Buffer) {
         .render(area, buf);
 }
 
-fn utilities_card<'a>(app: &App, v: &'a Values) -> Option<Card<'a>> {
-    struct Reading<'r> {
-        kind: &'static str,
-        value: Option<Decimal>,
-        unit: &'r str,
-        at: Option<shared::timestamp::MeterTime>,
-    }
-    let mut readings: Vec<Reading> = Vec::new();
+struct Reading<'r> {
+    kind: &'static str,
+    value: Option<Decimal>,
+    unit: &'r str,
+    at: Option<MeterTime>,
+}
+
+fn readings(v: &Values) -> Vec<Reading<'_>> {
     if v.devices.is_empty() {
+        let mut out = Vec::new();
         if v.gas_m3.is_some() {
-            readings.push(Reading { kind: "gas", value: v.gas_m3, unit: "m3", at: v.gas_at });
+            out.push(Reading { kind: "gas", value: v.gas_m3, unit: "m3", at: v.gas_at });
         }
         if v.water_m3.is_some() {
-            readings.push(Reading { kind: "water", value: v.water_m3, unit: "m3", at: v.water_at });
+            out.push(Reading { kind: "water", value: v.water_m3, unit: "m3", at: v.water_at });
         }
         if v.heat_gj.is_some() {
-            readings.push(Reading { kind: "heat", value: v.heat_gj, unit: "GJ", at: v.heat_at });
+            out.push(Reading { kind: "heat", value: v.heat_gj, unit: "GJ", at: v.heat_at });
         }
-    } else {
-        for d in &v.devices {
-            let kind = match d.kind {
-                shared::wire::DeviceKind::Gas => "gas",
-                shared::wire::DeviceKind::Water => "water",
-                shared::wire::DeviceKind::Heat => "heat",
-                shared::wire::DeviceKind::HeatCool => "heat/cool",
-                shared::wire::DeviceKind::Other => "device",
-            };
-            readings.push(Reading { kind, value: d.value, unit: d.unit.as_deref().unwrap_or(""), at: d.at });
-        }
+        return out;
     }
+    v.devices
+        .iter()
+        .map(|d| Reading {
+            kind: match d.kind {
+                DeviceKind::Gas => "gas",
+                DeviceKind::Water => "water",
+                DeviceKind::Heat => "heat",
+                DeviceKind::HeatCool => "heat/cool",
+                DeviceKind::Other => "device",
+            },
+            value: d.value,
+            unit: d.unit.as_deref().unwrap_or(""),
+            at: d.at,
+        })
+        .collect()
+}
+
+fn utilities_card<'a>(app: &App, v: &'a Values) -> Option<Card<'a>> {
+    let readings = readings(v);
     if readings.is_empty() {
         return None;
     }
+    let today = app.now.to_zoned(app.settings.timezone.clone()).date();
     let mut kinds: Vec<&str> = readings.iter().map(|r| r.kind).collect();
     kinds.dedup();
     let mut lines = Vec::new();
@@ -1003,10 +1017,11 @@ fn utilities_card<'a>(app: &App, v: &'a Values) -> Option<Card<'a>> {
         ]));
         let when = match &r.at {
             Some(at) => {
+                let shown = if at.local.date() == today { "%H:%M" } else { "%Y-%m-%d %H:%M" };
                 let age = elapsed(at.timestamp(), app.now);
-                format!("{:6}{} · {} ago", "", format::meter_minute(at), format::seconds(age.as_secs()))
+                format!("  {} · {} ago", at.local.strftime(shown), format::ago(age.as_secs()))
             }
-            None => format!("{:6}no time given", ""),
+            None => "  no time given".to_owned(),
         };
         lines.push(Line::styled(when, DIM));
     }
@@ -1023,229 +1038,247 @@ fn meter_card<'a>(app: &App, t: &'a TelegramMessage) -> Card<'a> {
     let v = &t.values;
     let mut lines = Vec::new();
     let received = t.received_at.to_zoned(app.settings.timezone.clone());
-    match &v.meter_time {
-        Some(mt) => {
-            lines.push(Line::from(vec![label("meter", 8), Span::raw(format::meter_time(mt))]));
-            let skew = mt.timestamp().duration_since(t.received_at).as_millis();
-            let skew = i64::try_from(skew).unwrap_or(i64::MAX);
-            let style = if skew.abs() > 60_000 { Style::new().fg(WARN) } else { Style::new() };
-            lines.push(Line::from(vec![
-                label("recv", 8),
-                Span::raw(received.strftime("%H:%M:%S%.1f").to_string()),
-                Span::styled(format!(" (clock {})", format::offset_secs(skew)), style),
-            ]));
-        }
-        None => {
-            lines.push(Line::from(vec![label("meter", 8), Span::styled("no clock in telegram", DIM)]));
-            lines.push(Line::from(vec![
-                label("recv", 8),
-                Span::raw(received.strftime("%Y-%m-%d %H:%M:%S").to_string()),
-            ]));
-        }
+    if let Some(mt) = &v.meter_time {
+        lines.push(Line::from(vec![label("meter", 6), Span::raw(format::meter_time(mt))]));
+        let skew = mt.timestamp().duration_since(t.received_at).as_millis();
+        let skew = i64::try_from(skew).unwrap_or(i64::MAX);
+        let style = if skew.abs() > 60_000 { Style::new().fg(WARN) } else { DIM };
+        lines.push(Line::from(vec![
+            label("recv", 6),
+            Span::raw(received.strftime("%H:%M:%S%.1f").to_string()),
+            Span::styled(format!(" clock {}", format::offset_secs(skew)), style),
+        ]));
+    } else {
+        lines.push(Line::from(vec![label("meter", 6), Span::styled("sends no clock", DIM)]));
+        lines.push(Line::from(vec![label("recv", 6), Span::raw(received.strftime("%Y-%m-%d %H:%M:%S").to_string())]));
+    }
+    if let Some(m) = v.text_message.as_deref().filter(|m| !m.trim().is_empty()) {
+        let m: String = m.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+        lines.push(Line::from(vec![label("msg", 6), Span::styled(m, Style::new().fg(ACCENT))]));
     }
     if v.power_failures.is_some() || v.long_power_failures.is_some() {
         let n = |x: Option<u64>| x.map_or_else(|| "–".to_owned(), |x| x.to_string());
         lines.push(Line::from(vec![
-            label("fails", 8),
-            Span::raw(format!("{} short · {} long", n(v.power_failures), n(v.long_power_failures))),
+            label("fails", 6),
+            Span::raw(format!("{} · {} long", n(v.power_failures), n(v.long_power_failures))),
         ]));
     }
     if let Some(last) =
         v.power_failure_log.iter().filter(|f| f.end.is_some()).max_by_key(|f| f.end.map(|e| e.timestamp()))
     {
-        let end = last.end.as_ref().map(format::meter_minute).unwrap_or_default();
+        let end = last.end.as_ref().map(|e| e.local.strftime("%Y-%m-%d %H:%M").to_string()).unwrap_or_default();
         lines.push(Line::from(vec![
-            label("  last", 8),
+            label(" last", 6),
             Span::raw(format!("{end} · {}", format::seconds(last.duration_s))),
         ]));
     }
-    if let Some(m) = v.text_message.as_deref().filter(|m| !m.trim().is_empty()) {
-        let m: String = m.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-        lines.push(Line::from(vec![label("msg", 8), Span::styled(m, Style::new().fg(ACCENT))]));
+    let sags = [v.voltage_sags_l1, v.voltage_sags_l2, v.voltage_sags_l3];
+    let swells = [v.voltage_swells_l1, v.voltage_swells_l2, v.voltage_swells_l3];
+    if sags.iter().chain(&swells).any(Option::is_some) {
+        let list = |xs: &[Option<u64>; 3]| xs.iter().flatten().map(ToString::to_string).collect::<Vec<_>>().join("/");
+        let style =
+            if sags.iter().chain(&swells).flatten().any(|&n| n > 0) { Style::new().fg(WARN) } else { Style::new() };
+        lines.push(Line::from(vec![
+            label("sags", 6),
+            Span::styled(format!("{} · swells {}", list(&sags), list(&swells)), style),
+        ]));
     }
     let mut extra = Vec::new();
     if let Some(b) = v.breaker_state {
-        extra.push(format!(
-            "breaker {}",
-            if b == 1 {
-                "on"
-            } else if b == 0 {
-                "off"
-            } else {
-                "ready"
-            }
-        ));
+        extra.push(match b {
+            0 => "breaker off".to_owned(),
+            1 => "breaker on".to_owned(),
+            _ => "breaker ready".to_owned(),
+        });
     }
     if let Some(l) = v.limiter_kw {
-        extra.push(format!("limit {l} kW"));
+        extra.push(if l.to_f64() >= 999.0 { "no limiter".to_owned() } else { format!("limit {l} kW") });
     }
-    if let Some(f) = v.fuse_a {
+    if let Some(f) = fuse(v) {
         extra.push(format!("fuse {f} A"));
     }
     if !extra.is_empty() {
-        lines.push(Line::from(vec![label("grid", 8), Span::raw(extra.join(" · "))]));
+        lines.push(Line::from(vec![label("grid", 6), Span::raw(extra.join(" · "))]));
     }
     let mut card = Card::new(" Meter ", lines);
-    // The text message is free text: let it use what width there is, but do not let it claim a whole row.
-    card.min_width = card.min_width.min(40);
+    // The text message is free text: let it use what width there is, but not claim a whole row.
+    card.min_width = card.min_width.min(38);
     card
 }
 
 fn health_card(app: &App, meter: &Meter, health: Health) -> Card<'static> {
     let seq = &meter.seq;
     let age = meter.telegram_at.map(|at| format::duration(elapsed(at, app.now))).unwrap_or_default();
-    let age_style = match health {
-        Health::Live(_) => Style::new().fg(EXPORT),
-        Health::Stale(_) | Health::Waiting => Style::new().fg(WARN).bold(),
-        Health::MeterSilent | Health::ListenerGone(_) => Style::new().fg(BAD).bold(),
+    let (age_style, border) = match health {
+        Health::Live(_) => (Style::new().fg(EXPORT), DIM),
+        Health::Stale(_) | Health::Waiting => (Style::new().fg(WARN).bold(), Style::new().fg(WARN)),
+        Health::MeterSilent | Health::ListenerGone(_) => (Style::new().fg(BAD).bold(), Style::new().fg(BAD)),
     };
     let loss_style = if seq.missing > 0 { Style::new().fg(WARN) } else { Style::new() };
     let mut lines = vec![
-        Line::from(vec![label("last", 8), Span::styled(format!("{age} ago"), age_style)]),
+        Line::from(vec![label("last", 6), Span::styled(format!("{age} ago"), age_style)]),
         Line::from(vec![
-            label("seq", 8),
-            Span::raw(format!("{}", seq.last_seq)),
+            label("seq", 6),
+            Span::raw(seq.last_seq.to_string()),
             Span::styled(if seq.restarts > 0 { format!(" · {} restarts", seq.restarts) } else { String::new() }, DIM),
         ]),
         Line::from(vec![
-            label("lost", 8),
-            Span::styled(
-                format!("{} in {} gaps · {:.2} %", seq.missing, seq.gaps, seq.loss_rate() * 100.0),
-                loss_style,
-            ),
+            label("lost", 6),
+            Span::styled(format!("{} · {:.2} %", seq.missing, seq.loss_rate() * 100.0), loss_style),
         ]),
+        Line::from(vec![label("gaps", 6), Span::styled(seq.gaps.to_string(), loss_style)]),
     ];
-    match (&meter.status, meter.status_at) {
-        (Some(s), Some(at)) => {
-            let port = match s.port {
-                PortState::Open => Span::styled("open", Style::new().fg(EXPORT)),
-                PortState::Connecting => Span::styled("connecting", Style::new().fg(WARN)),
-                PortState::Closed => Span::styled("closed", Style::new().fg(BAD)),
-            };
-            lines.push(Line::from(vec![
-                label("port", 8),
-                port,
-                Span::raw(s.port_settings.as_ref().map(|p| format!(" {p}")).unwrap_or_default()),
-                Span::styled(format!(" · {} ago", format::duration(elapsed(at, app.now))), DIM),
-            ]));
-            let c = &s.counters;
-            let crc_style = if c.crc_failures > 0 { Style::new().fg(WARN) } else { Style::new() };
-            lines.push(Line::from(vec![
-                label("errors", 8),
-                Span::styled(format!("{} crc", c.crc_failures), crc_style),
-                Span::raw(format!(" · {} B junk", c.discarded_bytes)),
-            ]));
-            if s.meter_silent {
-                lines.push(Line::styled("watchdog: meter silent", Style::new().fg(BAD).bold()));
-            } else {
-                lines.push(Line::from(vec![label("up", 8), Span::raw(format::seconds(s.uptime_s))]));
-            }
+    if let Some(s) = &meter.status {
+        let mut port = vec![label("port", 6), port_span(s.port)];
+        if let Some(p) = &s.port_settings {
+            port.push(Span::raw(format!(" {p}")));
         }
-        _ => lines.push(Line::from(vec![label("port", 8), Span::styled("no status datagram yet", DIM)])),
+        lines.insert(1, Line::from(port));
+        let c = &s.counters;
+        let crc_style = if c.crc_failures > 0 { Style::new().fg(WARN) } else { Style::new() };
+        lines.push(Line::from(vec![
+            label("crc", 6),
+            Span::styled(c.crc_failures.to_string(), crc_style),
+            Span::raw(format!(" · junk {} B", c.discarded_bytes)),
+        ]));
+        if s.meter_silent {
+            lines.insert(1, Line::styled("meter silent!", Style::new().fg(BAD).bold()));
+        }
+    } else {
+        lines.push(Line::from(vec![label("port", 6), Span::styled("no status yet", DIM)]));
     }
     let mut card = Card::new(" Health ", lines);
-    card.border = match health {
-        Health::Live(_) => DIM,
-        Health::Stale(_) | Health::Waiting => Style::new().fg(WARN),
-        Health::MeterSilent | Health::ListenerGone(_) => Style::new().fg(BAD),
-    };
+    card.border = border;
     card
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Details page
 
-fn heading(text: &str) -> Line<'static> {
-    Line::styled(text.to_owned(), Style::new().fg(ACCENT).add_modifier(Modifier::BOLD | Modifier::UNDERLINED))
+/// One paragraph of the details page before wrapping: style, text, and the indent of continuation lines.
+struct Para {
+    style: Style,
+    text: String,
+    indent: usize,
+}
+
+fn para(text: impl Into<String>) -> Para {
+    Para { style: Style::new(), text: text.into(), indent: 2 }
+}
+
+fn heading(text: &str) -> Para {
+    Para {
+        style: Style::new().fg(ACCENT).add_modifier(Modifier::BOLD | Modifier::UNDERLINED),
+        text: text.to_owned(),
+        indent: 0,
+    }
+}
+
+fn styled(style: Style, text: impl Into<String>) -> Para {
+    Para { style, text: text.into(), indent: 2 }
 }
 
 fn details(app: &App, meter: &Meter, area: Rect, buf: &mut Buffer) {
-    let mut lines: Vec<Line> = Vec::new();
+    let mut paras: Vec<Para> = Vec::new();
     let health = meter.health(app.now, &app.settings);
-    lines.push(heading(&format!("Listener {}", meter.listener)));
-    lines.push(Line::from(health_span(health)));
-    lines.extend(status_lines(app, meter));
+    paras.push(heading(&format!("Listener {}", meter.listener)));
+    paras.push(styled(health_span(health).style, health_span(health).content.into_owned()));
+    for line in status_lines(app, meter) {
+        paras.push(para(line.to_string()));
+    }
     if let Some(s) = &meter.status {
         let c = &s.counters;
-        lines.push(Line::from(format!(
-            "counters: {} telegrams · {} crc failures · {} B / {} frames discarded · {} line errors",
-            c.telegrams, c.crc_failures, c.discarded_bytes, c.discarded_frames, c.line_errors
-        )));
-        lines.push(Line::from(format!(
-            "          {} decrypt failures · {} replayed frames · {} send errors · {} reconnects",
-            c.decrypt_failures, c.replayed_frames, c.send_errors, c.reconnects
+        paras.push(para(format!(
+            "counters: {} telegrams · {} CRC failures · {} B in {} discarded frames · {} line errors · \
+             {} decrypt failures · {} replayed frames · {} send errors · {} reconnects",
+            c.telegrams,
+            c.crc_failures,
+            c.discarded_bytes,
+            c.discarded_frames,
+            c.line_errors,
+            c.decrypt_failures,
+            c.replayed_frames,
+            c.send_errors,
+            c.reconnects
         )));
     }
     let seq = &meter.seq;
-    lines.push(Line::from(format!(
-        "boot {} · seq {}..{} · {} received · {} missing in {} gaps ({:.2} %) · {} duplicates",
+    paras.push(para(format!(
+        "boot {}: seq {} to {} · {} received · {} missing in {} · loss {:.2} % · {} duplicate or late",
         seq.boot_id,
         seq.first_seq,
         seq.last_seq,
         seq.received,
         seq.missing,
-        seq.gaps,
+        format::count(seq.gaps, "gap"),
         seq.loss_rate() * 100.0,
         seq.duplicates
     )));
-    lines.push(Line::from(format!(
-        "all boots: {} received · {} missing · {} restarts",
-        seq.total_received, seq.total_missing, seq.restarts
+    paras.push(para(format!(
+        "all boots: {} received · {} missing · {}",
+        seq.total_received,
+        seq.total_missing,
+        format::count(seq.restarts, "restart")
     )));
-    if app.invalid_datagrams > 0 {
-        lines.push(Line::styled(
-            format!("{} invalid datagrams; last: {}", app.invalid_datagrams, app.last_invalid.as_deref().unwrap_or("")),
+    if let Some(why) = &app.last_invalid {
+        paras.push(styled(
             Style::new().fg(WARN),
+            format!("{} on the group; last: {why}", format::count(app.invalid_datagrams, "invalid datagram")),
         ));
     }
     if let Some(t) = &meter.telegram {
-        telegram_details(app, t, &mut lines);
+        telegram_details(app, t, &mut paras);
     }
-    let height = area.height;
-    let max_scroll = (lines.len() as u16).saturating_sub(height);
-    let scroll = app.scroll.min(max_scroll);
-    Paragraph::new(Text::from(lines)).scroll((scroll, 0)).render(area.inner(ratatui::layout::Margin::new(1, 0)), buf);
+    let area = area.inner(Margin::new(1, 0));
+    let width = usize::from(area.width);
+    let lines: Vec<Line> = paras
+        .iter()
+        .flat_map(|p| format::wrap(&p.text, width, p.indent).into_iter().map(move |s| Line::styled(s, p.style)))
+        .collect();
+    let max_scroll = (lines.len() as u16).saturating_sub(area.height);
+    Paragraph::new(lines).scroll((app.scroll.min(max_scroll), 0)).render(area, buf);
 }
 
-fn telegram_details(app: &App, t: &TelegramMessage, lines: &mut Vec<Line<'static>>) {
+fn telegram_details(app: &App, t: &TelegramMessage, out: &mut Vec<Para>) {
     let v = &t.values;
-    lines.push(Line::raw(""));
-    lines.push(heading("Telegram"));
-    lines.push(Line::from(format!(
-        "{} · /{} · seq {} · {} ms on the wire · crc {}{}",
+    let none = || "–".to_owned();
+    out.push(para(""));
+    out.push(heading("Telegram"));
+    out.push(para(format!(
+        "{} · /{} · seq {} · {} ms on the wire · CRC {}{}",
         dialect_name(t.dialect),
         t.header,
         t.seq,
         t.duration_ms,
         match t.crc {
-            shared::wire::CrcStatus::Ok => "ok",
-            shared::wire::CrcStatus::Absent => "absent (DSMR 2.2/3)",
+            CrcStatus::Ok => "ok",
+            CrcStatus::Absent => "absent (DSMR 2.2/3)",
         },
         if t.encrypted { " · decrypted" } else { "" }
     )));
-    lines.push(Line::from(format!(
+    out.push(para(format!(
         "received {} · meter time {}",
         t.received_at.to_zoned(app.settings.timezone.clone()).strftime("%Y-%m-%d %H:%M:%S%.3f %:z"),
         v.meter_time.map_or_else(|| "none".to_owned(), |m| m.to_string())
     )));
     if let Some(id) = &v.equipment_id {
-        lines.push(Line::from(format!("equipment {id} · version {}", v.version.as_deref().unwrap_or("–"))));
+        out.push(para(format!("equipment {id} · version {}", v.version.as_deref().unwrap_or("–"))));
     }
     if let Some(m) = &v.text_message {
-        lines.push(Line::from(format!("message: {m}")));
+        out.push(para(format!("message: {m}")));
     }
-    lines.push(Line::raw(""));
-    lines.push(heading("Power failures"));
-    lines.push(Line::from(format!(
+    out.push(para(""));
+    out.push(heading("Power failures"));
+    out.push(para(format!(
         "{} short · {} long",
-        v.power_failures.map_or_else(|| "–".to_owned(), |n| n.to_string()),
-        v.long_power_failures.map_or_else(|| "–".to_owned(), |n| n.to_string())
+        v.power_failures.map_or_else(none, |n| n.to_string()),
+        v.long_power_failures.map_or_else(none, |n| n.to_string())
     )));
     if v.power_failure_log.is_empty() {
-        lines.push(Line::styled("no long power failures in the log", DIM));
+        out.push(styled(DIM, "no long power failure in the log"));
     }
     for f in &v.power_failure_log {
-        lines.push(Line::from(format!(
+        out.push(para(format!(
             "  ended {} · lasted {} ({} s)",
             f.end.map_or_else(|| "(no time)".to_owned(), |e| e.to_string()),
             format::seconds(f.duration_s),
@@ -1253,59 +1286,59 @@ fn telegram_details(app: &App, t: &TelegramMessage, lines: &mut Vec<Line<'static
         )));
     }
     if !v.capacity_history.is_empty() || v.capacity_peak_kw.is_some() {
-        lines.push(Line::raw(""));
-        lines.push(heading("Capacity tariff"));
-        lines.push(Line::from(format!(
-            "15-min average {} kW · month peak {} kW at {}",
-            v.capacity_demand_kw.map_or_else(|| "–".to_owned(), |d| d.to_string()),
-            v.capacity_peak_kw.map_or_else(|| "–".to_owned(), |d| d.to_string()),
-            v.capacity_peak_at.map_or_else(|| "–".to_owned(), |d| d.to_string())
+        out.push(para(""));
+        out.push(heading("Capacity tariff"));
+        out.push(para(format!(
+            "15-minute average {} kW · this month's peak {} kW at {}",
+            v.capacity_demand_kw.map_or_else(none, |d| d.to_string()),
+            v.capacity_peak_kw.map_or_else(none, |d| d.to_string()),
+            v.capacity_peak_at.map_or_else(none, |d| d.to_string())
         )));
         for m in &v.capacity_history {
-            lines.push(Line::from(format!(
+            out.push(para(format!(
                 "  {} · peak {} kW at {}",
                 capacity_month(m).map_or_else(|| "?".to_owned(), |d| d.strftime("%Y-%m").to_string()),
                 m.kw,
-                m.at.map_or_else(|| "–".to_owned(), |d| d.to_string())
+                m.at.map_or_else(none, |d| d.to_string())
             )));
         }
     }
     if !v.devices.is_empty() {
-        lines.push(Line::raw(""));
-        lines.push(heading("M-Bus devices"));
+        out.push(para(""));
+        out.push(heading("M-Bus devices"));
         for d in &v.devices {
-            lines.push(Line::from(format!(
+            out.push(para(format!(
                 "  channel {} · {:?} (type {}) · id {} · {} {} at {}{}",
                 d.channel,
                 d.kind,
-                d.type_code.map_or_else(|| "–".to_owned(), |c| c.to_string()),
+                d.type_code.map_or_else(none, |c| c.to_string()),
                 d.id.as_deref().unwrap_or("–"),
-                d.value.map_or_else(|| "–".to_owned(), |x| x.to_string()),
+                d.value.map_or_else(none, |x| x.to_string()),
                 format::unit(d.unit.as_deref().unwrap_or("")),
-                d.at.map_or_else(|| "–".to_owned(), |x| x.to_string()),
+                d.at.map_or_else(none, |x| x.to_string()),
                 d.valve.map(|x| format!(" · valve {x}")).unwrap_or_default()
             )));
         }
     }
     if !t.errors.is_empty() {
-        lines.push(Line::raw(""));
-        lines.push(heading("Lines that could not be read"));
+        out.push(para(""));
+        out.push(heading("Lines that could not be read"));
         for e in &t.errors {
-            lines.push(Line::styled(format!("  line {}: {} ({})", e.line, e.text, e.reason), Style::new().fg(WARN)));
+            out.push(styled(Style::new().fg(WARN), format!("  line {}: {} ({})", e.line, e.text, e.reason)));
         }
     }
-    lines.push(Line::raw(""));
-    lines.push(heading("OBIS lines"));
+    out.push(para(""));
+    out.push(heading("OBIS lines"));
     let width = t.obis.keys().map(String::len).max().unwrap_or(0);
     for (key, value) in &t.obis {
         let text = match value {
-            shared::wire::ObisValue::One(s) => format!("({s})"),
-            shared::wire::ObisValue::Many(v) => v.iter().fold(String::new(), |mut out, s| {
+            ObisValue::One(s) => format!("({s})"),
+            ObisValue::Many(v) => v.iter().fold(String::new(), |mut out, s| {
                 let _ = write!(out, "({s})");
                 out
             }),
         };
-        lines.push(Line::from(vec![Span::styled(format!("  {key:width$} "), LABEL), Span::raw(text)]));
+        out.push(Para { style: Style::new(), text: format!("  {key:width$} {text}"), indent: width + 3 });
     }
 }
 
@@ -1315,13 +1348,19 @@ mod tests {
 
     #[test]
     fn axis_bounds_are_round() {
-        assert_eq!(nice_ceil(0.0), 0.0);
-        assert_eq!(nice_ceil(0.37), 0.5);
-        assert_eq!(nice_ceil(1.0), 1.0);
-        assert_eq!(nice_ceil(1.2), 2.0);
-        assert_eq!(nice_ceil(2.3), 2.5);
-        assert_eq!(nice_ceil(7.0), 10.0);
-        assert_eq!(nice_ceil(12.0), 20.0);
+        for (v, want) in
+            [(0.0, 0.0), (0.37, 0.4), (1.0, 1.0), (1.2, 1.5), (2.3, 2.5), (2.8, 3.0), (7.0, 8.0), (12.0, 15.0)]
+        {
+            assert!((nice_ceil(v) - want).abs() < 1e-9, "nice_ceil({v}) = {}, want {want}", nice_ceil(v));
+        }
+    }
+
+    #[test]
+    fn y_axis_puts_zero_in_the_middle_only_when_both_directions_occur() {
+        assert_eq!(y_axis(-2.8, 0.45).1, ["-3", "0", "3 kW"].map(String::from));
+        assert_eq!(y_axis(0.0, 2.3).1, ["0", "1.25", "2.5 kW"].map(String::from));
+        assert_eq!(y_axis(-1.2, 0.0).1, ["-1.5", "-0.75", "0 kW"].map(String::from));
+        assert_eq!(y_axis(0.0, 0.0).0, [0.0, 1.0]);
     }
 
     #[test]
@@ -1330,9 +1369,11 @@ mod tests {
         assert_eq!(text(0.0), "────┃────");
         assert_eq!(text(2.0), "────┃██──");
         assert_eq!(text(0.5), "────┃▌───");
-        assert_eq!(text(-3.0), "─▐██┃────");
+        assert_eq!(text(-3.0), "─███┃────");
+        assert_eq!(text(-2.5), "─▐██┃────");
         assert_eq!(text(9.0), "────┃███▶");
         assert_eq!(text(-9.0), "◀███┃────");
+        assert_eq!(bar(1.0, 4.0, 10).iter().map(|s| s.content.chars().count()).sum::<usize>(), 10);
     }
 
     #[test]
@@ -1343,5 +1384,12 @@ mod tests {
         assert_eq!(pack(&cards, 70, 1), vec![vec![0, 1, 3]]);
         assert_eq!(pack(&cards, 20, 2), vec![vec![3]]);
         assert_eq!(spread([10, 10, 10].into_iter(), 35), vec![12, 12, 11]);
+    }
+
+    #[test]
+    fn span_labels() {
+        assert_eq!((span_text(5), half_span_text(5)), ("5 min".to_owned(), "2 m 30 s".to_owned()));
+        assert_eq!((span_text(90), half_span_text(90)), ("1 h 30 min".to_owned(), "45 min".to_owned()));
+        assert_eq!((span_text(1440), half_span_text(1440)), ("24 h".to_owned(), "12 h".to_owned()));
     }
 }

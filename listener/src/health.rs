@@ -166,7 +166,13 @@ impl BadInputSummary {
     /// Nothing seen yet.
     #[must_use]
     pub fn new(now: Instant) -> Self {
-        BadInputSummary { logged: Counters::default(), logged_at: None, last: String::new(), pending: false, start: now }
+        BadInputSummary {
+            logged: Counters::default(),
+            logged_at: None,
+            last: String::new(),
+            pending: false,
+            start: now,
+        }
     }
 
     /// Notes a rejection (already counted by the engine).
@@ -242,7 +248,10 @@ mod tests {
         assert!(dog.is_silent());
         assert_eq!(dog.check(t0 + secs(90), None), None, "warned once, not again");
         // A telegram at 100 s ends the silence that began at the start.
-        assert_eq!(dog.check(t0 + secs(101), Some(t0 + secs(100))), Some(WatchdogChange::Recovered { after: secs(100) }));
+        assert_eq!(
+            dog.check(t0 + secs(101), Some(t0 + secs(100))),
+            Some(WatchdogChange::Recovered { after: secs(100) })
+        );
         assert!(!dog.is_silent());
         assert_eq!(dog.check(t0 + secs(110), Some(t0 + secs(109))), None);
         // The next silence is reported again.

@@ -89,9 +89,8 @@ pub fn interface_index(addr: IpAddr) -> io::Result<u32> {
         return Ok(0);
     }
     let table = std::fs::read_to_string("/proc/net/if_inet6")?;
-    index_in_if_inet6(&table, addr).ok_or_else(|| {
-        io::Error::new(io::ErrorKind::AddrNotAvailable, format!("no interface has the address {addr}"))
-    })
+    index_in_if_inet6(&table, addr)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::AddrNotAvailable, format!("no interface has the address {addr}")))
 }
 
 /// Reads `/proc/net/if_inet6`: `<32 hex digits> <index hex> <prefix> <scope> <flags> <name>` per line.
@@ -122,7 +121,12 @@ pub struct StatusInfo {
 }
 
 /// Sends queued telegrams and periodic status datagrams until the queue's senders are all gone.
-pub async fn run(sender: MulticastSender, mut queue: mpsc::Receiver<Published>, health: SharedHealth, info: StatusInfo) {
+pub async fn run(
+    sender: MulticastSender,
+    mut queue: mpsc::Receiver<Published>,
+    health: SharedHealth,
+    info: StatusInfo,
+) {
     let mut status = tokio::time::interval(info.every);
     status.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut second = tokio::time::interval(Duration::from_secs(1));
@@ -239,7 +243,7 @@ mod tests {
         let at = |a: &str| index_in_if_inet6(IF_INET6, a.parse().expect("address"));
         assert_eq!(at("::1"), Some(1));
         assert_eq!(at("fd00::2"), Some(4));
-        assert_eq!(at("fe80::fc00:ff:fe00:1"), Some(4));
+        assert_eq!(at("fe80::fc:ff:fe00:1"), Some(4));
         assert_eq!(at("fd00::3"), None);
         assert_eq!(interface_index("::".parse().expect("address")).expect("unspecified"), 0);
     }

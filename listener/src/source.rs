@@ -569,8 +569,13 @@ mod tests {
     async fn auto_detection_switches_on_silence_and_on_garbage_then_locks() {
         let (reader, mut writer) = tokio::io::duplex(1 << 16);
         let switches = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let connector =
-            Detecting { stream: Some(reader), switches: switches.clone(), start: Instant::now(), locked: false, index: 0 };
+        let connector = Detecting {
+            stream: Some(reader),
+            switches: switches.clone(),
+            start: Instant::now(),
+            locked: false,
+            index: 0,
+        };
         let (mut p, mut rx) = pipeline();
         let token = CancellationToken::new();
         let feeder = {

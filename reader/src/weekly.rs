@@ -1,8 +1,8 @@
 //! The weekly log: one condensed line per local hour, summarising the telegrams of that hour.
 //!
 //! [`HourSummary`] accumulates the telegrams of one hour and renders its line. Energy and gas are differences of
-//! the meter's registers: from the last reading before the hour (the previous hour's last telegram, when the hours
-//! are adjacent) to the last reading in it, so the hours of a day add up to the day. Power failures are the
+//! the meter's registers: from the last reading before the hour (the previous hour's last telegram) to the last
+//! reading in it, so the hours of a day add up to the day. Power failures are the
 //! difference of the meter's failure counters. `missed` counts sequence numbers found missing in that hour.
 //!
 //! A line reads (one line, wrapped here):
@@ -72,14 +72,14 @@ impl HourSummary {
         }
     }
 
-    /// The summary of the hour `period` that follows this one: differences start from this hour's last readings
-    /// when the two hours are adjacent.
+    /// The summary of the hour `period` that follows this one: its differences start from this hour's last
+    /// readings (or, for a register this hour did not see, from this hour's own starting point), so energy used
+    /// while no telegram arrived is counted in the next hour that has telegrams and the hours add up.
     #[must_use]
     pub fn next(&self, period: Period) -> HourSummary {
-        let adjacent = period.start == self.period.end;
         let mut next = HourSummary::new(period, false);
-        if adjacent {
-            next.base = self.last;
+        for ((slot, last), base) in next.base.iter_mut().zip(self.last).zip(self.base) {
+            *slot = last.or(base);
         }
         next
     }

@@ -1,6 +1,6 @@
 //! The cost of encrypted P1: recognising a frame and decrypting it (AES-128-GCM, tag check included), per frame.
 //!
-//! Run: `cargo bench -p p1hub-shared --bench dlms`. Figures are recorded in the README.
+//! Run: `cargo bench -p p1hub-shared --bench dlms`.
 
 use std::hint::black_box;
 

@@ -21,7 +21,7 @@
 use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
-use memchr::{memchr, memchr2};
+use memchr::{memchr, memchr2, memchr3};
 
 /// The default cap on a frame's length: Belgian telegrams with long text messages reach 3–4 KiB.
 pub const DEFAULT_MAX_LEN: usize = 8192;
@@ -203,22 +203,45 @@ impl Framer {
 
     /// Scans a plain telegram that starts at index 0.
     fn scan_frame(&mut self) -> Option<Frame> {
-        let Some(rel) = memchr2(b'!', b'/', &self.buf[self.scan_from..]) else {
-            if self.buf.len() > self.max_len {
-                self.state = State::Discarding;
-                return Some(self.skip(self.buf.len(), DiscardReason::Oversize));
+        let bang = loop {
+            let Some(rel) = memchr3(b'!', b'/', crate::dlms::START, &self.buf[self.scan_from..]) else {
+                if self.buf.len() > self.max_len {
+                    self.state = State::Discarding;
+                    return Some(self.skip(self.buf.len(), DiscardReason::Oversize));
+                }
+                self.scan_from = self.buf.len();
+                return None;
+            };
+            let at = self.scan_from + rel;
+            match self.buf[at] {
+                b'!' => break at,
+                b'/' => {
+                    // A new telegram began before this one ended: the meter was unplugged mid-burst, or we started
+                    // late.
+                    let frame = self.skip(at, DiscardReason::Truncated);
+                    self.scan_from = 1;
+                    self.frame_started_at = self.last_push_at;
+                    return Some(frame);
+                }
+                _ => {
+                    // 0xDB never occurs in a plain telegram. If a valid encrypted-frame header starts here, the
+                    // plain frame was cut off; otherwise it is a noise byte the CRC will catch. Decide only once
+                    // the whole header is in, so the outcome does not depend on how the bytes were chunked.
+                    let status = crate::dlms::frame_len(&self.buf[at..], self.max_len);
+                    if matches!(status, crate::dlms::FrameStatus::Invalid(_)) {
+                        self.scan_from = at + 1;
+                    } else if self.buf.len() - at < crate::dlms::MAX_HEADER
+                        && matches!(status, crate::dlms::FrameStatus::Partial)
+                    {
+                        self.scan_from = at;
+                        return None;
+                    } else {
+                        self.state = State::Hunting;
+                        return Some(self.skip(at, DiscardReason::Truncated));
+                    }
+                }
             }
-            self.scan_from = self.buf.len();
-            return None;
         };
-        let bang = self.scan_from + rel;
-        if self.buf[bang] == b'/' {
-            // A new telegram began before this one ended: the meter was unplugged mid-burst, or we started late.
-            let frame = self.skip(bang, DiscardReason::Truncated);
-            self.scan_from = 1;
-            self.frame_started_at = self.last_push_at;
-            return Some(frame);
-        }
         if bang >= self.max_len {
             self.state = State::Discarding;
             return Some(self.skip(bang + 1, DiscardReason::Oversize));
@@ -355,6 +378,18 @@ mod tests {
         }
         assert_eq!(telegrams(&out), vec![T1]);
         assert_eq!(discarded(&out, DiscardReason::Oversize), 19 + 1024 * 64 + 10);
+    }
+
+    #[test]
+    fn a_stray_slash_does_not_swallow_an_encrypted_frame() {
+        let frame = crate::dlms::encrypt(&[1; 16], &[2; 16], *b"SAG12345", 1, T1);
+        for size in [1, 5, 17, 1000] {
+            let frames = run(&[b"/".as_ref(), &frame, b"\xDB\x00", T2].concat(), size);
+            let encrypted: Vec<&Frame> = frames.iter().filter(|f| matches!(f, Frame::Encrypted(_))).collect();
+            assert_eq!(encrypted.len(), 1, "chunk size {size}: {frames:?}");
+            assert_eq!(telegrams(&frames), vec![T2], "chunk size {size}");
+            assert_eq!(discarded(&frames, DiscardReason::Truncated), 1, "chunk size {size}");
+        }
     }
 
     #[test]

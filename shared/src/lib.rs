@@ -15,8 +15,8 @@
 #![deny(missing_docs)]
 
 pub mod columns;
-pub mod crc;
 pub mod config;
+pub mod crc;
 pub mod decimal;
 pub mod dlms;
 pub mod engine;

@@ -205,16 +205,21 @@ impl<'a> Groups<'a> {
         let bytes = text.as_bytes();
         let mut pos = 0;
         let mut len = 0;
-        while pos < bytes.len() {
-            if bytes[pos] != b'(' {
-                return Err(SyntaxError::Stray { column: column_offset + pos + 1, found: bytes[pos] });
+        // Groups are a few bytes long: a plain loop beats a vectorised search's setup here.
+        while let Some(&open) = bytes.get(pos) {
+            if open != b'(' {
+                return Err(SyntaxError::Stray { column: column_offset + pos + 1, found: open });
             }
-            let body = &bytes[pos + 1..];
-            let close = memchr::memchr(b')', body).ok_or(SyntaxError::Unclosed { column: column_offset + pos + 1 })?;
-            if let Some(open) = memchr::memchr(b'(', &body[..close]) {
-                return Err(SyntaxError::Nested { column: column_offset + pos + 2 + open });
+            let mut end = pos + 1;
+            loop {
+                match bytes.get(end) {
+                    Some(b')') => break,
+                    Some(b'(') => return Err(SyntaxError::Nested { column: column_offset + end + 1 }),
+                    Some(_) => end += 1,
+                    None => return Err(SyntaxError::Unclosed { column: column_offset + pos + 1 }),
+                }
             }
-            pos += close + 2;
+            pos = end + 1;
             len += 1;
         }
         Ok(Groups { text, len })
@@ -281,7 +286,7 @@ impl<'a> Iterator for GroupIter<'a> {
     fn next(&mut self) -> Option<&'a str> {
         // The text was checked by `Groups::parse`; the `?`s only keep this panic-free on principle.
         let body = self.rest.strip_prefix('(')?;
-        let close = memchr::memchr(b')', body.as_bytes())?;
+        let close = body.bytes().position(|b| b == b')')?;
         let (inner, after) = body.split_at(close);
         self.rest = after.get(1..)?;
         Some(inner)
@@ -325,7 +330,11 @@ fn shift(err: SyntaxError, by: usize) -> SyntaxError {
 /// Splits bytes into lines: see [`lines`].
 #[derive(Clone, Debug)]
 pub struct Lines<'a> {
-    rest: Option<&'a [u8]>,
+    text: &'a [u8],
+    /// Where the next line starts; `None` once the last line was yielded.
+    start: Option<usize>,
+    /// The line ends, found by one vectorised scan over the whole text.
+    ends: memchr::Memchr<'a>,
     number: u32,
 }
 
@@ -333,20 +342,24 @@ pub struct Lines<'a> {
 /// its line end. A last line without LF is yielded too (unless empty). Never panics, whatever the bytes.
 #[must_use]
 pub fn lines(text: &[u8]) -> Lines<'_> {
-    Lines { rest: Some(text), number: 0 }
+    Lines { text, start: Some(0), ends: memchr::memchr_iter(b'\n', text), number: 0 }
 }
 
 impl<'a> Iterator for Lines<'a> {
     type Item = (u32, &'a [u8]);
 
     fn next(&mut self) -> Option<(u32, &'a [u8])> {
-        let rest = self.rest?;
-        let (line, next) = match memchr::memchr(b'\n', rest) {
-            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
-            None if rest.is_empty() => return None,
-            None => (rest, None),
+        let start = self.start?;
+        let line = match self.ends.next() {
+            Some(end) => {
+                self.start = Some(end + 1);
+                self.text.get(start..end)?
+            }
+            None => {
+                self.start = None;
+                self.text.get(start..).filter(|rest| !rest.is_empty())?
+            }
         };
-        self.rest = next;
         self.number = self.number.saturating_add(1);
         Some((self.number, line.strip_suffix(b"\r").unwrap_or(line)))
     }

@@ -162,7 +162,7 @@ impl Simulator {
         } else {
             let mut log = format!("1-0:99.97.0({})(0-0:96.7.19)", self.long_power_failures);
             for i in 0..self.long_power_failures {
-                let _ = write!(log, "(19{:02}0314{:02}0000W)({:010}*s)", 3 + i, 10 + i, 240 + 97 * i);
+                let _ = write!(log, "({:02}0314{:02}0000W)({:010}*s)", 21 + i, 10 + i, 240 + 97 * i);
             }
             line(&log);
         }
@@ -359,6 +359,17 @@ mod tests {
             assert!(crc_ok(&t), "bad CRC at minute {minute}:\n{}", String::from_utf8_lossy(&t));
             assert_eq!(memchr::memchr_iter(b'!', &t).count(), 1);
             assert!(t.is_ascii() && t.len() < 1500, "{} bytes", t.len());
+        }
+    }
+
+    #[test]
+    fn the_parser_reads_every_line() {
+        let zone = TimeZone::get("Europe/Amsterdam").expect("bundled");
+        for seed in 0..30 {
+            let t = Simulator::new(seed).telegram_at(at("2024-02-29T18:45:00[Europe/Amsterdam]"));
+            let parsed = crate::telegram::parse(&t, &zone);
+            assert!(parsed.errors.is_empty(), "seed {seed}: {:?}", parsed.errors);
+            assert_eq!(parsed.values.devices.len(), 2, "gas and water");
         }
     }
 

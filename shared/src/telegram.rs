@@ -34,7 +34,6 @@
 //! Tariff `0-0:96.14.0`: Dutch meters count low tariff in register 1 and normal in 2; Belgian meters the other
 //! way round. Luxembourg and other meters get no tariff name.
 
-use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 
 use jiff::tz::TimeZone;
@@ -66,6 +65,8 @@ pub struct Parsed {
 #[must_use]
 pub fn parse(text: &[u8], zone: &TimeZone) -> Parsed {
     let mut builder = Builder::new(zone);
+    // Typical lines are 15-40 bytes; one allocation covers a telegram.
+    builder.entries.reserve(text.len() / 20 + 4);
     let mut lines = obis::lines(text);
     let mut end = None;
     let header = match lines.next() {
@@ -169,16 +170,17 @@ struct Slot {
 
 /// A DSMR 2.2/3.0 `24.3.0` line whose value line may follow.
 struct PendingGas {
-    key: String,
+    /// Its index in `Builder::entries`.
+    entry: usize,
     channel: usize,
 }
 
 struct Builder<'z> {
     zone: &'z TimeZone,
     values: Values,
-    obis: BTreeMap<String, ObisValue>,
-    /// The last suffix used per repeated reference (empty, and allocation-free, for normal telegrams).
-    repeats: BTreeMap<String, u32>,
+    /// The OBIS map's entries in telegram order; sorted into a map once at the end, which is much cheaper than
+    /// inserting one by one.
+    entries: Vec<(String, ObisValue)>,
     errors: Vec<LineError>,
     devices: [Slot; 4],
     pending_gas: Option<PendingGas>,
@@ -191,8 +193,7 @@ impl<'z> Builder<'z> {
         Builder {
             zone,
             values: Values::default(),
-            obis: BTreeMap::new(),
-            repeats: BTreeMap::new(),
+            entries: Vec::new(),
             errors: Vec::new(),
             devices: Default::default(),
             pending_gas: None,
@@ -225,34 +226,16 @@ impl<'z> Builder<'z> {
         };
         let o = line.obis;
         let old_gas = o.a == 0 && (1..=4).contains(&o.b) && (o.c, o.d, o.e) == (24, 3, 0);
-        let key = self.insert(line.reference, &line.groups, old_gas);
+        let entry = self.entries.len();
+        self.entries.push((line.reference.to_owned(), obis_value(&line.groups)));
         if !o.is_current() {
             return;
         }
         if let Err(err) = self.interpret(&line) {
             self.error(number, raw, err.to_string());
         }
-        if let (true, Some(key)) = (old_gas && line.groups.len() < 7, key) {
-            self.pending_gas = Some(PendingGas { key, channel: usize::from(o.b - 1) });
-        }
-    }
-
-    /// Adds a line to the OBIS map; returns the key used when asked to.
-    fn insert(&mut self, reference: &str, groups: &Groups<'_>, want_key: bool) -> Option<String> {
-        let value = obis_value(groups);
-        if let Entry::Vacant(slot) = self.obis.entry(reference.to_owned()) {
-            let key = want_key.then(|| slot.key().clone());
-            slot.insert(value);
-            return key;
-        }
-        let n = self.repeats.entry(reference.to_owned()).or_insert(1);
-        loop {
-            *n += 1;
-            if let Entry::Vacant(slot) = self.obis.entry(format!("{reference}#{n}")) {
-                let key = want_key.then(|| slot.key().clone());
-                slot.insert(value);
-                return key;
-            }
+        if old_gas && line.groups.len() < 7 {
+            self.pending_gas = Some(PendingGas { entry, channel: usize::from(o.b - 1) });
         }
     }
 
@@ -269,7 +252,7 @@ impl<'z> Builder<'z> {
             Ok(groups) => groups,
             Err(err) => return self.error(number, raw, err.to_string()),
         };
-        if let Some(entry) = self.obis.get_mut(&pending.key) {
+        if let Some((_, entry)) = self.entries.get_mut(pending.entry) {
             let mut all = match std::mem::replace(entry, ObisValue::Many(Vec::new())) {
                 ObisValue::One(one) => vec![one],
                 ObisValue::Many(many) => many,
@@ -484,7 +467,8 @@ impl<'z> Builder<'z> {
             | (Dialect::Belgian, Some(1)) => Some(TariffName::Normal),
             _ => None,
         };
-        Parsed { dialect, header, values: self.values, obis: self.obis, errors: self.errors }
+        let obis = into_map(self.entries);
+        Parsed { dialect, header, values: self.values, obis, errors: self.errors }
     }
 }
 
@@ -556,6 +540,23 @@ fn detect(header: &str, version: Option<&str>, hints: &Hints, has_crc: bool) -> 
         }
         Some(_) | None => Dialect::Other,
     }
+}
+
+/// The OBIS map: a repeated reference gets `#2`, `#3`, … in telegram order.
+fn into_map(mut entries: Vec<(String, ObisValue)>) -> BTreeMap<String, ObisValue> {
+    // A stable sort keeps repeats in telegram order, next to each other.
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut first = 0;
+    for i in 1..entries.len() {
+        if entries[i].0 == entries[first].0 {
+            let suffix = i - first + 1;
+            entries[i].0 = format!("{}#{suffix}", entries[first].0);
+        } else {
+            first = i;
+        }
+    }
+    // Sorted input (`#10` may sort before `#2`, which `from_iter` sorts again) is built in bulk.
+    entries.into_iter().collect()
 }
 
 /// The groups of a line as they go into the OBIS map: one group is a string, zero or several a list.
@@ -866,6 +867,13 @@ mod tests {
         let keys: Vec<&str> = p.obis.keys().map(String::as_str).collect();
         assert_eq!(keys, ["0-0:96.13.0", "0-0:96.13.0#2", "0-0:96.13.0#3"]);
         assert_eq!(p.obis["0-0:96.13.0#3"], ObisValue::One("42".into()));
+        let many: Vec<String> = (0..12).map(|i| format!("0-0:96.13.0({i:02})")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let p = parse_lines("XMX5TEST", &many);
+        assert_eq!(p.obis.len(), 12);
+        assert_eq!(p.obis["0-0:96.13.0"], ObisValue::One("00".into()));
+        assert_eq!(p.obis["0-0:96.13.0#10"], ObisValue::One("09".into()));
+        assert_eq!(p.obis["0-0:96.13.0#12"], ObisValue::One("11".into()));
     }
 
     #[test]

@@ -19,6 +19,11 @@ fn piece() -> impl Strategy<Value = Vec<u8>> {
         proptest::collection::vec(any::<u8>(), 0..64),
         Just(vec![0u8; 32]),
         Just(vec![0xFF; 16]),
+        // An encrypted frame, whole or cut off, and a lone 0xDB.
+        Just(shared::dlms::encrypt(&[1; 16], &[2; 16], *b"SAG12345", 1, TELEGRAMS[0])),
+        (1usize..60)
+            .prop_map(|cut| shared::dlms::encrypt(&[1; 16], &[2; 16], *b"SAG12345", 2, TELEGRAMS[1])[..cut].to_vec()),
+        Just(vec![0xDB]),
     ]
 }
 

@@ -1,0 +1,88 @@
+//! The event loop, `run`, driven with a `TestBackend`, a stream of keys and datagrams on a loopback socket.
+
+use std::time::Duration;
+
+use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
+use futures::StreamExt as _;
+use p1_dashboard::app::App;
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+use shared::wire::{self, Message};
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+
+use crate::fixtures;
+
+fn text(terminal: &Terminal<TestBackend>) -> String {
+    terminal.backend().to_string()
+}
+
+#[tokio::test]
+async fn shows_datagrams_and_quits_on_q() {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let addr = socket.local_addr().expect("addr");
+    let sender = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let now = fixtures::ts("2024-06-12T10:45:10Z");
+    let message = fixtures::telegram("three-phase-solar.txt", "meterkast", 1, now);
+    sender.send_to(&wire::encode(&Message::Telegram(Box::new(message))), addr).await.expect("send");
+    sender.send_to(b"not json", addr).await.expect("send");
+
+    let (keys_tx, keys_rx) = futures::channel::mpsc::channel::<std::io::Result<Event>>(4);
+    let keys = keys_rx;
+    let mut terminal = Terminal::new(TestBackend::new(120, 40)).expect("terminal");
+    let mut app = App::new(fixtures::settings(), now);
+    let shutdown = CancellationToken::new();
+    let clock = move || now.checked_add(Duration::from_millis(300)).expect("ts");
+
+    let driver = async {
+        // Give the loop the datagrams, then press q.
+        let mut keys_tx = keys_tx;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        futures::SinkExt::send(&mut keys_tx, Ok(Event::Key(KeyEvent::new(KeyCode::Char('q'), KeyModifiers::NONE))))
+            .await
+            .expect("key");
+        keys_tx
+    };
+    let (result, _keys_tx) =
+        tokio::join!(p1_dashboard::run(&mut terminal, &mut app, keys, &socket, clock, &shutdown), driver);
+    result.expect("run");
+    assert!(app.quit);
+    assert_eq!(app.meters.len(), 1);
+    assert_eq!(app.invalid_datagrams, 1);
+    let screen = text(&terminal);
+    assert!(screen.contains("meterkast"), "{screen}");
+    assert!(screen.contains("exporting"), "{screen}");
+    assert!(screen.contains("1 invalid datagrams"), "{screen}");
+}
+
+#[tokio::test]
+async fn stops_when_cancelled_or_when_input_ends() {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let now = fixtures::ts("2024-06-12T10:45:10Z");
+    let mut terminal = Terminal::new(TestBackend::new(40, 10)).expect("terminal");
+    let mut app = App::new(fixtures::settings(), now);
+
+    let shutdown = CancellationToken::new();
+    shutdown.cancel();
+    let pending = futures::stream::pending::<std::io::Result<Event>>();
+    p1_dashboard::run(&mut terminal, &mut app, pending, &socket, move || now, &shutdown).await.expect("cancelled");
+
+    let live = CancellationToken::new();
+    let ended = futures::stream::empty::<std::io::Result<Event>>();
+    p1_dashboard::run(&mut terminal, &mut app, ended, &socket, move || now, &live).await.expect("input ended");
+    assert!(!app.quit, "neither way is a quit key");
+}
+
+#[tokio::test]
+async fn a_terminal_error_is_reported() {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let now = fixtures::ts("2024-06-12T10:45:10Z");
+    let mut terminal = Terminal::new(TestBackend::new(40, 10)).expect("terminal");
+    let mut app = App::new(fixtures::settings(), now);
+    let failing = futures::stream::iter([Err(std::io::Error::other("tty gone"))]).chain(futures::stream::pending());
+    let err =
+        p1_dashboard::run(&mut terminal, &mut app, failing.boxed(), &socket, move || now, &CancellationToken::new())
+            .await
+            .expect_err("error");
+    assert!(format!("{err:#}").contains("tty gone"), "{err:#}");
+}

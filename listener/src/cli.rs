@@ -1,0 +1,221 @@
+//! Command-line flags and configuration loading.
+//!
+//! The configuration is `--config FILE` if given, else `p1.yml` in the current directory if there is one, else the
+//! built-in defaults. Flags override the raw configuration *before* validation, so a bad flag value is reported
+//! like a bad key, together with every other error.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+use shared::config::{Config, ConfigError, RawConfig};
+
+/// The configuration file looked for in the current directory when `--config` is not given.
+pub const DEFAULT_CONFIG_FILE: &str = "p1.yml";
+
+/// `p1-listener`: reads the P1 port and multicasts every telegram.
+#[derive(Debug, Parser)]
+#[command(name = "p1-listener", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file (default: ./p1.yml if it exists, else built-in defaults).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[arg(
+        long,
+        value_name = "SOURCE",
+        help = "Where telegrams come from: a serial device, tcp://HOST:PORT, file:PATH or simulate (listener.source)"
+    )]
+    pub source: Option<String>,
+    #[arg(long, value_name = "ADDR:PORT", help = "Multicast group and port (multicast.group)")]
+    pub group: Option<String>,
+    #[arg(long, value_name = "IP", help = "Local address of the interface to send on (multicast.interface)")]
+    pub interface: Option<String>,
+    #[arg(
+        long,
+        value_name = "ADDR:PORT",
+        help = "Serve raw telegrams over TCP on this address; \"off\" disables (listener.raw_tcp)"
+    )]
+    pub raw_tcp: Option<String>,
+    #[arg(long, value_name = "HEX", help = "Key for encrypted meters, 32 hex digits (listener.decryption_key)")]
+    pub decryption_key: Option<String>,
+    /// Print the documented default p1.yml and exit.
+    #[arg(long)]
+    pub print_default_config: bool,
+    /// Check the configuration (with the flags applied), print a summary and exit.
+    #[arg(long)]
+    pub check_config: bool,
+    /// Tools; without one, run the listener.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Tools for the installer.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the message of every valid telegram in a raw capture, one JSON document per line, exactly as the
+    /// listener would publish it.
+    Parse {
+        /// The capture; - reads standard input.
+        #[arg(default_value = "-")]
+        path: String,
+        #[arg(
+            long,
+            help = "At the end, print the counters (telegrams, crc_failures, discarded_bytes, ...) as JSON on stderr"
+        )]
+        stats: bool,
+        /// Key for encrypted meters, 32 hex digits.
+        #[arg(long, value_name = "HEX")]
+        decryption_key: Option<String>,
+    },
+    /// Find the port settings, grab one telegram, save it and say what the meter is.
+    Capture {
+        /// Where to save the telegram (default: p1-capture-<UTC time>.txt).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// The source to read (default: listener.source).
+        #[arg(long, value_name = "SOURCE")]
+        source: Option<String>,
+        /// Seconds to wait for a valid telegram.
+        #[arg(long, value_name = "SECS", default_value_t = 60)]
+        timeout: u64,
+    },
+}
+
+/// Flag values that override configuration keys.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `listener.source`.
+    pub source: Option<String>,
+    /// `multicast.group`.
+    pub group: Option<String>,
+    /// `multicast.interface`.
+    pub interface: Option<String>,
+    /// `listener.raw_tcp`.
+    pub raw_tcp: Option<String>,
+    /// `listener.decryption_key` (replaces `decryption_key_file`).
+    pub decryption_key: Option<String>,
+}
+
+impl Overrides {
+    /// Writes the overrides into `raw`.
+    pub fn apply(&self, raw: &mut RawConfig) {
+        if let Some(s) = &self.source {
+            raw.listener.source.clone_from(s);
+        }
+        if let Some(g) = &self.group {
+            raw.multicast.group.clone_from(g);
+        }
+        if let Some(i) = &self.interface {
+            raw.multicast.interface.clone_from(i);
+        }
+        if let Some(r) = &self.raw_tcp {
+            raw.listener.raw_tcp = Some(r.clone());
+        }
+        if let Some(k) = &self.decryption_key {
+            raw.listener.decryption_key = Some(k.clone());
+            raw.listener.decryption_key_file = None;
+        }
+    }
+}
+
+impl Cli {
+    /// The overrides given on the command line, subcommand flags winning over the top-level ones.
+    #[must_use]
+    pub fn overrides(&self) -> Overrides {
+        let mut o = Overrides {
+            source: self.source.clone(),
+            group: self.group.clone(),
+            interface: self.interface.clone(),
+            raw_tcp: self.raw_tcp.clone(),
+            decryption_key: self.decryption_key.clone(),
+        };
+        match &self.command {
+            Some(Command::Parse { decryption_key: Some(k), .. }) => o.decryption_key = Some(k.clone()),
+            Some(Command::Capture { source: Some(s), .. }) => o.source = Some(s.clone()),
+            _ => {}
+        }
+        o
+    }
+
+    /// Loads and validates the configuration with the flags applied. Also returns where it came from.
+    pub fn load_config(&self) -> Result<(Config, String), ConfigError> {
+        load_config(self.config.as_deref(), Path::new(DEFAULT_CONFIG_FILE), &self.overrides())
+    }
+}
+
+/// Loads `explicit`, else `fallback` if it exists, else the defaults; applies `overrides`; validates.
+pub fn load_config(
+    explicit: Option<&Path>,
+    fallback: &Path,
+    overrides: &Overrides,
+) -> Result<(Config, String), ConfigError> {
+    let (mut raw, origin) = match explicit {
+        Some(path) => (RawConfig::from_file(path)?, path.display().to_string()),
+        None if fallback.exists() => (RawConfig::from_file(fallback)?, fallback.display().to_string()),
+        None => (RawConfig::default(), "built-in defaults".to_owned()),
+    };
+    overrides.apply(&mut raw);
+    Ok((raw.validate()?, origin))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::config::Source;
+
+    #[test]
+    fn flags_override_before_validation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("p1.yml");
+        std::fs::write(&file, "listener:\n  source: /dev/ttyAMA0\n  decryption_key_file: /nonexistent\n")
+            .expect("write");
+        let overrides = Overrides {
+            source: Some("simulate".into()),
+            group: Some("239.255.1.2:5000".into()),
+            interface: Some("127.0.0.1".into()),
+            raw_tcp: Some("127.0.0.1:2001".into()),
+            decryption_key: Some("00112233445566778899AABBCCDDEEFF".into()),
+        };
+        // The key file in the file would be an error; the flag's key replaces it.
+        let (config, origin) = load_config(Some(&file), Path::new("/nonexistent"), &overrides).expect("valid");
+        assert_eq!(origin, file.display().to_string());
+        assert_eq!(config.listener.source, Source::Simulate);
+        assert_eq!(config.multicast.group.to_string(), "239.255.1.2:5000");
+        assert_eq!(config.multicast.interface.to_string(), "127.0.0.1");
+        assert_eq!(config.listener.raw_tcp.map(|a| a.to_string()).as_deref(), Some("127.0.0.1:2001"));
+        assert_eq!(config.listener.decryption_key.map(|k| k[0]), Some(0x00));
+    }
+
+    #[test]
+    fn bad_flags_are_reported_with_every_other_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("p1.yml");
+        std::fs::write(&file, "multicast:\n  ttl: 300\n").expect("write");
+        let overrides = Overrides { group: Some("10.0.0.1:4141".into()), ..Overrides::default() };
+        let err = load_config(Some(&file), Path::new("/nonexistent"), &overrides).expect_err("invalid");
+        let text = err.to_string();
+        assert!(text.contains("multicast.group: '10.0.0.1:4141'") && text.contains("multicast.ttl: '300'"), "{text}");
+    }
+
+    #[test]
+    fn defaults_when_there_is_no_file() {
+        let (config, origin) =
+            load_config(None, Path::new("/nonexistent/p1.yml"), &Overrides::default()).expect("defaults are valid");
+        assert_eq!(origin, "built-in defaults");
+        assert_eq!(config.listener.source, Source::Serial("/dev/ttyUSB0".into()));
+    }
+
+    #[test]
+    fn an_explicit_missing_file_is_an_error() {
+        let err = load_config(Some(Path::new("/nonexistent/p1.yml")), Path::new("p1.yml"), &Overrides::default())
+            .expect_err("missing");
+        assert!(err.to_string().contains("/nonexistent/p1.yml"), "{err}");
+    }
+
+    #[test]
+    fn subcommand_flags_win() {
+        let cli = Cli::parse_from(["p1-listener", "--source", "simulate", "capture", "--source", "/dev/ttyUSB1"]);
+        assert_eq!(cli.overrides().source.as_deref(), Some("/dev/ttyUSB1"));
+        let cli = Cli::parse_from(["p1-listener", "parse", "cap.txt", "--stats", "--decryption-key", "AB"]);
+        assert_eq!(cli.overrides().decryption_key.as_deref(), Some("AB"));
+    }
+}

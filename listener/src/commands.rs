@@ -1,0 +1,309 @@
+//! The installer's tools: `p1-listener parse` and `p1-listener capture`.
+//!
+//! `parse` runs a raw capture through the same engine as the listener and prints each valid telegram's message,
+//! one JSON document per line, exactly as it would be published (same origin name, a fresh boot id, sequence
+//! numbers from 1). Bad telegrams are counted, not fatal; only an unreadable input is an error.
+//!
+//! `capture` opens the configured source (detecting the port settings), saves the first valid telegram byte for
+//! byte, and describes the meter.
+
+use std::fmt::Write as _;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use shared::config::Config;
+use shared::engine::{Engine, Event};
+use shared::wire::{self, Counters, Message, Origin, TelegramMessage};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::health::{Health, SharedHealth};
+use crate::pipeline::Pipeline;
+
+/// Why `parse` stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseError {
+    /// The capture could not be opened or read.
+    #[error("cannot read {path}: {source}")]
+    Input {
+        /// The input (`-` for standard input).
+        path: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The output could not be written (other than a closed pipe, which just ends the output).
+    #[error("cannot write the output: {0}")]
+    Output(#[source] io::Error),
+}
+
+/// Parses the capture at `path` (`-`: standard input), writing messages to `out`; with `stats`, writes the
+/// counters as one JSON object to `err` at the end. Returns the counters.
+pub fn parse(
+    path: &str,
+    config: &Config,
+    stats: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Counters, ParseError> {
+    let input_error = |source| ParseError::Input { path: path.to_owned(), source };
+    let mut input: Box<dyn Read> = if path == "-" {
+        Box::new(io::stdin().lock())
+    } else {
+        Box::new(std::fs::File::open(path).map_err(input_error)?)
+    };
+    let mut engine = Engine::new(crate::engine_options(config));
+    let origin = Origin { listener: config.name.clone(), boot_id: crate::boot_id() };
+    let mut seq = 0u64;
+    let mut out = io::BufWriter::new(out);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut warned_config = false;
+    let mut closed = false;
+    'read: loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(input_error(e)),
+        };
+        engine.push(&buf[..n], std::time::Instant::now());
+        while let Some(event) = engine.next_event() {
+            match event {
+                Event::Telegram(checked) => {
+                    seq += 1;
+                    let message = checked.into_message(origin.clone(), seq, jiff::Timestamp::now());
+                    let mut line = wire::encode(&Message::Telegram(Box::new(message)));
+                    line.push(b'\n');
+                    match out.write_all(&line) {
+                        Ok(()) => {}
+                        // `p1-listener parse cap.txt | head`: the reader has all it wants.
+                        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                            closed = true;
+                            break 'read;
+                        }
+                        Err(e) => return Err(ParseError::Output(e)),
+                    }
+                }
+                Event::Rejected(r) if r.is_config_problem() && !warned_config => {
+                    warned_config = true;
+                    let _ = writeln!(err, "p1-listener: {r}");
+                }
+                Event::Rejected(_) => {}
+            }
+        }
+    }
+    if !closed {
+        match out.flush() {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
+            Err(e) => return Err(ParseError::Output(e)),
+        }
+    }
+    let counters = engine.counters();
+    if stats {
+        let text = serde_json::to_string(&counters).unwrap_or_default();
+        let _ = writeln!(err, "{text}");
+    }
+    Ok(counters)
+}
+
+/// What `capture` found.
+#[derive(Debug)]
+pub struct Captured {
+    /// The telegram's message.
+    pub message: Box<TelegramMessage>,
+    /// Where the telegram was saved.
+    pub saved_to: PathBuf,
+    /// Its size.
+    pub bytes: usize,
+    /// The serial settings that produced it, for serial sources.
+    pub port_settings: Option<&'static str>,
+}
+
+/// Reads the configured source until the first valid telegram (or `timeout`), saves it to `out` (default
+/// `p1-capture-<UTC time>.txt`) and returns what was found.
+pub async fn capture(config: &Config, out: Option<PathBuf>, timeout: Duration) -> anyhow::Result<Captured> {
+    let (tx, mut rx) = mpsc::channel(crate::pipeline::QUEUE);
+    let health = SharedHealth::new(Health::new(tokio::time::Instant::now()));
+    let origin = Origin { listener: config.name.clone(), boot_id: crate::boot_id() };
+    let mut pipeline = Pipeline::new(crate::engine_options(config), origin, tx, None, health.clone());
+    let token = CancellationToken::new();
+    let source = crate::source::describe(&config.listener.source);
+    let seed = crate::simulator_seed(&config.name);
+    let first = {
+        let run = crate::source::run(&config.listener, &mut pipeline, &token, seed);
+        tokio::select! {
+            item = rx.recv() => item,
+            ended = run => {
+                ended?;
+                // A capture file can end before a valid telegram; whatever was queued still counts.
+                rx.try_recv().ok()
+            }
+            () = tokio::time::sleep(timeout) => None,
+        }
+    };
+    let counters = health.lock().counters();
+    let Some(first) = first else {
+        anyhow::bail!(
+            "no valid telegram from {source} within {} s ({} bytes skipped, {} CRC failures): check the cable and \
+             the device, that the meter's P1 port is enabled, and for serial devices try --source with another path",
+            timeout.as_secs(),
+            counters.discarded_bytes,
+            counters.crc_failures
+        );
+    };
+    let saved_to = out.unwrap_or_else(|| {
+        PathBuf::from(format!("p1-capture-{}.txt", jiff::Timestamp::now().strftime("%Y%m%d-%H%M%SZ")))
+    });
+    std::fs::write(&saved_to, &first.raw).with_context(|| format!("saving the telegram to {}", saved_to.display()))?;
+    let port_settings = health.lock().port_settings;
+    Ok(Captured { message: first.message, saved_to, bytes: first.raw.len(), port_settings })
+}
+
+/// A human description of a captured telegram.
+#[must_use]
+pub fn describe(captured: &Captured, source: &str) -> String {
+    let m = &captured.message;
+    let v = &m.values;
+    let mut s = String::new();
+    // Writing to a String cannot fail.
+    let _ = writeln!(s, "saved:          {} ({} bytes)", captured.saved_to.display(), captured.bytes);
+    let _ = writeln!(s, "source:         {source}");
+    if let Some(p) = captured.port_settings {
+        let _ = writeln!(s, "port settings:  {p}");
+    }
+    let dialect = serde_json::to_value(m.dialect).ok().and_then(|d| d.as_str().map(str::to_owned)).unwrap_or_default();
+    let _ = writeln!(s, "dialect:        {dialect}");
+    let _ = writeln!(s, "version:        {}", v.version.as_deref().unwrap_or("(not sent)"));
+    let manufacturer: String = m.header.chars().take(3).collect();
+    let _ = writeln!(s, "manufacturer:   {manufacturer} (identification /{})", m.header);
+    let _ = writeln!(s, "equipment id:   {}", v.equipment_id.as_deref().unwrap_or("(not sent)"));
+    let _ = writeln!(
+        s,
+        "CRC:            {}",
+        serde_json::to_value(m.crc).ok().and_then(|c| c.as_str().map(str::to_owned)).unwrap_or_default()
+    );
+    if v.devices.is_empty() {
+        let _ = writeln!(s, "M-Bus devices:  none");
+    }
+    for (i, d) in v.devices.iter().enumerate() {
+        let label = if i == 0 { "M-Bus devices:" } else { "" };
+        let kind = serde_json::to_value(d.kind).ok().and_then(|k| k.as_str().map(str::to_owned)).unwrap_or_default();
+        let mut line = format!("{label:<15} channel {}: {kind}", d.channel);
+        if let Some(t) = d.type_code {
+            let _ = write!(line, " (type {t})");
+        }
+        if let Some(id) = &d.id {
+            let _ = write!(line, ", id {id}");
+        }
+        if let Some(value) = &d.value {
+            let _ = write!(line, ", {value} {}", d.unit.as_deref().unwrap_or(""));
+        }
+        if let Some(at) = &d.at {
+            let _ = write!(
+                line,
+                " at {}",
+                serde_json::to_value(at).ok().and_then(|a| a.as_str().map(str::to_owned)).unwrap_or_default()
+            );
+        }
+        let _ = writeln!(s, "{}", line.trim_end());
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::config::RawConfig;
+    use shared::simulate::Simulator;
+    use std::path::Path;
+
+    fn config() -> Config {
+        RawConfig { name: Some("meterkast".into()), ..RawConfig::default() }.validate().expect("valid")
+    }
+
+    fn capture_file(dir: &Path) -> PathBuf {
+        let mut sim = Simulator::new(4);
+        let mut bytes = b"\xff\xffgarbage".to_vec();
+        for s in 0..3 {
+            let at = jiff::Timestamp::from_second(1_717_243_200 + s).expect("in range");
+            bytes.extend(sim.telegram_at(at.to_zoned(jiff::tz::TimeZone::UTC)));
+        }
+        // A damaged copy of the last one: a flipped digit fails its CRC.
+        let mut bad =
+            sim.telegram_at(jiff::Timestamp::from_second(1_717_243_210).expect("t").to_zoned(jiff::tz::TimeZone::UTC));
+        let i = bad.iter().position(|&b| b == b'(').expect("value") + 1;
+        bad[i] ^= 1;
+        bytes.extend(bad);
+        let path = dir.join("capture.txt");
+        std::fs::write(&path, bytes).expect("write");
+        path
+    }
+
+    #[test]
+    fn parse_prints_one_message_per_valid_telegram_and_stats() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = capture_file(dir.path());
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let counters = parse(&path.display().to_string(), &config(), true, &mut out, &mut err).expect("parsed");
+        let lines: Vec<&[u8]> = out.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines.len(), 3);
+        for (i, line) in lines.iter().enumerate() {
+            let Message::Telegram(t) = wire::parse(line).expect("a valid datagram") else { panic!("not a telegram") };
+            assert_eq!((t.seq, t.origin.listener.as_str()), (i as u64 + 1, "meterkast"));
+        }
+        let stats: serde_json::Value = serde_json::from_slice(&err).expect("JSON stats");
+        assert_eq!(stats["telegrams"], 3);
+        assert_eq!(stats["crc_failures"], 1);
+        assert_eq!(stats["discarded_bytes"], 9);
+        assert_eq!(counters.crc_failures, 1);
+    }
+
+    #[test]
+    fn an_unreadable_capture_is_an_error() {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let e = parse("/nonexistent/capture.txt", &config(), false, &mut out, &mut err).expect_err("missing");
+        assert!(e.to_string().contains("cannot read /nonexistent/capture.txt"), "{e}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let e =
+            parse(&dir.path().display().to_string(), &config(), false, &mut out, &mut err).expect_err("a directory");
+        assert!(matches!(e, ParseError::Input { .. }), "{e}");
+    }
+
+    #[tokio::test]
+    async fn capture_saves_the_first_telegram_and_describes_the_meter() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = capture_file(dir.path());
+        let mut raw = RawConfig::default();
+        raw.listener.source = format!("file:{}", path.display());
+        raw.listener.replay = "max".into();
+        let config = raw.validate().expect("valid");
+        let out = dir.path().join("one.txt");
+        let captured = capture(&config, Some(out.clone()), Duration::from_secs(5)).await.expect("captured");
+        let saved = std::fs::read(&out).expect("saved");
+        assert!(saved.starts_with(b"/SIM5") && saved.ends_with(b"\r\n"));
+        assert_eq!(captured.bytes, saved.len());
+        let text = describe(&captured, "file:capture.txt");
+        assert!(text.contains("dialect:        nl-5"), "{text}");
+        assert!(text.contains("manufacturer:   SIM"), "{text}");
+        assert!(text.contains("channel 1: gas (type 3)") && text.contains("channel 2: water (type 7)"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn capture_says_what_to_check_when_nothing_valid_arrives() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("noise.txt");
+        std::fs::write(&path, vec![0xFFu8; 5000]).expect("write");
+        let mut raw = RawConfig::default();
+        raw.listener.source = format!("file:{}", path.display());
+        let config = raw.validate().expect("valid");
+        let err = capture(&config, Some(dir.path().join("x")), Duration::from_secs(5)).await.expect_err("nothing");
+        assert!(
+            err.to_string().contains("no valid telegram") && err.to_string().contains("5000 bytes skipped"),
+            "{err}"
+        );
+    }
+}

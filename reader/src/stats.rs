@@ -1,0 +1,75 @@
+//! Counters the reader keeps since it started, shared between the receiving task and the writing thread.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! stats {
+    ($($(#[$doc:meta])* $name:ident,)*) => {
+        /// Live counters (relaxed atomics: each is exact, their combination is a snapshot in motion).
+        #[derive(Debug, Default)]
+        pub struct Stats {
+            $($(#[$doc])* pub $name: AtomicU64,)*
+        }
+
+        /// A copy of [`Stats`] at one moment.
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct Snapshot {
+            $($(#[$doc])* pub $name: u64,)*
+        }
+
+        impl Stats {
+            /// Reads every counter.
+            #[must_use]
+            pub fn snapshot(&self) -> Snapshot {
+                Snapshot { $($name: self.$name.load(Ordering::Relaxed),)* }
+            }
+        }
+    };
+}
+
+stats! {
+    /// Datagrams received.
+    datagrams,
+    /// Valid telegram messages received.
+    telegrams,
+    /// Valid status messages received.
+    statuses,
+    /// Telegrams written to every file.
+    written,
+    /// Telegrams dropped as duplicates.
+    duplicates,
+    /// Telegrams dropped because their sequence number was too old to tell.
+    stale,
+    /// Sequence numbers found missing (less those that arrived late).
+    missed,
+    /// Listener restarts (new boot ids after a known one).
+    restarts,
+    /// Datagrams that were not JSON.
+    not_json,
+    /// Datagrams of another schema version.
+    bad_schema,
+    /// Datagrams too large to be a message.
+    oversized,
+    /// JSON of the right version that does not match the schema.
+    malformed,
+    /// Telegrams dropped because the memory buffer was full while the disk could not be written.
+    dropped_full,
+    /// Telegrams dropped because too many listeners were already known.
+    dropped_listeners,
+    /// Failed attempts to write.
+    write_errors,
+}
+
+/// Adds one.
+pub fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Adds `n`.
+pub fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Takes one away, never below zero.
+pub fn drop_one(counter: &AtomicU64) {
+    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(1)));
+}

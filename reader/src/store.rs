@@ -1,0 +1,901 @@
+//! The files of every listener: what goes where, when files rotate, and how a restart picks up where the last
+//! run stopped.
+//!
+//! [`Store`] owns the data directory. Each listener (by the name in its datagrams) gets `DIR/<listener>/` with
+//! `details/`, `interval/`, `day/`, `weekly/` and `p1.html` (README and `reader/FILES.md` describe the formats).
+//! It is synchronous and reads no clock: [`Store::write`] and [`Store::tick`] take `now`, so tests drive rotation
+//! through DST days and week ends in microseconds.
+//!
+//! **Which file a telegram goes to** is decided by its own `received_at` (the listener's clock), made monotonic
+//! per listener: a telegram stamped earlier than one already filed is filed with the later time, so rotation never
+//! goes back and a finished file is never reopened. When a listener falls silent, its periods still end: the
+//! listener's clock is extrapolated from the reader's (`now`) since its last telegram, and a period is finished
+//! [`GRACE`] after its end.
+//!
+//! **Order of writes** for one telegram: interval CSV, day CSV, details. The details file is written last, so a
+//! telegram found there is in every file; a kill between two writes can leave the telegram in flight in the
+//! earlier files only. A write that fails is retried later from the step where it stopped, never repeated.
+//!
+//! **Restart**: the newest `interval/*.csv.partial` is adopted and appended to (older ones are finished);
+//! the tail of the newest details file rebuilds the sequence tracker, the current hour of the weekly log, the
+//! chart and the page. Each file's torn last line, if any, is cut by [`LineFile::open`].
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp};
+use shared::config::Config;
+use shared::wire::{Message, StatusMessage, TelegramMessage};
+use tracing::{debug, info, warn};
+
+use crate::html::{self, Health, History};
+use crate::housekeeping::{self, Action};
+use crate::linefile::{self, LineFile};
+use crate::period::{Period, Span};
+use crate::stats::{self, Stats};
+use crate::tracker::{SeqTracker, Verdict};
+use crate::weekly::{self, HourSummary};
+
+/// How long after its end a period is finished when no later telegram arrives.
+pub const GRACE: SignedDuration = SignedDuration::from_secs(2);
+/// How often written lines are made durable with `fdatasync`.
+pub const SYNC_EVERY: SignedDuration = SignedDuration::from_secs(5);
+/// How often closed files are looked at for compression and retention.
+pub const HOUSEKEEPING_EVERY: SignedDuration = SignedDuration::from_secs(3600);
+/// Most listeners (meters) kept; telegrams of further ones are dropped and counted.
+pub const MAX_LISTENERS: usize = 64;
+/// Most housekeeping actions done in one tick, so compressing never holds up writing for long.
+const ACTIONS_PER_TICK: usize = 4;
+/// How much of the newest details file a restart reads back at most.
+const MAX_REPLAY_BYTES: u64 = 32 << 20;
+const MAX_REPLAY_LINES: usize = 10_000;
+
+/// The reader's settings that concern files.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// Data directory.
+    pub dir: PathBuf,
+    /// Zone for rotation and displayed times.
+    pub tz: TimeZone,
+    /// Its name, for file headers.
+    pub tz_name: String,
+    /// Span of one interval file.
+    pub interval: Span,
+    /// Interval and day CSV columns.
+    pub columns: Vec<String>,
+    /// Write details files.
+    pub details: bool,
+    /// Write the HTML page.
+    pub html: bool,
+    /// Chart span, minutes.
+    pub html_minutes: u32,
+    /// Least time between page rewrites.
+    pub html_every: SignedDuration,
+    /// Gzip closed files.
+    pub compress: bool,
+    /// Remove files older than this many days.
+    pub retention_days: Option<u32>,
+}
+
+impl StoreConfig {
+    /// The file settings of a validated configuration.
+    #[must_use]
+    pub fn from_config(config: &Config) -> StoreConfig {
+        let r = &config.reader;
+        StoreConfig {
+            dir: r.dir.clone(),
+            tz: config.timezone.clone(),
+            tz_name: config.timezone_name.clone(),
+            interval: Span::interval(r.interval_minutes),
+            columns: r.columns.clone(),
+            details: r.details,
+            html: r.html,
+            html_minutes: r.html_minutes,
+            html_every: SignedDuration::try_from(r.html_every).unwrap_or(SignedDuration::from_secs(5)),
+            compress: r.compress,
+            retention_days: r.retention_days,
+        }
+    }
+}
+
+/// A write that failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A file or directory could not be written, renamed or synced.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl StoreError {
+    fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
+        move |source| StoreError::Io { action, path: path.to_owned(), source }
+    }
+}
+
+/// A telegram as received, waiting to be written.
+#[derive(Debug)]
+pub struct Job {
+    msg: Box<TelegramMessage>,
+    raw: Vec<u8>,
+    arrived: Timestamp,
+    done: Done,
+}
+
+#[derive(Debug, Default)]
+struct Done {
+    /// Set once the tracker has judged the telegram: its listener directory and filing time.
+    admitted: Option<(String, Timestamp, Verdict)>,
+    interval: bool,
+    day: bool,
+    details: bool,
+    weekly: bool,
+}
+
+impl Job {
+    /// A telegram, the datagram it came in, and when the reader received it.
+    #[must_use]
+    pub fn new(msg: Box<TelegramMessage>, raw: Vec<u8>, arrived: Timestamp) -> Job {
+        Job { msg, raw, arrived, done: Done::default() }
+    }
+
+    /// The telegram.
+    #[must_use]
+    pub fn message(&self) -> &TelegramMessage {
+        &self.msg
+    }
+}
+
+/// What became of a job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// In every file.
+    Written,
+    /// Seen before (or too old to tell): not written again.
+    Duplicate,
+    /// From a listener beyond [`MAX_LISTENERS`].
+    TooManyListeners,
+}
+
+/// A file that belongs to one period.
+#[derive(Debug)]
+struct Slot {
+    period: Period,
+    file: Option<LineFile>,
+}
+
+/// The listener's clock as the reader sees it: the latest filing time, and its extrapolation.
+#[derive(Debug, Default)]
+struct StreamClock {
+    /// No telegram is filed before this.
+    floor: Option<Timestamp>,
+    /// The filing time of the last telegram and the reader's time when it arrived.
+    last: Option<(Timestamp, Timestamp)>,
+}
+
+impl StreamClock {
+    fn admit(&mut self, received_at: Timestamp, arrived: Timestamp) -> Timestamp {
+        let t = self.floor.map_or(received_at, |f| f.max(received_at));
+        self.floor = Some(t);
+        self.last = Some((t, arrived));
+        t
+    }
+
+    fn estimate(&self, now: Timestamp) -> Timestamp {
+        match self.last {
+            Some((t, arrived)) => t + now.duration_since(arrived).max(SignedDuration::ZERO),
+            None => self.floor.map_or(now, |f| f.max(now)),
+        }
+    }
+
+    fn raise(&mut self, to: Timestamp) {
+        self.floor = Some(self.floor.map_or(to, |f| f.max(to)));
+    }
+}
+
+/// One listener's files and state.
+#[derive(Debug)]
+struct Listener {
+    dir: PathBuf,
+    /// The name its datagrams carry (the directory name until one arrives).
+    name: String,
+    tracker: SeqTracker,
+    clock: StreamClock,
+    interval: Option<Slot>,
+    day: Option<Slot>,
+    details: Option<Slot>,
+    week: Option<Slot>,
+    hour: Option<HourSummary>,
+    /// The start of the last hour whose line is written or queued.
+    logged_hour: Option<Timestamp>,
+    /// Weekly log lines waiting to be written, with the week they belong to.
+    weekly_queue: VecDeque<(Period, String)>,
+    latest: Option<Box<TelegramMessage>>,
+    status: Option<StatusMessage>,
+    history: History,
+    health: Health,
+    html_dirty: bool,
+    html_written: Option<Timestamp>,
+}
+
+/// Every listener's files.
+#[derive(Debug)]
+pub struct Store {
+    cfg: StoreConfig,
+    listeners: BTreeMap<String, Listener>,
+    stats: Arc<Stats>,
+    last_sync: Option<Timestamp>,
+    next_housekeeping: Option<Timestamp>,
+    actions: VecDeque<Action>,
+    refused: Vec<String>,
+}
+
+impl Store {
+    /// Opens the data directory: adopts unfinished interval files and rebuilds each listener's state from the
+    /// tail of its details file. Problems are logged, never fatal: writing retries later.
+    #[must_use]
+    pub fn open(cfg: StoreConfig, stats: Arc<Stats>, now: Timestamp) -> Store {
+        let mut store = Store {
+            cfg,
+            listeners: BTreeMap::new(),
+            stats,
+            last_sync: None,
+            next_housekeeping: None,
+            actions: VecDeque::new(),
+            refused: Vec::new(),
+        };
+        match fs::read_dir(&store.cfg.dir) {
+            Ok(entries) => {
+                let mut dirs: Vec<String> = entries
+                    .filter_map(|e| {
+                        let e = e.ok()?;
+                        e.file_type().ok()?.is_dir().then_some(())?;
+                        let name = e.file_name().into_string().ok()?;
+                        let ours = ["details", "interval", "day", "weekly"].iter().any(|s| e.path().join(s).is_dir());
+                        (ours && dir_name(&name) == name).then_some(name)
+                    })
+                    .collect();
+                dirs.sort();
+                for name in dirs.into_iter().take(MAX_LISTENERS) {
+                    let listener = Listener::recover(&store.cfg, &name, now);
+                    store.listeners.insert(name, listener);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => warn!(dir = %store.cfg.dir.display(), cause = %e, "cannot read the data directory"),
+        }
+        store
+    }
+
+    /// The settings.
+    #[must_use]
+    pub fn config(&self) -> &StoreConfig {
+        &self.cfg
+    }
+
+    /// Writes one telegram to every file, resuming where an earlier failed attempt stopped.
+    pub fn write(&mut self, job: &mut Job, now: Timestamp) -> Result<Outcome, StoreError> {
+        let cfg = &self.cfg;
+        if job.done.admitted.is_none() {
+            let dir = dir_name(&job.msg.origin.listener);
+            if !self.listeners.contains_key(&dir) {
+                if self.listeners.len() >= MAX_LISTENERS {
+                    stats::bump(&self.stats.dropped_listeners);
+                    if !self.refused.contains(&dir) && self.refused.len() < MAX_LISTENERS {
+                        warn!(listener = %job.msg.origin.listener, max = MAX_LISTENERS, "too many listeners; ignoring this one");
+                        self.refused.push(dir);
+                    }
+                    return Ok(Outcome::TooManyListeners);
+                }
+                let listener = Listener::recover(cfg, &dir, now);
+                self.listeners.insert(dir.clone(), listener);
+            }
+            let Some(l) = self.listeners.get_mut(&dir) else { return Ok(Outcome::TooManyListeners) };
+            let verdict = l.admit(&job.msg, &self.stats);
+            if matches!(verdict, Verdict::Duplicate | Verdict::Stale) {
+                return Ok(Outcome::Duplicate);
+            }
+            let t = l.clock.admit(job.msg.received_at, job.arrived);
+            l.latest = Some(job.msg.clone());
+            l.history.push(&job.msg);
+            l.html_dirty = true;
+            job.done.admitted = Some((dir, t, verdict));
+        }
+        let Some((dir, t, verdict)) = job.done.admitted.clone() else { return Ok(Outcome::Duplicate) };
+        let Some(l) = self.listeners.get_mut(&dir) else { return Ok(Outcome::TooManyListeners) };
+        let msg = &job.msg;
+        if !job.done.interval {
+            let row = crate::csv::row(msg, &cfg.columns);
+            l.append_interval(cfg, t, row.as_bytes())?;
+            job.done.interval = true;
+        }
+        if !job.done.day {
+            let row = crate::csv::row(msg, &cfg.columns);
+            let header = crate::csv::header(&cfg.columns);
+            let want = Period::containing(Span::Day, t, &cfg.tz);
+            append_in(&mut l.day, want, &l.dir.join("day"), ".csv", Some(&header), false, row.as_bytes())?;
+            job.done.day = true;
+        }
+        if cfg.details && !job.done.details {
+            let line = details_line(&job.raw, msg);
+            let want = Period::containing(Span::Day, t, &cfg.tz);
+            append_in(&mut l.details, want, &l.dir.join("details"), ".jsonl", None, false, &line)?;
+            job.done.details = true;
+        }
+        if !job.done.weekly {
+            l.add_to_hour(cfg, t, msg, verdict);
+            job.done.weekly = true;
+            l.health.telegrams += 1;
+            stats::bump(&self.stats.written);
+        }
+        l.flush_weekly(cfg)?;
+        Ok(Outcome::Written)
+    }
+
+    /// Keeps a listener's latest status datagram for its page.
+    pub fn status(&mut self, status: StatusMessage) {
+        let dir = dir_name(&status.origin.listener);
+        if let Some(l) = self.listeners.get_mut(&dir) {
+            l.status = Some(status);
+            l.html_dirty = true;
+        }
+    }
+
+    /// Time-driven work: finishes periods of silent listeners, writes queued weekly lines and due pages, syncs
+    /// files, and runs housekeeping. Returns the first error after trying everything.
+    pub fn tick(&mut self, now: Timestamp) -> Result<(), StoreError> {
+        let cfg = &self.cfg;
+        let mut first_error = None;
+        let sync_due = self.last_sync.is_none_or(|t| now >= t + SYNC_EVERY);
+        for l in self.listeners.values_mut() {
+            if let Err(e) = l.tick(cfg, now, sync_due) {
+                first_error.get_or_insert(e);
+            }
+        }
+        if sync_due {
+            self.last_sync = Some(now);
+        }
+        if (cfg.compress || cfg.retention_days.is_some()) && self.next_housekeeping.is_none_or(|t| now >= t) {
+            // Hourly, and soon after local midnight, when the day's files close.
+            let midnight = Period::containing(Span::Day, now, &cfg.tz).end + SignedDuration::from_mins(1);
+            self.next_housekeeping = Some((now + HOUSEKEEPING_EVERY).min(midnight));
+            let open = self.open_paths();
+            for l in self.listeners.values() {
+                let todo = housekeeping::plan(&l.dir, cfg.interval, &cfg.tz, now, cfg.compress, cfg.retention_days, &open);
+                self.actions.extend(todo);
+            }
+        }
+        let open = if self.actions.is_empty() { Vec::new() } else { self.open_paths() };
+        for _ in 0..ACTIONS_PER_TICK {
+            let Some(action) = self.actions.pop_front() else { break };
+            let path = match &action {
+                Action::Compress(p) | Action::Delete(p) => p.clone(),
+            };
+            if open.contains(&path) {
+                continue;
+            }
+            match housekeeping::execute(&action) {
+                Ok(()) => debug!(?action, "housekeeping"),
+                Err(e) => {
+                    warn!(?action, cause = %e, "housekeeping failed; will try again next hour");
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Writes what is due and syncs every file, for a clean stop. An unfinished interval stays `.partial` and
+    /// is adopted by the next start.
+    pub fn close(&mut self, now: Timestamp) -> Result<(), StoreError> {
+        let mut first_error = None;
+        for l in self.listeners.values_mut() {
+            l.html_written = None;
+            let results = [l.flush_weekly(&self.cfg), l.write_page(&self.cfg, now), l.sync_all()];
+            for r in results {
+                if let Err(e) = r {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Names of the listeners known (their directory names).
+    pub fn listeners(&self) -> impl Iterator<Item = &str> {
+        self.listeners.keys().map(String::as_str)
+    }
+
+    fn open_paths(&self) -> Vec<PathBuf> {
+        let mut open = Vec::new();
+        for l in self.listeners.values() {
+            for slot in [&l.interval, &l.day, &l.details, &l.week].into_iter().flatten() {
+                if let Some(f) = &slot.file {
+                    open.push(f.path().to_owned());
+                }
+            }
+            for (sub, ext, slot) in
+                [("day", ".csv", &l.day), ("details", ".jsonl", &l.details), ("weekly", ".log", &l.week)]
+            {
+                if let Some(s) = slot {
+                    open.push(l.dir.join(sub).join(format!("{}{ext}", s.period.name())));
+                }
+            }
+        }
+        open
+    }
+}
+
+impl Listener {
+    fn empty(cfg: &StoreConfig, dir_name: &str) -> Listener {
+        Listener {
+            dir: cfg.dir.join(dir_name),
+            name: dir_name.to_owned(),
+            tracker: SeqTracker::new(),
+            clock: StreamClock::default(),
+            interval: None,
+            day: None,
+            details: None,
+            week: None,
+            hour: None,
+            logged_hour: None,
+            weekly_queue: VecDeque::new(),
+            latest: None,
+            status: None,
+            history: History::new(cfg.html_minutes),
+            health: Health::default(),
+            html_dirty: false,
+            html_written: None,
+        }
+    }
+
+    /// Rebuilds a listener's state from its files.
+    fn recover(cfg: &StoreConfig, dir_name: &str, now: Timestamp) -> Listener {
+        let mut l = Listener::empty(cfg, dir_name);
+        l.adopt_partials(cfg);
+        l.logged_hour = last_logged_hour(&l.dir.join("weekly"));
+        if let Some(h) = l.logged_hour {
+            l.clock.raise(Period::containing(Span::HOUR, h, &cfg.tz).end);
+        }
+        if cfg.details {
+            l.replay_details(cfg, now);
+        }
+        l
+    }
+
+    /// The newest `.partial` interval file becomes the open interval; older ones are finished.
+    fn adopt_partials(&mut self, cfg: &StoreConfig) {
+        let dir = self.dir.join("interval");
+        let Ok(entries) = fs::read_dir(&dir) else { return };
+        let mut stems: Vec<String> = entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok()?.strip_suffix(".csv.partial").map(str::to_owned))
+            .collect();
+        stems.sort();
+        let newest = stems.pop();
+        for stem in stems {
+            finish_partial(&dir, &stem).unwrap_or_else(|e| warn!(cause = %e, "cannot finish an old interval file"));
+        }
+        let Some(stem) = newest else { return };
+        match Period::parse_name(cfg.interval, &stem, &cfg.tz) {
+            Some(period) => {
+                info!(listener = %self.name, file = %dir.join(format!("{stem}.csv.partial")).display(), "resuming the unfinished interval file");
+                self.clock.raise(period.start);
+                self.interval = Some(Slot { period, file: None });
+            }
+            None => {
+                // Written with another interval_minutes: finish it as it is.
+                finish_partial(&dir, &stem).unwrap_or_else(|e| warn!(cause = %e, "cannot finish an old interval file"));
+            }
+        }
+    }
+
+    /// Reads the end of the newest details file back: sequence state, the current hour, the chart, the page.
+    fn replay_details(&mut self, cfg: &StoreConfig, now: Timestamp) {
+        let dir = self.dir.join("details");
+        let Ok(entries) = fs::read_dir(&dir) else { return };
+        let Some(newest) = entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.ends_with(".jsonl")).max()
+        else {
+            return;
+        };
+        let path = dir.join(newest);
+        let chart_span = SignedDuration::from_mins(i64::from(cfg.html_minutes));
+        let mut newest_first: Vec<TelegramMessage> = Vec::new();
+        let mut baseline: Option<TelegramMessage> = None;
+        let mut hour: Option<Period> = None;
+        let result = linefile::lines_backwards(&path, MAX_REPLAY_BYTES, |line| {
+            let Ok(Message::Telegram(msg)) = shared::wire::parse(line) else { return true };
+            let h = hour.get_or_insert_with(|| Period::containing(Span::HOUR, msg.received_at, &cfg.tz)).clone();
+            let Some(last) = newest_first.first() else {
+                newest_first.push(*msg);
+                return true;
+            };
+            let in_hour = msg.received_at >= h.start;
+            let in_chart = msg.received_at >= last.received_at - chart_span;
+            if !in_hour && baseline.is_none() {
+                baseline = Some((*msg).clone());
+            }
+            if in_hour || in_chart {
+                newest_first.push(*msg);
+            }
+            (in_hour || in_chart) && newest_first.len() < MAX_REPLAY_LINES
+        });
+        if let Err(e) = result {
+            warn!(file = %path.display(), cause = %e, "cannot read back the details file");
+        }
+        let Some(last) = newest_first.first() else { return };
+        let Some(hour) = hour else { return };
+        self.name.clone_from(&last.origin.listener);
+        let hour_open = self.logged_hour.is_none_or(|h| h < hour.start);
+        let mut summary = HourSummary::new(hour.clone(), baseline.is_none());
+        if let Some(b) = &baseline {
+            summary.set_baseline(b);
+        }
+        for msg in newest_first.iter().rev() {
+            let verdict = self.tracker.observe(&msg.origin.boot_id, msg.seq);
+            self.history.push(msg);
+            if hour.contains(msg.received_at) {
+                summary.add(msg);
+                match verdict {
+                    Verdict::New { missed } => summary.add_missed(missed),
+                    Verdict::Late => summary.remove_missed(),
+                    _ => {}
+                }
+            }
+        }
+        self.clock.raise(last.received_at);
+        // An hour whose line is written already only lends its last readings to the next one.
+        self.hour = Some(if hour_open { summary } else { summary.next(hour.next(&cfg.tz)) });
+        info!(
+            listener = %self.name,
+            telegrams = newest_first.len(),
+            last_seq = last.seq,
+            age_s = now.duration_since(last.received_at).as_secs(),
+            "read back the end of the details file"
+        );
+        self.latest = newest_first.into_iter().next().map(Box::new);
+        self.html_dirty = self.latest.is_some();
+    }
+
+    /// Judges a telegram's sequence number and counts the verdict.
+    fn admit(&mut self, msg: &TelegramMessage, stats: &Stats) -> Verdict {
+        self.name.clone_from(&msg.origin.listener);
+        let verdict = self.tracker.observe(&msg.origin.boot_id, msg.seq);
+        match verdict {
+            Verdict::New { missed: 0 } | Verdict::NewBoot { restart: false } => {}
+            Verdict::New { missed } => {
+                warn!(listener = %msg.origin.listener, missed, seq = msg.seq, "sequence gap: telegrams missed");
+                self.health.missed += missed;
+                stats::add(&stats.missed, missed);
+            }
+            Verdict::NewBoot { restart: true } => {
+                info!(listener = %msg.origin.listener, boot_id = %msg.origin.boot_id, seq = msg.seq, "listener restarted");
+                self.health.restarts += 1;
+                stats::bump(&stats.restarts);
+            }
+            Verdict::Late => {
+                debug!(listener = %msg.origin.listener, seq = msg.seq, "late telegram fills a gap");
+                self.health.missed = self.health.missed.saturating_sub(1);
+                stats::drop_one(&stats.missed);
+            }
+            Verdict::Duplicate => {
+                self.health.duplicates += 1;
+                stats::bump(&stats.duplicates);
+            }
+            Verdict::Stale => {
+                warn!(listener = %msg.origin.listener, seq = msg.seq, "telegram too old to check for duplicates; dropped");
+                stats::bump(&stats.stale);
+            }
+        }
+        verdict
+    }
+
+    fn append_interval(&mut self, cfg: &StoreConfig, t: Timestamp, row: &[u8]) -> Result<(), StoreError> {
+        let want = Period::containing(cfg.interval, t, &cfg.tz);
+        let header = crate::csv::header(&cfg.columns);
+        append_in(&mut self.interval, want, &self.dir.join("interval"), ".csv.partial", Some(&header), true, row)
+    }
+
+    fn add_to_hour(&mut self, cfg: &StoreConfig, t: Timestamp, msg: &TelegramMessage, verdict: Verdict) {
+        let want = Period::containing(Span::HOUR, t, &cfg.tz);
+        let summary = match self.hour.take() {
+            Some(h) if h.period == want => h,
+            Some(h) => {
+                self.queue_hour(cfg, &h);
+                h.next(want)
+            }
+            None => HourSummary::new(want, true),
+        };
+        let summary = self.hour.insert(summary);
+        summary.add(msg);
+        match verdict {
+            Verdict::New { missed } => summary.add_missed(missed),
+            Verdict::Late => summary.remove_missed(),
+            _ => {}
+        }
+    }
+
+    fn queue_hour(&mut self, cfg: &StoreConfig, h: &HourSummary) {
+        if h.is_empty() || self.logged_hour.is_some_and(|l| h.period.start <= l) {
+            return;
+        }
+        let week = Period::containing(Span::Week, h.period.start, &cfg.tz);
+        self.weekly_queue.push_back((week, h.line(&cfg.tz)));
+        self.logged_hour = Some(h.period.start);
+        // A line waiting for a disk that stays full is kept for a week at most.
+        while self.weekly_queue.len() > 24 * 7 {
+            self.weekly_queue.pop_front();
+        }
+    }
+
+    fn flush_weekly(&mut self, cfg: &StoreConfig) -> Result<(), StoreError> {
+        while let Some((week, line)) = self.weekly_queue.front() {
+            let header = weekly::header(&self.name, week, &cfg.tz_name);
+            append_in(&mut self.week, week.clone(), &self.dir.join("weekly"), ".log", Some(&header), false, line.as_bytes())?;
+            self.weekly_queue.pop_front();
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self, cfg: &StoreConfig, now: Timestamp, sync_due: bool) -> Result<(), StoreError> {
+        let est = self.clock.estimate(now);
+        let mut first_error = None;
+        // Finish the interval file when the listener's time has passed its end.
+        if let Some(slot) = &mut self.interval {
+            if slot.period.end + GRACE <= est {
+                let end = slot.period.end;
+                match close_slot(slot, &self.dir.join("interval"), true) {
+                    Ok(()) => {
+                        self.interval = None;
+                        self.clock.raise(end);
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        for slot_ref in [&mut self.day, &mut self.details, &mut self.week] {
+            if let Some(slot) = slot_ref {
+                if slot.period.end + GRACE <= est {
+                    let end = slot.period.end;
+                    match close_slot(slot, &self.dir, false) {
+                        Ok(()) => {
+                            *slot_ref = None;
+                            self.clock.raise(end);
+                        }
+                        Err(e) => {
+                            first_error.get_or_insert(e);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(h) = self.hour.take() {
+            if h.period.end + GRACE <= est {
+                self.queue_hour(cfg, &h);
+                self.clock.raise(h.period.end);
+                let next = h.period.next(&cfg.tz);
+                self.hour = Some(h.next(next));
+            } else {
+                self.hour = Some(h);
+            }
+        }
+        if let Err(e) = self.flush_weekly(cfg) {
+            first_error.get_or_insert(e);
+        }
+        if self.html_dirty && self.html_written.is_none_or(|w| now >= w + cfg.html_every) {
+            if let Err(e) = self.write_page(cfg, now) {
+                first_error.get_or_insert(e);
+            }
+        }
+        if sync_due {
+            if let Err(e) = self.sync_all() {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn write_page(&mut self, cfg: &StoreConfig, now: Timestamp) -> Result<(), StoreError> {
+        if !cfg.html || !self.html_dirty {
+            return Ok(());
+        }
+        let Some(latest) = &self.latest else { return Ok(()) };
+        let page = html::render(&html::Page {
+            listener: &self.name,
+            latest,
+            status: self.status.as_ref(),
+            history: &self.history,
+            health: self.health,
+            tz: &cfg.tz,
+            refresh_secs: u64::try_from(cfg.html_every.as_secs()).unwrap_or(5).max(1),
+        });
+        let path = self.dir.join("p1.html");
+        // Marked written even on failure, so a broken disk is retried at the page's pace, not every tick.
+        self.html_written = Some(now);
+        linefile::replace(&path, page.as_bytes(), false).map_err(StoreError::io("cannot write", &path))?;
+        self.html_dirty = false;
+        Ok(())
+    }
+
+    fn sync_all(&mut self) -> Result<(), StoreError> {
+        let mut first_error = None;
+        for slot in [&mut self.interval, &mut self.day, &mut self.details, &mut self.week].into_iter().flatten() {
+            if let Some(f) = &mut slot.file {
+                if let Err(e) = f.sync() {
+                    let path = f.path().to_owned();
+                    slot.file = None;
+                    first_error.get_or_insert(StoreError::Io { action: "cannot sync", path, source: e });
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Appends `line` to the file of period `want` in `dir`, rotating the slot first if it holds another period.
+fn append_in(
+    slot: &mut Option<Slot>,
+    want: Period,
+    dir: &Path,
+    suffix: &str,
+    header: Option<&str>,
+    partial: bool,
+    line: &[u8],
+) -> Result<(), StoreError> {
+    if let Some(s) = slot {
+        // The clock is monotonic, so `want` is never earlier than the open period; a later one rotates.
+        if s.period != want && s.period.start < want.start {
+            close_slot(s, dir, partial)?;
+            *slot = None;
+        }
+    }
+    let s = slot.get_or_insert(Slot { period: want, file: None });
+    let path = dir.join(format!("{}{suffix}", s.period.name()));
+    if s.file.is_none() {
+        s.file = Some(open_with_header(&path, header, partial)?);
+    }
+    let Some(file) = &mut s.file else { return Ok(()) };
+    if let Err(e) = file.append(line) {
+        // Reopen next time: that repairs whatever the failed write left.
+        s.file = None;
+        return Err(StoreError::Io { action: "cannot write", path, source: e });
+    }
+    Ok(())
+}
+
+/// Opens a file for appending and makes sure it starts with `header`. A file with another header (the columns
+/// were changed) is set aside as `NAME~N` and a new one started.
+fn open_with_header(path: &Path, header: Option<&str>, partial: bool) -> Result<LineFile, StoreError> {
+    let (mut file, opened) = LineFile::open(path).map_err(StoreError::io("cannot open", path))?;
+    if opened.repaired > 0 {
+        warn!(file = %path.display(), bytes = opened.repaired, "cut a torn last line");
+    }
+    let Some(header) = header else { return Ok(file) };
+    if !opened.empty {
+        let first = linefile::first_line(path, header.len() + 1);
+        if first.as_deref() == Some(header.trim_end_matches('\n')) {
+            return Ok(file);
+        }
+        drop(file);
+        let aside = set_aside(path, partial).map_err(StoreError::io("cannot rename", path))?;
+        warn!(file = %path.display(), moved_to = %aside.display(), "the file has other columns; started a new one");
+        let (f, _) = LineFile::open(path).map_err(StoreError::io("cannot open", path))?;
+        file = f;
+    }
+    file.append(header.as_bytes()).map_err(StoreError::io("cannot write", path))?;
+    Ok(file)
+}
+
+/// Renames `NAME.ext` (or `NAME.csv.partial`) to the first free `NAME~N.ext` (a finished file).
+fn set_aside(path: &Path, partial: bool) -> io::Result<PathBuf> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let name = if partial { name.trim_end_matches(".partial") } else { name };
+    let (stem, ext) = name.split_once('.').unwrap_or((name, ""));
+    let dir = path.parent().unwrap_or(Path::new("."));
+    for n in 1..1000 {
+        let candidate = dir.join(format!("{stem}~{n}.{ext}"));
+        if !candidate.exists() {
+            linefile::rename_durable(path, &candidate)?;
+            return Ok(candidate);
+        }
+    }
+    Err(io::Error::new(io::ErrorKind::AlreadyExists, "no free name to set the file aside"))
+}
+
+/// Syncs and closes a slot's file; an interval file is renamed from `.csv.partial` to `.csv`.
+fn close_slot(slot: &mut Slot, dir: &Path, partial: bool) -> Result<(), StoreError> {
+    if let Some(f) = &mut slot.file {
+        let path = f.path().to_owned();
+        f.sync().map_err(StoreError::io("cannot sync", &path))?;
+    }
+    slot.file = None;
+    if partial {
+        finish_partial(dir, &slot.period.name())?;
+    }
+    Ok(())
+}
+
+/// Renames `dir/STEM.csv.partial` to `dir/STEM.csv`, atomically and durably. A missing partial (nothing was
+/// written in that interval, or it was finished already) is fine.
+fn finish_partial(dir: &Path, stem: &str) -> Result<(), StoreError> {
+    let from = dir.join(format!("{stem}.csv.partial"));
+    let to = dir.join(format!("{stem}.csv"));
+    if !from.exists() {
+        return Ok(());
+    }
+    // Repair first, so a finished file never holds a torn line.
+    drop(LineFile::open(&from).map_err(StoreError::io("cannot open", &from))?);
+    let to = if to.exists() { set_aside_target(&to) } else { to };
+    linefile::rename_durable(&from, &to).map_err(StoreError::io("cannot rename", &from))?;
+    debug!(file = %to.display(), "interval finished");
+    Ok(())
+}
+
+/// `NAME~N.csv` for a finished name that is taken (a restart with a wrong clock, or a copied partial).
+fn set_aside_target(to: &Path) -> PathBuf {
+    let name = to.file_name().and_then(|n| n.to_str()).unwrap_or("file.csv");
+    let (stem, ext) = name.split_once('.').unwrap_or((name, "csv"));
+    let dir = to.parent().unwrap_or(Path::new("."));
+    (1..1000).map(|n| dir.join(format!("{stem}~{n}.{ext}"))).find(|p| !p.exists()).unwrap_or_else(|| to.to_owned())
+}
+
+/// The hour of the last line of the newest weekly log.
+fn last_logged_hour(dir: &Path) -> Option<Timestamp> {
+    let entries = fs::read_dir(dir).ok()?;
+    let newest = entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.ends_with(".log")).max()?;
+    let mut hour = None;
+    let _ = linefile::lines_backwards(&dir.join(newest), 1 << 20, |line| {
+        hour = std::str::from_utf8(line).ok().and_then(weekly::line_hour);
+        hour.is_none()
+    });
+    hour
+}
+
+/// The details line of a telegram: the datagram exactly as received when it is one line (it always is when a
+/// p1hub listener sent it), else the message written again compactly.
+fn details_line(raw: &[u8], msg: &TelegramMessage) -> Vec<u8> {
+    let mut line = if raw.contains(&b'\n') || raw.contains(&b'\r') {
+        // Re-serialise through a generic value, so fields this build does not know are kept.
+        serde_json::from_slice::<serde_json::Value>(raw)
+            .ok()
+            .and_then(|v| serde_json::to_vec(&v).ok())
+            .unwrap_or_else(|| shared::wire::encode(&Message::Telegram(Box::new(msg.clone()))))
+    } else {
+        raw.to_vec()
+    };
+    line.push(b'\n');
+    line
+}
+
+/// The directory name for a listener name: the name itself when it is a safe file name, else the safe
+/// characters followed by a hash of the name, so that different names never share a directory and no name can
+/// point outside the data directory.
+#[must_use]
+pub fn dir_name(listener: &str) -> String {
+    let safe: String = listener
+        .chars()
+        .take(64)
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
+        .collect();
+    if safe == listener && !safe.is_empty() && !safe.starts_with('.') {
+        return safe;
+    }
+    // FNV-1a: stable across builds and platforms, unlike the standard library's hasher.
+    let hash = listener.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("{}-{:08x}", safe.trim_start_matches('.'), hash as u32)
+}
+
+#[cfg(test)]
+mod tests;

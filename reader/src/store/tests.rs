@@ -1,0 +1,366 @@
+//! Store tests: every rotation is driven by the telegrams' own times and by `now` passed in; no test waits.
+
+use std::fs;
+use std::path::Path;
+
+use shared::wire::{encode, Message};
+
+use super::*;
+use crate::testutil::telegram;
+
+fn ams() -> TimeZone {
+    TimeZone::get("Europe/Amsterdam").expect("tzdb")
+}
+
+fn config(dir: &Path) -> StoreConfig {
+    StoreConfig {
+        dir: dir.to_owned(),
+        tz: ams(),
+        tz_name: "Europe/Amsterdam".into(),
+        interval: Span::Minutes(5),
+        columns: shared::config::DEFAULT_COLUMNS.iter().map(|&c| c.to_owned()).chain(["seq".to_owned()]).collect(),
+        details: true,
+        html: true,
+        html_minutes: 15,
+        html_every: SignedDuration::from_secs(5),
+        compress: false,
+        retention_days: None,
+    }
+}
+
+fn ts(s: &str) -> Timestamp {
+    s.parse().expect("timestamp")
+}
+
+fn job(msg: &TelegramMessage) -> Job {
+    let raw = encode(&Message::Telegram(Box::new(msg.clone())));
+    Job::new(Box::new(msg.clone()), raw, msg.received_at)
+}
+
+/// Writes telegram `seq` of listener "meterkast", boot "b1", received at `at`, with `now` = `at`.
+fn write(store: &mut Store, seq: u64, at: Timestamp) -> Outcome {
+    let msg = telegram("meterkast", "b1", seq, &at.to_string());
+    store.write(&mut job(&msg), at).expect("written")
+}
+
+/// Telegrams every `step` seconds from `from` while before `until`, numbered from `first_seq`.
+fn write_span(store: &mut Store, first_seq: u64, from: &str, until: &str, step: i64) -> u64 {
+    let mut t = ts(from);
+    let mut seq = first_seq;
+    while t < ts(until) {
+        assert_eq!(write(store, seq, t), Outcome::Written);
+        store.tick(t).expect("tick");
+        seq += 1;
+        t += SignedDuration::from_secs(step);
+    }
+    seq
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).lines().map(str::to_owned).collect()
+}
+
+/// The `time` column of every row of a CSV file (skipping the header).
+fn times(path: &Path) -> Vec<Timestamp> {
+    lines(path).iter().skip(1).map(|l| ts(l.split(',').next().expect("time"))).collect()
+}
+
+#[test]
+fn a_day_of_telegrams_lands_in_interval_day_details_and_weekly_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = Store::open(config(dir.path()), Arc::default(), ts("2024-06-01T09:00:00Z"));
+    let next = write_span(&mut store, 1, "2024-06-01T09:58:00Z", "2024-06-01T10:12:00Z", 10);
+    let m = dir.path().join("meterkast");
+    // 11:58 to 12:11:50 local: finished intervals 1155 .. 1205, the 1210 one still open.
+    assert_eq!(
+        names(&m.join("interval")),
+        ["20240601-1155.csv", "20240601-1200.csv", "20240601-1205.csv", "20240601-1210.csv.partial"]
+    );
+    let header = lines(&m.join("interval/20240601-1200.csv"))[0].clone();
+    assert_eq!(header, "time,energy_import_t1_kwh,energy_import_t2_kwh,energy_export_t1_kwh,energy_export_t2_kwh,power_import_kw,power_export_kw,gas_m3,seq");
+    let rows = times(&m.join("interval/20240601-1200.csv"));
+    assert_eq!(rows.len(), 30);
+    assert!(rows.iter().all(|&t| ts("2024-06-01T10:00:00Z") <= t && t < ts("2024-06-01T10:05:00Z")));
+    assert_eq!(times(&m.join("day/2024-06-01.csv")).len() as u64, next - 1);
+    let details = lines(&m.join("details/2024-06-01.jsonl"));
+    assert_eq!(details.len() as u64, next - 1);
+    let first: TelegramMessage = match shared::wire::parse(details[0].as_bytes()).expect("valid") {
+        Message::Telegram(t) => *t,
+        Message::Status(_) => panic!("status in details"),
+    };
+    assert_eq!(first, telegram("meterkast", "b1", 1, "2024-06-01T09:58:00Z"));
+    // The 11:00 local hour was finished by the first telegram of the 12:00 hour.
+    let weekly = lines(&m.join("weekly/2024-W22.log"));
+    assert!(weekly[0].starts_with("# p1hub weekly log 2024-W22 for meterkast"), "{weekly:?}");
+    assert_eq!(weekly.len(), 2);
+    assert!(weekly[1].starts_with("2024-06-01T11:00+02:00 telegrams=12 missed=0 "), "{}", weekly[1]);
+    assert!(weekly[1].ends_with(" partial=1"), "the reader did not see the start of that hour");
+    // Silence: the open interval is finished 2 s after its end (by the listener's clock, extrapolated).
+    store.tick(ts("2024-06-01T10:15:01Z")).expect("tick");
+    assert!(m.join("interval/20240601-1210.csv.partial").exists());
+    store.tick(ts("2024-06-01T10:15:02Z")).expect("tick");
+    assert!(m.join("interval/20240601-1210.csv").exists());
+    assert!(!m.join("interval/20240601-1210.csv.partial").exists());
+    // ... and the hour 2 s after the hour.
+    store.tick(ts("2024-06-01T11:00:02Z")).expect("tick");
+    let weekly = lines(&m.join("weekly/2024-W22.log"));
+    assert!(weekly[2].starts_with("2024-06-01T12:00+02:00 telegrams=72 missed=0 "), "{}", weekly[2]);
+    assert!(!weekly[2].contains("partial"));
+    assert!(m.join("p1.html").exists());
+}
+
+#[test]
+fn the_spring_dst_day_is_one_day_file_and_skips_the_missing_hour() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = Store::open(config(dir.path()), Arc::default(), ts("2024-03-30T20:00:00Z"));
+    // 23:50 on Saturday to 03:20 CEST on Sunday.
+    write_span(&mut store, 1, "2024-03-30T22:50:00Z", "2024-03-31T01:20:00Z", 60);
+    let m = dir.path().join("meterkast");
+    let intervals = names(&m.join("interval"));
+    assert!(intervals.contains(&"20240331-0155.csv".to_owned()));
+    assert!(intervals.contains(&"20240331-0300.csv".to_owned()));
+    assert!(!intervals.iter().any(|n| n.starts_with("20240331-02")), "02:xx does not exist: {intervals:?}");
+    assert_eq!(intervals.len(), 30, "150 minutes in 5-minute files: {intervals:?}");
+    assert_eq!(names(&m.join("day")), ["2024-03-30.csv", "2024-03-31.csv"]);
+    assert_eq!(times(&m.join("day/2024-03-30.csv")).len(), 10);
+    assert_eq!(names(&m.join("details")), ["2024-03-30.jsonl", "2024-03-31.jsonl"]);
+    let hours: Vec<String> =
+        lines(&m.join("weekly/2024-W13.log")).iter().skip(1).map(|l| l[..22].to_owned()).collect();
+    assert_eq!(hours, ["2024-03-30T23:00+01:00", "2024-03-31T00:00+01:00", "2024-03-31T01:00+01:00"]);
+    store.tick(ts("2024-03-31T02:00:02Z")).expect("tick");
+    let last = lines(&m.join("weekly/2024-W13.log")).pop().expect("line");
+    assert!(last.starts_with("2024-03-31T03:00+02:00 telegrams=20 "), "{last}");
+}
+
+#[test]
+fn the_autumn_dst_day_keeps_both_repeated_hours_apart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = Store::open(config(dir.path()), Arc::default(), ts("2024-10-26T20:00:00Z"));
+    write_span(&mut store, 1, "2024-10-27T00:50:00Z", "2024-10-27T01:10:00Z", 30);
+    store.tick(ts("2024-10-27T02:00:02Z")).expect("tick");
+    let m = dir.path().join("meterkast");
+    assert_eq!(
+        names(&m.join("interval")),
+        ["20241027-0200+0100.csv", "20241027-0205+0100.csv", "20241027-0250+0200.csv", "20241027-0255+0200.csv"]
+    );
+    for (name, from) in [("20241027-0255+0200", "2024-10-27T00:55:00Z"), ("20241027-0200+0100", "2024-10-27T01:00:00Z")] {
+        let rows = times(&m.join(format!("interval/{name}.csv")));
+        assert_eq!(rows.len(), 10, "{name}");
+        assert!(rows.iter().all(|&t| t >= ts(from) && t < ts(from) + SignedDuration::from_mins(5)), "{name}");
+    }
+    let hours: Vec<String> =
+        lines(&m.join("weekly/2024-W43.log")).iter().skip(1).map(|l| l[..35].to_owned()).collect();
+    assert_eq!(hours, ["2024-10-27T02:00+02:00 telegrams=20", "2024-10-27T02:00+01:00 telegrams=20"]);
+    assert_eq!(names(&m.join("day")), ["2024-10-27.csv"]);
+}
+
+#[test]
+fn the_iso_week_rolls_over_at_local_monday_midnight() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = Store::open(config(dir.path()), Arc::default(), ts("2024-04-07T20:00:00Z"));
+    // Sunday 23:58 to Monday 00:02 CEST.
+    write_span(&mut store, 1, "2024-04-07T21:58:00Z", "2024-04-07T22:02:00Z", 30);
+    store.tick(ts("2024-04-07T23:00:02Z")).expect("tick");
+    let m = dir.path().join("meterkast");
+    assert_eq!(names(&m.join("weekly")), ["2024-W14.log", "2024-W15.log"]);
+    let w14 = lines(&m.join("weekly/2024-W14.log"));
+    assert!(w14[1].starts_with("2024-04-07T23:00+02:00 telegrams=4 "), "{w14:?}");
+    let w15 = lines(&m.join("weekly/2024-W15.log"));
+    assert!(w15[0].starts_with("# p1hub weekly log 2024-W15"), "{w15:?}");
+    assert!(w15[1].starts_with("2024-04-08T00:00+02:00 telegrams=4 missed=0 "), "{w15:?}");
+    assert!(!w15[1].contains("partial"), "the hour after a seen hour is complete");
+    assert_eq!(names(&m.join("day")), ["2024-04-07.csv", "2024-04-08.csv"]);
+}
+
+#[test]
+fn duplicates_are_dropped_and_gaps_counted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stats = Arc::new(Stats::default());
+    let mut store = Store::open(config(dir.path()), stats.clone(), ts("2024-06-01T09:00:00Z"));
+    let t = ts("2024-06-01T10:00:00Z");
+    assert_eq!(write(&mut store, 1, t), Outcome::Written);
+    assert_eq!(write(&mut store, 1, t), Outcome::Duplicate);
+    assert_eq!(write(&mut store, 4, t + SignedDuration::from_secs(3)), Outcome::Written);
+    assert_eq!(write(&mut store, 3, t + SignedDuration::from_secs(3)), Outcome::Written, "late, fills the gap");
+    let restarted = telegram("meterkast", "b2", 1, "2024-06-01T10:00:05Z");
+    assert_eq!(store.write(&mut job(&restarted), restarted.received_at).expect("written"), Outcome::Written);
+    let s = stats.snapshot();
+    assert_eq!((s.written, s.duplicates, s.missed, s.restarts), (4, 1, 1, 1));
+    store.tick(ts("2024-06-01T11:00:02Z")).expect("tick");
+    let weekly = lines(&dir.path().join("meterkast/weekly/2024-W22.log"));
+    assert!(weekly[1].starts_with("2024-06-01T12:00+02:00 telegrams=4 missed=1 "), "{weekly:?}");
+    assert_eq!(lines(&dir.path().join("meterkast/details/2024-06-01.jsonl")).len(), 4);
+}
+
+#[test]
+fn a_telegram_stamped_in_a_finished_interval_goes_to_the_open_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = Store::open(config(dir.path()), Arc::default(), ts("2024-06-01T09:00:00Z"));
+    write(&mut store, 1, ts("2024-06-01T10:04:00Z"));
+    store.tick(ts("2024-06-01T10:05:02Z")).expect("tick");
+    let m = dir.path().join("meterkast");
+    assert_eq!(names(&m.join("interval")), ["20240601-1200.csv"]);
+    // Stamped 10:04:59, arriving after the interval was finished: filed at the interval's end.
+    let msg = telegram("meterkast", "b1", 2, "2024-06-01T10:04:59Z");
+    store.write(&mut job(&msg), ts("2024-06-01T10:05:03Z")).expect("written");
+    assert_eq!(names(&m.join("interval")), ["20240601-1200.csv", "20240601-1205.csv.partial"]);
+    assert_eq!(times(&m.join("interval/20240601-1205.csv.partial")), [ts("2024-06-01T10:04:59Z")]);
+    assert_eq!(times(&m.join("interval/20240601-1200.csv")).len(), 1);
+}
+
+#[test]
+fn a_restart_resumes_the_partial_interval_the_hour_and_the_sequence() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stats = Arc::new(Stats::default());
+    let mut store = Store::open(config(dir.path()), stats.clone(), ts("2024-06-01T09:00:00Z"));
+    write_span(&mut store, 1, "2024-06-01T10:00:00Z", "2024-06-01T10:02:00Z", 10);
+    // Killed: no close. A torn line is left in the partial and in the details file.
+    drop(store);
+    let m = dir.path().join("meterkast");
+    let partial = m.join("interval/20240601-1200.csv.partial");
+    let details = m.join("details/2024-06-01.jsonl");
+    for path in [&partial, &details] {
+        let mut text = fs::read(path).expect("read");
+        text.extend_from_slice(b"{\"torn");
+        fs::write(path, text).expect("write");
+    }
+    let mut store = Store::open(config(dir.path()), stats.clone(), ts("2024-06-01T10:03:00Z"));
+    // Telegrams 13 and 14 were sent while the reader was down.
+    write_span(&mut store, 15, "2024-06-01T10:02:30Z", "2024-06-01T10:04:00Z", 10);
+    store.tick(ts("2024-06-01T11:00:02Z")).expect("tick");
+    let rows = lines(&partial.with_file_name("20240601-1200.csv"));
+    assert_eq!(rows.iter().filter(|l| l.starts_with("time,")).count(), 1, "one header");
+    assert_eq!(rows.len(), 1 + 12 + 9);
+    assert!(rows.iter().all(|l| !l.contains("torn")));
+    assert!(lines(&details).iter().all(|l| l.ends_with('}')), "only whole JSON lines");
+    assert_eq!(stats.snapshot().missed, 2);
+    let weekly = lines(&m.join("weekly/2024-W22.log"));
+    assert_eq!(weekly.len(), 2, "{weekly:?}");
+    assert!(weekly[1].starts_with("2024-06-01T12:00+02:00 telegrams=21 missed=2 "), "{weekly:?}");
+}
+
+#[test]
+fn a_restart_after_the_hour_was_logged_does_not_log_it_twice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = Store::open(config(dir.path()), Arc::default(), ts("2024-06-01T09:00:00Z"));
+    write_span(&mut store, 1, "2024-06-01T10:59:00Z", "2024-06-01T11:00:00Z", 10);
+    store.tick(ts("2024-06-01T11:00:02Z")).expect("tick");
+    drop(store);
+    let mut store = Store::open(config(dir.path()), Arc::default(), ts("2024-06-01T11:00:05Z"));
+    write_span(&mut store, 7, "2024-06-01T11:00:10Z", "2024-06-01T11:00:30Z", 10);
+    store.tick(ts("2024-06-01T12:00:02Z")).expect("tick");
+    let weekly = lines(&dir.path().join("meterkast/weekly/2024-W22.log"));
+    let hours: Vec<&str> = weekly.iter().skip(1).map(|l| &l[..22]).collect();
+    assert_eq!(hours, ["2024-06-01T12:00+02:00", "2024-06-01T13:00+02:00"]);
+    assert!(weekly[2].contains(" telegrams=2 ") && !weekly[2].contains("partial"), "{weekly:?}");
+}
+
+#[test]
+fn a_full_disk_fails_the_write_and_the_retry_repeats_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = Store::open(config(dir.path()), Arc::default(), ts("2024-06-01T09:00:00Z"));
+    let details = dir.path().join("meterkast/details");
+    fs::create_dir_all(&details).expect("mkdir");
+    let file = details.join("2024-06-01.jsonl");
+    std::os::unix::fs::symlink("/dev/full", &file).expect("symlink");
+    let msg = telegram("meterkast", "b1", 1, "2024-06-01T10:00:00Z");
+    let mut j = job(&msg);
+    let err = store.write(&mut j, msg.received_at).expect_err("disk full");
+    assert!(err.to_string().contains("2024-06-01.jsonl") && err.to_string().contains("No space left"), "{err}");
+    let err = store.write(&mut j, msg.received_at).expect_err("still full");
+    assert!(matches!(err, StoreError::Io { .. }));
+    fs::remove_file(&file).expect("unlink");
+    assert_eq!(store.write(&mut j, msg.received_at).expect("written"), Outcome::Written);
+    let m = dir.path().join("meterkast");
+    assert_eq!(lines(&m.join("day/2024-06-01.csv")).len(), 2, "header and one row, not two");
+    assert_eq!(lines(&m.join("interval/20240601-1200.csv.partial")).len(), 2);
+    assert_eq!(lines(&file).len(), 1);
+}
+
+#[test]
+fn a_directory_that_cannot_be_created_is_an_error_until_it_can() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A file where the listener's directory should be.
+    fs::write(dir.path().join("meterkast"), "in the way").expect("write");
+    let mut store = Store::open(config(dir.path()), Arc::default(), ts("2024-06-01T09:00:00Z"));
+    let msg = telegram("meterkast", "b1", 1, "2024-06-01T10:00:00Z");
+    let mut j = job(&msg);
+    let err = store.write(&mut j, msg.received_at).expect_err("blocked");
+    assert!(err.to_string().contains("meterkast/interval"), "{err}");
+    fs::remove_file(dir.path().join("meterkast")).expect("rm");
+    assert_eq!(store.write(&mut j, msg.received_at).expect("written"), Outcome::Written);
+}
+
+#[test]
+fn changed_columns_start_a_new_file_and_keep_the_old_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = Store::open(config(dir.path()), Arc::default(), ts("2024-06-01T09:00:00Z"));
+    write(&mut store, 1, ts("2024-06-01T10:00:00Z"));
+    drop(store);
+    let mut cfg = config(dir.path());
+    cfg.columns = vec!["time".into(), "power_kw".into()];
+    let mut store = Store::open(cfg, Arc::default(), ts("2024-06-01T10:00:05Z"));
+    write(&mut store, 2, ts("2024-06-01T10:00:10Z"));
+    let day = dir.path().join("meterkast/day");
+    assert_eq!(names(&day), ["2024-06-01.csv", "2024-06-01~1.csv"]);
+    assert_eq!(lines(&day.join("2024-06-01.csv")), ["time,power_kw", "2024-06-01T10:00:10Z,1.193"]);
+    assert_eq!(lines(&day.join("2024-06-01~1.csv")).len(), 2);
+    assert_eq!(names(&dir.path().join("meterkast/interval")), ["20240601-1200.csv.partial", "20240601-1200~1.csv"]);
+}
+
+#[test]
+fn listeners_get_their_own_directories_and_hostile_names_stay_inside() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = Store::open(config(dir.path()), Arc::default(), ts("2024-06-01T09:00:00Z"));
+    for name in ["zolder", "kelder", "../../etc", ".hidden", "a/b"] {
+        let msg = telegram(name, "b1", 1, "2024-06-01T10:00:00Z");
+        assert_eq!(store.write(&mut job(&msg), msg.received_at).expect("written"), Outcome::Written);
+    }
+    let dirs = names(dir.path());
+    assert_eq!(dirs.len(), 5, "{dirs:?}");
+    assert!(dirs.contains(&"zolder".to_owned()) && dirs.contains(&"kelder".to_owned()));
+    assert!(dirs.iter().all(|d| !d.starts_with('.') && !d.contains('/')), "{dirs:?}");
+    assert_ne!(dir_name("a/b"), dir_name("a_b"));
+    assert_eq!(dir_name("a_b"), "a_b");
+    assert_eq!(dir_name("../../etc"), dir_name("../../etc"), "stable");
+}
+
+#[test]
+fn the_page_is_rewritten_at_most_every_html_secs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = Store::open(config(dir.path()), Arc::default(), ts("2024-06-01T09:00:00Z"));
+    let page = dir.path().join("meterkast/p1.html");
+    write(&mut store, 1, ts("2024-06-01T10:00:00Z"));
+    store.tick(ts("2024-06-01T10:00:00Z")).expect("tick");
+    let first = fs::read_to_string(&page).expect("page");
+    write(&mut store, 2, ts("2024-06-01T10:00:01Z"));
+    store.tick(ts("2024-06-01T10:00:04.999Z")).expect("tick");
+    assert_eq!(fs::read_to_string(&page).expect("page"), first, "not yet");
+    store.tick(ts("2024-06-01T10:00:05Z")).expect("tick");
+    assert_ne!(fs::read_to_string(&page).expect("page"), first);
+}
+
+#[test]
+fn closed_files_are_compressed_by_the_tick() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path());
+    cfg.compress = true;
+    let mut store = Store::open(cfg, Arc::default(), ts("2024-06-01T09:00:00Z"));
+    write_span(&mut store, 1, "2024-06-01T21:58:00Z", "2024-06-01T22:01:00Z", 30);
+    // The first tick after local midnight plans; each tick does a few actions.
+    for s in 0..5 {
+        store.tick(ts("2024-06-01T22:01:00Z") + SignedDuration::from_secs(s)).expect("tick");
+    }
+    let m = dir.path().join("meterkast");
+    assert_eq!(names(&m.join("day")), ["2024-06-01.csv.gz", "2024-06-02.csv"]);
+    assert_eq!(names(&m.join("details")), ["2024-06-01.jsonl.gz", "2024-06-02.jsonl"]);
+    assert_eq!(names(&m.join("interval")), ["20240601-2355.csv.gz", "20240602-0000.csv.partial"]);
+}
