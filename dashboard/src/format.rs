@@ -54,12 +54,6 @@ pub fn meter_time(t: &MeterTime) -> String {
     t.local.strftime("%Y-%m-%d %H:%M:%S").to_string()
 }
 
-/// A meter time without seconds: `2024-03-05 12:30`.
-#[must_use]
-pub fn meter_minute(t: &MeterTime) -> String {
-    t.local.strftime("%Y-%m-%d %H:%M").to_string()
-}
-
 /// How long ago, coarsely: `12 s`, `5 m`, `3 h 05 m`, `2 d 04 h`.
 #[must_use]
 pub fn ago(s: u64) -> String {
@@ -139,17 +133,6 @@ pub fn offset_secs(ms: i64) -> String {
     format!("{sign}{}.{} s", abs / 1000, abs % 1000 / 100)
 }
 
-/// A kW figure in f64 for axis labels: `2.5`, `-1`, `12`.
-#[must_use]
-pub fn axis_kw(v: f64) -> String {
-    let rounded = (v * 10.0).round() / 10.0;
-    if rounded.fract() == 0.0 {
-        format!("{rounded:.0}")
-    } else {
-        format!("{rounded:.1}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,8 +154,6 @@ mod tests {
         assert_eq!(unit("m3"), "m³");
         assert_eq!(offset_secs(-400), "-0.4 s");
         assert_eq!(offset_secs(125_000), "+2 m 05 s");
-        assert_eq!(axis_kw(2.0), "2");
-        assert_eq!(axis_kw(-1.25), "-1.3");
         assert_eq!(short(5.75), "5.75");
         assert_eq!(short(9.2), "9.2");
         assert_eq!(short(12.0), "12");

@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use ratatui::buffer::Buffer;
-use ratatui::layout::{Constraint, Layout, Margin, Rect};
+use ratatui::layout::{Margin, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
@@ -49,8 +49,8 @@ impl Widget for &App {
         if area.is_empty() {
             return;
         }
-        let [header_area, body, footer_area] =
-            Layout::vertical([Constraint::Length(1), Constraint::Fill(1), Constraint::Length(1)]).areas(area);
+        let (header_area, rest) = split_top(area, 1);
+        let (body, footer_area) = split_bottom(rest, 1);
         header(self, header_area, buf);
         match self.selected_meter() {
             None => waiting(self, body, buf),
@@ -65,6 +65,33 @@ impl Widget for &App {
             help(area, buf);
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Splitting areas. Plain arithmetic: ratatui's constraint solver would do the same for these fixed splits at many
+// times the cost, which matters when a screen is drawn twice a second on a Raspberry Pi.
+
+/// The top `rows` rows (or all there are) and the rest.
+fn split_top(area: Rect, rows: u16) -> (Rect, Rect) {
+    let rows = rows.min(area.height);
+    (Rect { height: rows, ..area }, Rect { y: area.y + rows, height: area.height - rows, ..area })
+}
+
+/// The rest and the bottom `rows` rows (or all there are).
+fn split_bottom(area: Rect, rows: u16) -> (Rect, Rect) {
+    let (rest, bottom) = split_top(area, area.height - rows.min(area.height));
+    (rest, bottom)
+}
+
+/// The left `cols` columns (or all there are) and the rest.
+fn split_left(area: Rect, cols: u16) -> (Rect, Rect) {
+    let cols = cols.min(area.width);
+    (Rect { width: cols, ..area }, Rect { x: area.x + cols, width: area.width - cols, ..area })
+}
+
+/// The rest and the right `cols` columns (or all there are).
+fn split_right(area: Rect, cols: u16) -> (Rect, Rect) {
+    split_left(area, area.width - cols.min(area.width))
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -129,9 +156,7 @@ fn header(app: &App, area: Rect, buf: &mut Buffer) {
         right.push(Span::raw(" "));
     }
     let right = Line::from(right);
-    let right_width = (right.width() as u16).min(area.width.saturating_sub(8));
-    let [left_area, right_area] =
-        Layout::horizontal([Constraint::Fill(1), Constraint::Length(right_width)]).areas(area);
+    let (left_area, right_area) = split_right(area, (right.width() as u16).min(area.width.saturating_sub(8)));
     spans_that_fit(left, left_area, buf);
     right.right_aligned().render(right_area, buf);
 }
@@ -172,9 +197,7 @@ fn footer(app: &App, area: Rect, buf: &mut Buffer) {
     } else {
         Line::styled(format!("{} ", problems.join(" · ")), Style::new().fg(WARN))
     };
-    let right_width = (right.width() as u16).min(area.width / 2);
-    let [left_area, right_area] =
-        Layout::horizontal([Constraint::Fill(1), Constraint::Length(right_width)]).areas(area);
+    let (left_area, right_area) = split_right(area, (right.width() as u16).min(area.width / 2));
     spans_that_fit(left, left_area, buf);
     right.right_aligned().render(right_area, buf);
 }
@@ -311,15 +334,15 @@ fn overview(app: &App, meter: &Meter, t: &TelegramMessage, area: Rect, buf: &mut
     let row_budget = usize::from(rest.saturating_sub(MIN_CHART) / card_height).min(2);
     let rows = pack(&cards, area.width, row_budget);
     let cards_height = rows.len() as u16 * card_height;
-    let [top, chart_area, cards_area] =
-        Layout::vertical([Constraint::Length(top_height), Constraint::Fill(1), Constraint::Length(cards_height)])
-            .areas(area);
+    let (top, rest) = split_top(area, top_height);
+    let (chart_area, mut cards_area) = split_bottom(rest, cards_height);
     power_row(t, health, top, buf);
     if chart_area.height >= 4 {
         chart(app, meter, chart_area, buf);
     }
-    let row_areas = Layout::vertical(vec![Constraint::Length(card_height); rows.len()]).split(cards_area);
-    for (row, row_area) in rows.iter().zip(row_areas.iter()) {
+    for row in &rows {
+        let (row_area, below) = split_top(cards_area, card_height);
+        cards_area = below;
         let widths = spread(row.iter().map(|&i| cards[i].min_width), row_area.width);
         let mut x = row_area.x;
         for (&i, w) in row.iter().zip(widths) {
@@ -407,8 +430,7 @@ fn power_row(t: &TelegramMessage, health: Health, area: Rect, buf: &mut Buffer) 
         .into_iter()
         .find(|f| inner_height > f.height() && f.width(&text) + 6 + phases_min <= area.width);
     let box_width = font.map_or(22, |f| (f.width(&text) + 6).max(22)).min(area.width);
-    let [power_area, phases_area] =
-        Layout::horizontal([Constraint::Length(box_width), Constraint::Fill(1)]).areas(area);
+    let (power_area, phases_area) = split_left(area, box_width);
 
     let live = health.is_live();
     let color = if live { direction_color(net) } else { WARN };
@@ -768,13 +790,12 @@ impl<'a> Card<'a> {
         let text_width = self.lines.iter().map(Line::width).max().unwrap_or(0) as u16;
         let bars_wide = self.bars.len() as u16 * 3;
         if inner.width >= text_width + 2 + bars_wide {
-            let [text, chart] =
-                Layout::horizontal([Constraint::Length(text_width + 2), Constraint::Fill(1)]).areas(inner);
+            let (text, chart) = split_left(inner, text_width + 2);
             Paragraph::new(self.lines.clone()).render(text, buf);
             capacity_bars(self.bars, chart, buf);
         } else {
             let text_rows = (self.lines.len() as u16).min(inner.height.saturating_sub(3));
-            let [text, chart] = Layout::vertical([Constraint::Length(text_rows), Constraint::Fill(1)]).areas(inner);
+            let (text, chart) = split_top(inner, text_rows);
             Paragraph::new(self.lines.clone()).render(text, buf);
             capacity_bars(self.bars, chart, buf);
         }

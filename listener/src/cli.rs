@@ -25,6 +25,13 @@ pub struct Cli {
         help = "Where telegrams come from: a serial device, tcp://HOST:PORT, file:PATH or simulate (listener.source)"
     )]
     pub source: Option<String>,
+    #[arg(
+        long,
+        visible_alias = "speed",
+        value_name = "PACE",
+        help = "Replay pace for file: sources: meter, max, or a gap such as 1s or 250ms (listener.replay)"
+    )]
+    pub replay: Option<String>,
     #[arg(long, value_name = "ADDR:PORT", help = "Multicast group and port (multicast.group)")]
     pub group: Option<String>,
     #[arg(long, value_name = "IP", help = "Local address of the interface to send on (multicast.interface)")]
@@ -85,6 +92,8 @@ pub enum Command {
 pub struct Overrides {
     /// `listener.source`.
     pub source: Option<String>,
+    /// `listener.replay`.
+    pub replay: Option<String>,
     /// `multicast.group`.
     pub group: Option<String>,
     /// `multicast.interface`.
@@ -100,6 +109,9 @@ impl Overrides {
     pub fn apply(&self, raw: &mut RawConfig) {
         if let Some(s) = &self.source {
             raw.listener.source.clone_from(s);
+        }
+        if let Some(r) = &self.replay {
+            raw.listener.replay.clone_from(r);
         }
         if let Some(g) = &self.group {
             raw.multicast.group.clone_from(g);
@@ -123,6 +135,7 @@ impl Cli {
     pub fn overrides(&self) -> Overrides {
         let mut o = Overrides {
             source: self.source.clone(),
+            replay: self.replay.clone(),
             group: self.group.clone(),
             interface: self.interface.clone(),
             raw_tcp: self.raw_tcp.clone(),
@@ -170,6 +183,7 @@ mod tests {
             .expect("write");
         let overrides = Overrides {
             source: Some("simulate".into()),
+            replay: Some("max".into()),
             group: Some("239.255.1.2:5000".into()),
             interface: Some("127.0.0.1".into()),
             raw_tcp: Some("127.0.0.1:2001".into()),
@@ -179,6 +193,7 @@ mod tests {
         let (config, origin) = load_config(Some(&file), Path::new("/nonexistent"), &overrides).expect("valid");
         assert_eq!(origin, file.display().to_string());
         assert_eq!(config.listener.source, Source::Simulate);
+        assert_eq!(config.listener.replay, shared::config::Replay::Max);
         assert_eq!(config.multicast.group.to_string(), "239.255.1.2:5000");
         assert_eq!(config.multicast.interface.to_string(), "127.0.0.1");
         assert_eq!(config.listener.raw_tcp.map(|a| a.to_string()).as_deref(), Some("127.0.0.1:2001"));
@@ -215,6 +230,8 @@ mod tests {
     fn subcommand_flags_win() {
         let cli = Cli::parse_from(["p1-listener", "--source", "simulate", "capture", "--source", "/dev/ttyUSB1"]);
         assert_eq!(cli.overrides().source.as_deref(), Some("/dev/ttyUSB1"));
+        let cli = Cli::parse_from(["p1-listener", "--source", "file:cap.txt", "--speed", "max"]);
+        assert_eq!(cli.overrides().replay.as_deref(), Some("max"));
         let cli = Cli::parse_from(["p1-listener", "parse", "cap.txt", "--stats", "--decryption-key", "AB"]);
         assert_eq!(cli.overrides().decryption_key.as_deref(), Some("AB"));
     }

@@ -30,7 +30,12 @@ pub enum Action {
 /// The kinds of file the reader keeps: directory, extension, and the span of one file.
 #[must_use]
 pub fn kinds(interval: Span) -> [(&'static str, &'static str, Span); 4] {
-    [("details", "jsonl", Span::Day), ("day", "csv", Span::Day), ("interval", "csv", interval), ("weekly", "log", Span::Week)]
+    [
+        ("details", "jsonl", Span::Day),
+        ("day", "csv", Span::Day),
+        ("interval", "csv", interval),
+        ("weekly", "log", Span::Week),
+    ]
 }
 
 /// What to do in `listener_dir` at `now`. `open` lists the files the store holds open.
@@ -46,7 +51,8 @@ pub fn plan(
 ) -> Vec<Action> {
     let today = Period::containing(Span::Day, now, tz);
     let cutoff = retention_days.map(|days| {
-        let date = today.civil.date().checked_sub(jiff::Span::new().days(i64::from(days))).unwrap_or(today.civil.date());
+        let date =
+            today.civil.date().checked_sub(jiff::Span::new().days(i64::from(days))).unwrap_or(today.civil.date());
         tz.to_ambiguous_timestamp(date.to_datetime(jiff::civil::Time::midnight())).compatible().unwrap_or(today.start)
     });
     let mut actions = Vec::new();
@@ -137,7 +143,7 @@ mod tests {
     #[test]
     fn closed_files_are_compressed_and_old_ones_removed() {
         let tz = TimeZone::get("Europe/Amsterdam").expect("tzdb");
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = crate::testutil::tempdir();
         let d = dir.path();
         let old = touch(d, "details/2024-03-20.jsonl", "{}\n");
         let old_gz = touch(d, "day/2024-03-19.csv.gz", "x");
@@ -175,13 +181,13 @@ mod tests {
         assert_eq!(text, "{\"a\":1}\n");
         assert!(today.exists() && partial.exists() && foreign.exists() && held_open.exists());
         // Nothing left to do; without compression or retention, nothing at all.
-        assert_eq!(plan(d, Span::Minutes(5), &tz, now, true, Some(7), &[held_open.clone()]), []);
+        assert_eq!(plan(d, Span::Minutes(5), &tz, now, true, Some(7), std::slice::from_ref(&held_open)), []);
         assert_eq!(plan(d, Span::Minutes(5), &tz, now, false, None, &[]), []);
     }
 
     #[test]
     fn a_plain_file_beside_its_gzip_is_removed() {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = crate::testutil::tempdir();
         let plain = touch(dir.path(), "day/2024-03-01.csv", "time\n");
         let gz = touch(dir.path(), "day/2024-03-01.csv.gz", "complete");
         execute(&Action::Compress(plain.clone())).expect("done");

@@ -216,7 +216,7 @@ pub fn render(page: &Page) -> String {
 
     // Chart.
     h.push_str("<section class=\"panel\">\n");
-    let _ = write!(h, "<h2>Power, last {} minutes</h2>\n", page.history.span().as_mins());
+    let _ = writeln!(h, "<h2>Power, last {} minutes</h2>", page.history.span().as_mins());
     chart(&mut h, page.history, page.tz);
     h.push_str("</section>\n");
 
@@ -228,10 +228,16 @@ pub fn render(page: &Page) -> String {
     h.push_str("</section>\n");
 
     if let Some(text) = v.text_message.as_deref().filter(|t| !t.trim().is_empty()) {
-        let _ = write!(h, "<section class=\"panel\"><h2>Message from the meter</h2><p id=\"text-message\">{}</p></section>\n", escape(text));
+        let _ = writeln!(
+            h,
+            "<section class=\"panel\"><h2>Message from the meter</h2><p id=\"text-message\">{}</p></section>",
+            escape(text)
+        );
     }
     if !v.power_failure_log.is_empty() {
-        h.push_str("<section class=\"panel\"><h2>Power failure log</h2><table><tr><th>ended</th><th>duration</th></tr>\n");
+        h.push_str(
+            "<section class=\"panel\"><h2>Power failure log</h2><table><tr><th>ended</th><th>duration</th></tr>\n",
+        );
         for pf in &v.power_failure_log {
             let end = pf.end.map_or_else(|| "–".to_owned(), |t| local(t.timestamp(), page.tz));
             let _ = writeln!(h, "<tr><td>{}</td><td class=\"num\">{} s</td></tr>", escape(&end), pf.duration_s);
@@ -241,24 +247,37 @@ pub fn render(page: &Page) -> String {
     if !msg.errors.is_empty() {
         h.push_str("<section class=\"panel\"><h2>Lines the listener could not read</h2><table>\n");
         for e in &msg.errors {
-            let _ = writeln!(h, "<tr><td class=\"num\">{}</td><td><code>{}</code></td><td>{}</td></tr>", e.line, escape(&e.text), escape(&e.reason));
+            let _ = writeln!(
+                h,
+                "<tr><td class=\"num\">{}</td><td><code>{}</code></td><td>{}</td></tr>",
+                e.line,
+                escape(&e.text),
+                escape(&e.reason)
+            );
         }
         h.push_str("</table></section>\n");
     }
 
     // Every line, lossless, folded away.
-    let _ = write!(h, "<details class=\"panel\"><summary>All {} OBIS lines</summary><table class=\"obis\">\n", msg.obis.len());
+    let _ = writeln!(
+        h,
+        "<details class=\"panel\"><summary>All {} OBIS lines</summary><table class=\"obis\">",
+        msg.obis.len()
+    );
     for (code, value) in &msg.obis {
         let text = match value {
             ObisValue::One(s) => format!("({s})"),
-            ObisValue::Many(list) => list.iter().map(|s| format!("({s})")).collect(),
+            ObisValue::Many(list) => list.iter().fold(String::new(), |mut acc, s| {
+                let _ = write!(acc, "({s})");
+                acc
+            }),
         };
         let _ = writeln!(h, "<tr><td><code>{}</code></td><td><code>{}</code></td></tr>", escape(code), escape(&text));
     }
     h.push_str("</table></details>\n</main>\n");
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<footer>p1hub reader · times in {} · this page reloads every {} s</footer>\n</body>\n</html>\n",
+        "<footer>p1hub reader · times in {} · this page reloads every {} s</footer>\n</body>\n</html>",
         escape(page.tz.iana_name().unwrap_or("UTC")),
         page.refresh_secs
     );
@@ -266,7 +285,12 @@ pub fn render(page: &Page) -> String {
 }
 
 fn card(h: &mut String, title: &str, value: &str, id: &str) {
-    let _ = writeln!(h, "<div class=\"card\"><h2>{}</h2><p class=\"mid\" id=\"{id}\">{}</p></div>", escape(title), escape(value));
+    let _ = writeln!(
+        h,
+        "<div class=\"card\"><h2>{}</h2><p class=\"mid\" id=\"{id}\">{}</p></div>",
+        escape(title),
+        escape(value)
+    );
 }
 
 fn kw(d: Option<Decimal>) -> String {
@@ -280,9 +304,36 @@ fn unit(d: Option<Decimal>, unit: &str) -> String {
 fn phases_table(h: &mut String, v: &Values) {
     h.push_str("<div class=\"panel\"><h2>Phases</h2><table><tr><th></th><th>power</th><th>voltage</th><th>current</th><th>sags / swells</th></tr>\n");
     let rows = [
-        ("L1", v.power_l1_kw, v.power_import_l1_kw, v.power_export_l1_kw, v.voltage_l1_v, v.current_l1_a, v.voltage_sags_l1, v.voltage_swells_l1),
-        ("L2", v.power_l2_kw, v.power_import_l2_kw, v.power_export_l2_kw, v.voltage_l2_v, v.current_l2_a, v.voltage_sags_l2, v.voltage_swells_l2),
-        ("L3", v.power_l3_kw, v.power_import_l3_kw, v.power_export_l3_kw, v.voltage_l3_v, v.current_l3_a, v.voltage_sags_l3, v.voltage_swells_l3),
+        (
+            "L1",
+            v.power_l1_kw,
+            v.power_import_l1_kw,
+            v.power_export_l1_kw,
+            v.voltage_l1_v,
+            v.current_l1_a,
+            v.voltage_sags_l1,
+            v.voltage_swells_l1,
+        ),
+        (
+            "L2",
+            v.power_l2_kw,
+            v.power_import_l2_kw,
+            v.power_export_l2_kw,
+            v.voltage_l2_v,
+            v.current_l2_a,
+            v.voltage_sags_l2,
+            v.voltage_swells_l2,
+        ),
+        (
+            "L3",
+            v.power_l3_kw,
+            v.power_import_l3_kw,
+            v.power_export_l3_kw,
+            v.voltage_l3_v,
+            v.current_l3_a,
+            v.voltage_sags_l3,
+            v.voltage_swells_l3,
+        ),
     ];
     for (name, net, imp, exp, volt, amp, sags, swells) in rows {
         if [net, imp, exp, volt, amp].iter().all(Option::is_none) {
@@ -297,7 +348,9 @@ fn phases_table(h: &mut String, v: &Values) {
         };
         let counts = match (sags, swells) {
             (None, None) => "–".to_owned(),
-            (a, b) => format!("{} / {}", a.map_or("–".into(), |n| n.to_string()), b.map_or("–".into(), |n| n.to_string())),
+            (a, b) => {
+                format!("{} / {}", a.map_or("–".into(), |n| n.to_string()), b.map_or("–".into(), |n| n.to_string()))
+            }
         };
         let _ = writeln!(
             h,
@@ -313,19 +366,37 @@ fn phases_table(h: &mut String, v: &Values) {
 }
 
 fn energy_table(h: &mut String, v: &Values) {
-    h.push_str("<div class=\"panel\"><h2>Energy registers</h2><table><tr><th></th><th>import</th><th>export</th></tr>\n");
+    h.push_str(
+        "<div class=\"panel\"><h2>Energy registers</h2><table><tr><th></th><th>import</th><th>export</th></tr>\n",
+    );
     let low_is_1 = match (v.tariff, v.tariff_name) {
-        (Some(1), Some(shared::wire::TariffName::Low)) | (Some(2), Some(shared::wire::TariffName::Normal)) => Some(true),
+        (Some(1), Some(shared::wire::TariffName::Low)) | (Some(2), Some(shared::wire::TariffName::Normal)) => {
+            Some(true)
+        }
         (Some(_), Some(_)) => Some(false),
         _ => None,
     };
-    for (t, imp, exp) in [(1u8, v.energy_import_t1_kwh, v.energy_export_t1_kwh), (2, v.energy_import_t2_kwh, v.energy_export_t2_kwh)] {
+    for (t, imp, exp) in
+        [(1u8, v.energy_import_t1_kwh, v.energy_export_t1_kwh), (2, v.energy_import_t2_kwh, v.energy_export_t2_kwh)]
+    {
         if imp.is_none() && exp.is_none() {
             continue;
         }
         let name = match low_is_1 {
-            Some(true) => if t == 1 { " (low)" } else { " (normal)" },
-            Some(false) => if t == 1 { " (normal)" } else { " (low)" },
+            Some(true) => {
+                if t == 1 {
+                    " (low)"
+                } else {
+                    " (normal)"
+                }
+            }
+            Some(false) => {
+                if t == 1 {
+                    " (normal)"
+                } else {
+                    " (low)"
+                }
+            }
             None => "",
         };
         let active = v.tariff == Some(t);
@@ -351,7 +422,9 @@ fn energy_table(h: &mut String, v: &Values) {
 
 fn meters_table(h: &mut String, v: &Values, tz: &TimeZone) {
     h.push_str("<div class=\"panel\"><h2>Meter</h2><table>\n");
-    let at = |t: Option<shared::timestamp::MeterTime>| t.map_or_else(String::new, |t| format!(" <span class=\"note\">at {}</span>", escape(&local(t.timestamp(), tz))));
+    let at = |t: Option<shared::timestamp::MeterTime>| {
+        t.map_or_else(String::new, |t| format!(" <span class=\"note\">at {}</span>", escape(&local(t.timestamp(), tz))))
+    };
     let mut row = |name: &str, value: String, extra: String| {
         let _ = writeln!(h, "<tr><th>{}</th><td class=\"num\">{}{extra}</td></tr>", escape(name), escape(&value));
     };
@@ -372,7 +445,11 @@ fn meters_table(h: &mut String, v: &Values, tz: &TimeZone) {
     }
     let failures = match (v.power_failures, v.long_power_failures) {
         (None, None) => None,
-        (a, b) => Some(format!("{} ({} long)", a.map_or("–".into(), |n| n.to_string()), b.map_or("–".into(), |n| n.to_string()))),
+        (a, b) => Some(format!(
+            "{} ({} long)",
+            a.map_or("–".into(), |n| n.to_string()),
+            b.map_or("–".into(), |n| n.to_string())
+        )),
     };
     if let Some(f) = failures {
         row("power failures", f, String::new());
@@ -448,7 +525,7 @@ fn chart(h: &mut String, history: &History, tz: &TimeZone) {
     let mut hi: f64 = 0.0;
     let mut lo: f64 = 0.0;
     for p in &points {
-        for x in [p.import].into_iter().chain(p.phases) .flatten() {
+        for x in [p.import].into_iter().chain(p.phases).flatten() {
             hi = hi.max(x);
             lo = lo.min(x);
         }
@@ -463,14 +540,21 @@ fn chart(h: &mut String, history: &History, tz: &TimeZone) {
     let y_of = |v: f64| TOP + (hi - v) / (hi - lo) * (H - TOP - BOTTOM);
     let zero = y_of(0.0);
 
-    let _ = write!(h, "<svg class=\"chart\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"power over time\" xmlns=\"http://www.w3.org/2000/svg\">\n");
+    let _ = writeln!(h, "<svg class=\"chart\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"power over time\" xmlns=\"http://www.w3.org/2000/svg\">");
     // Horizontal grid and kW labels.
     let mut v = lo;
     while v <= hi + step / 2.0 {
         let y = y_of(v);
         let class = if v.abs() < step / 2.0 { "zero" } else { "grid" };
-        let _ = writeln!(h, "<line class=\"{class}\" x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/>", W - RIGHT);
-        let _ = writeln!(h, "<text class=\"ylabel\" x=\"{:.1}\" y=\"{:.1}\">{}</text>", LEFT - 6.0, y + 4.0, trim_number(v));
+        let _ =
+            writeln!(h, "<line class=\"{class}\" x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/>", W - RIGHT);
+        let _ = writeln!(
+            h,
+            "<text class=\"ylabel\" x=\"{:.1}\" y=\"{:.1}\">{}</text>",
+            LEFT - 6.0,
+            y + 4.0,
+            trim_number(v)
+        );
         v += step;
     }
     let _ = writeln!(h, "<text class=\"unit\" x=\"4\" y=\"{:.1}\">kW</text>", TOP + 8.0);
@@ -491,8 +575,14 @@ fn chart(h: &mut String, history: &History, tz: &TimeZone) {
     while t <= end {
         if t >= start {
             let x = x_of(t);
-            let _ = writeln!(h, "<line class=\"grid\" x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{TOP}\" y2=\"{:.1}\"/>", H - BOTTOM);
-            let _ = writeln!(h, "<text class=\"xlabel\" x=\"{x:.1}\" y=\"{:.1}\">{}</text>", H - 8.0, t.to_zoned(tz.clone()).strftime("%H:%M"));
+            let _ =
+                writeln!(h, "<line class=\"grid\" x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{TOP}\" y2=\"{:.1}\"/>", H - BOTTOM);
+            let _ = writeln!(
+                h,
+                "<text class=\"xlabel\" x=\"{x:.1}\" y=\"{:.1}\">{}</text>",
+                H - 8.0,
+                t.to_zoned(tz.clone()).strftime("%H:%M")
+            );
         }
         t += SignedDuration::from_mins(tick);
     }
@@ -500,12 +590,12 @@ fn chart(h: &mut String, history: &History, tz: &TimeZone) {
     // Points further apart than this break the lines (the meter or the listener was silent).
     let max_gap = gap_limit(&points);
     let segments = split(&points, max_gap);
-    let series: [(&str, &dyn Fn(&Point) -> Option<f64>, bool); 5] = [
-        ("import", &|p: &Point| p.import, true),
-        ("export", &|p: &Point| p.export.map(|e| -e), true),
-        ("l1", &|p: &Point| p.phases[0], false),
-        ("l2", &|p: &Point| p.phases[1], false),
-        ("l3", &|p: &Point| p.phases[2], false),
+    let series: [(&str, Series, bool); 5] = [
+        ("import", |p| p.import, true),
+        ("export", |p| p.export.map(|e| -e), true),
+        ("l1", |p| p.phases[0], false),
+        ("l2", |p| p.phases[1], false),
+        ("l3", |p| p.phases[2], false),
     ];
     for (name, get, filled) in series {
         let mut line = String::new();
@@ -535,6 +625,9 @@ fn chart(h: &mut String, history: &History, tz: &TimeZone) {
         <span class=\"key l1\"></span>L1 <span class=\"key l2\"></span>L2 <span class=\"key l3\"></span>L3 \
         <span class=\"note\">(phases: import minus export)</span></p>\n");
 }
+
+/// One line of the chart: the value it draws from a point (export is drawn below zero).
+type Series = fn(&Point) -> Option<f64>;
 
 fn gap_limit(points: &[&Point]) -> SignedDuration {
     let mut gaps: Vec<SignedDuration> = points.windows(2).map(|w| w[1].at.duration_since(w[0].at)).collect();
@@ -574,7 +667,11 @@ fn nice_step(raw: f64) -> f64 {
 fn trim_number(v: f64) -> String {
     let s = format!("{v:.2}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
-    if s == "-0" { "0".into() } else { s.into() }
+    if s == "-0" {
+        "0".into()
+    } else {
+        s.into()
+    }
 }
 
 const CSS: &str = "
@@ -704,9 +801,9 @@ mod tests {
 
     #[test]
     fn steps_are_round() {
-        assert_eq!(nice_step(0.3), 0.5);
-        assert_eq!(nice_step(1.2), 2.0);
-        assert_eq!(nice_step(7.0), 10.0);
+        for (raw, step) in [(0.3, 0.5), (1.2, 2.0), (7.0, 10.0), (0.04, 0.05)] {
+            assert!((nice_step(raw) - step).abs() < 1e-12, "{raw} gives {}", nice_step(raw));
+        }
         assert_eq!(trim_number(-0.0), "0");
         assert_eq!(trim_number(2.5), "2.5");
     }

@@ -1,4 +1,25 @@
-//! placeholder
+//! `p1-reader`: subscribes to a p1hub listener's multicast group and keeps every telegram in files.
+//!
+//! The receiving task ([`subscribe`]) checks each datagram with `shared::wire` and hands valid messages to one
+//! writing thread ([`writer`]), which owns the files through the [`store`]: per listener, a details file of
+//! every message (JSON lines, daily), interval and day CSV files, a weekly log of hourly summaries, and an HTML
+//! page. Rotation follows the configured time zone ([`period`]); files only ever hold whole lines
+//! ([`linefile`]), so a reader killed at any moment leaves every file readable and resumes appending. The formats
+//! are described in `reader/FILES.md`.
+//!
+//! # Layout
+//! - [`cli`]: flags, configuration loading, signals.
+//! - [`subscribe`]: the socket and the receive loop; invalid datagrams are counted.
+//! - [`writer`]: the writing thread, its bounded queue and backoff.
+//! - [`store`]: which file each telegram goes to, rotation, restart recovery.
+//! - [`period`]: intervals, hours, days and ISO weeks in a time zone, DST included.
+//! - [`tracker`]: sequence gaps, listener restarts, duplicates.
+//! - [`linefile`]: append-only whole-line files and atomic replacement.
+//! - [`csv`], [`weekly`], [`html`]: the formats.
+//! - [`housekeeping`]: gzip and retention of closed files.
+//! - [`clock`], [`stats`]: injected time and counters.
+
+pub mod cli;
 pub mod clock;
 pub mod csv;
 pub mod housekeeping;
@@ -7,7 +28,96 @@ pub mod linefile;
 pub mod period;
 pub mod stats;
 pub mod store;
+pub mod subscribe;
 pub mod tracker;
 pub mod weekly;
+pub mod writer;
+
 #[cfg(test)]
 mod testutil;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use shared::config::Config;
+use tracing::info;
+
+use crate::clock::{Clock, SystemClock};
+use crate::stats::Stats;
+use crate::store::{Store, StoreConfig};
+use crate::subscribe::SubscribeError;
+use crate::writer::Writer;
+
+/// Why the reader could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReaderError {
+    /// The multicast subscription failed.
+    #[error(transparent)]
+    Subscribe(#[from] SubscribeError),
+    /// The writing thread could not be started.
+    #[error("cannot start the writing thread: {0}")]
+    Thread(#[source] std::io::Error),
+    /// The writing thread panicked (a bug); files are still whole, as every write is.
+    #[error("the writing thread stopped unexpectedly")]
+    WriterPanicked,
+}
+
+/// A reader that has joined its group and opened its data directory, ready to [`run`](Reader::run).
+pub struct Reader {
+    socket: tokio::net::UdpSocket,
+    store: Store,
+    stats: Arc<Stats>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Reader {
+    /// Joins the configured group and opens the data directory. Must be called inside a tokio runtime.
+    pub fn bind(config: &Config) -> Result<Reader, ReaderError> {
+        Reader::bind_with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// As [`Reader::bind`], with the reader's time taken from `clock`.
+    pub fn bind_with_clock(config: &Config, clock: Arc<dyn Clock>) -> Result<Reader, ReaderError> {
+        let m = &config.multicast;
+        let std_socket = subscribe::socket(m.group, m.interface)?;
+        let socket = tokio::net::UdpSocket::from_std(std_socket).map_err(SubscribeError::Socket)?;
+        let stats = Arc::new(Stats::default());
+        let store = Store::open(StoreConfig::from_config(config), stats.clone(), clock.now());
+        info!(group = %m.group, interface = %m.interface, dir = %config.reader.dir.display(), "subscribed");
+        Ok(Reader { socket, store, stats, clock })
+    }
+
+    /// The counters, live.
+    #[must_use]
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
+    }
+
+    /// The address the socket is bound to.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// Receives and writes until `shutdown` completes, then writes what is queued and closes every file.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ReaderError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(writer::CHANNEL);
+        let writer = Writer::new(self.store, self.stats.clone());
+        let thread = writer::spawn(writer, rx, self.clock.clone()).map_err(ReaderError::Thread)?;
+        subscribe::receive(self.socket, tx, self.clock, self.stats.clone(), shutdown).await;
+        // The sender is gone: the thread writes what is left, closes the files and ends.
+        let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+        let s = self.stats.snapshot();
+        info!(received = s.telegrams, written = s.written, duplicates = s.duplicates, missed = s.missed, "stopped");
+        match joined {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(ReaderError::WriterPanicked),
+        }
+    }
+}
+
+/// Joins the configured group and writes files until `shutdown` completes.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ReaderError> {
+    Reader::bind(&config)?.run(shutdown).await
+}

@@ -258,7 +258,7 @@ mod tests {
 
     #[test]
     fn appends_whole_lines_and_creates_directories() {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = crate::testutil::tempdir();
         let path = dir.path().join("a/b/x.jsonl");
         let (mut f, opened) = LineFile::open(&path).expect("open");
         assert_eq!(opened, Opened { empty: true, repaired: 0 });
@@ -275,7 +275,7 @@ mod tests {
 
     #[test]
     fn reopening_cuts_a_torn_last_line() {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = crate::testutil::tempdir();
         let path = dir.path().join("x.csv");
         fs::write(&path, "h\n1,2\n3,").expect("write");
         let (mut f, opened) = LineFile::open(&path).expect("open");
@@ -286,7 +286,7 @@ mod tests {
 
     #[test]
     fn a_torn_first_line_and_nul_padding_are_cut() {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = crate::testutil::tempdir();
         let path = dir.path().join("x.csv");
         fs::write(&path, "time,pow").expect("write");
         let (_, opened) = LineFile::open(&path).expect("open");
@@ -300,7 +300,7 @@ mod tests {
 
     #[test]
     fn a_torn_tail_longer_than_a_chunk_is_found() {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = crate::testutil::tempdir();
         let path = dir.path().join("x.jsonl");
         let mut text = b"first\n".to_vec();
         text.extend(std::iter::repeat_n(b'x', 20_000));
@@ -321,7 +321,7 @@ mod tests {
 
     #[test]
     fn lines_come_back_newest_first_across_chunks() {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = crate::testutil::tempdir();
         let path = dir.path().join("x.jsonl");
         let lines: Vec<String> = (0..5000).map(|i| format!("line {i} {}", "y".repeat(i % 97))).collect();
         fs::write(&path, lines.join("\n") + "\n").expect("write");
@@ -344,7 +344,7 @@ mod tests {
 
     #[test]
     fn replace_is_all_or_nothing() {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = crate::testutil::tempdir();
         let path = dir.path().join("p1.html");
         replace(&path, b"old", false).expect("write");
         replace(&path, b"new", true).expect("write");

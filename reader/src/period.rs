@@ -122,8 +122,9 @@ impl Period {
             }
             Span::Week => {
                 let (year, week) = name.split_once("-W")?;
-                let week = jiff::civil::ISOWeekDate::new(year.parse().ok()?, week.parse().ok()?, jiff::civil::Weekday::Monday)
-                    .ok()?;
+                let week =
+                    jiff::civil::ISOWeekDate::new(year.parse().ok()?, week.parse().ok()?, jiff::civil::Weekday::Monday)
+                        .ok()?;
                 tz.to_ambiguous_timestamp(week.date().to_datetime(Time::midnight())).compatible().ok()?
             }
         };
@@ -190,7 +191,8 @@ fn key(span: Span, t: Timestamp, tz: &TimeZone) -> (DateTime, Option<Offset>, Ti
             (civil, None, resolve_first(tz, civil, t))
         }
         Span::Week => {
-            let monday = local.date().iso_week_date().first_of_week().map_or(local.date(), |w| w.date());
+            let monday =
+                local.date().iso_week_date().first_of_week().map_or(local.date(), jiff::civil::ISOWeekDate::date);
             let civil = monday.to_datetime(Time::midnight());
             (civil, None, resolve_first(tz, civil, t))
         }
@@ -334,7 +336,10 @@ mod tests {
             ]
         );
         let spring = walk(Span::Minutes(120), "2024-03-30T23:00Z", "2024-03-31T04:00Z", &ams());
-        assert_eq!(spring, [("20240331-0000".into(), 120), ("20240331-0200".into(), 60), ("20240331-0400".into(), 120)]);
+        assert_eq!(
+            spring,
+            [("20240331-0000".into(), 120), ("20240331-0200".into(), 60), ("20240331-0400".into(), 120)]
+        );
     }
 
     #[test]

@@ -32,8 +32,8 @@ use shared::config::Config;
 use shared::wire::{Message, StatusMessage, TelegramMessage};
 use tracing::{debug, info, warn};
 
-use crate::html::{self, Health, History};
 use crate::housekeeping::{self, Action};
+use crate::html::{self, Health, History};
 use crate::linefile::{self, LineFile};
 use crate::period::{Period, Span};
 use crate::stats::{self, Stats};
@@ -373,7 +373,8 @@ impl Store {
             self.next_housekeeping = Some((now + HOUSEKEEPING_EVERY).min(midnight));
             let open = self.open_paths();
             for l in self.listeners.values() {
-                let todo = housekeeping::plan(&l.dir, cfg.interval, &cfg.tz, now, cfg.compress, cfg.retention_days, &open);
+                let todo =
+                    housekeeping::plan(&l.dir, cfg.interval, &cfg.tz, now, cfg.compress, cfg.retention_days, &open);
                 self.actions.extend(todo);
             }
         }
@@ -504,7 +505,10 @@ impl Listener {
     fn replay_details(&mut self, cfg: &StoreConfig, now: Timestamp) {
         let dir = self.dir.join("details");
         let Ok(entries) = fs::read_dir(&dir) else { return };
-        let Some(newest) = entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.ends_with(".jsonl")).max()
+        let Some(newest) = entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| Path::new(n).extension().is_some_and(|e| e == "jsonl"))
+            .max()
         else {
             return;
         };
@@ -641,7 +645,15 @@ impl Listener {
     fn flush_weekly(&mut self, cfg: &StoreConfig) -> Result<(), StoreError> {
         while let Some((week, line)) = self.weekly_queue.front() {
             let header = weekly::header(&self.name, week, &cfg.tz_name);
-            append_in(&mut self.week, week.clone(), &self.dir.join("weekly"), ".log", Some(&header), false, line.as_bytes())?;
+            append_in(
+                &mut self.week,
+                week.clone(),
+                &self.dir.join("weekly"),
+                ".log",
+                Some(&header),
+                false,
+                line.as_bytes(),
+            )?;
             self.weekly_queue.pop_front();
         }
         Ok(())
@@ -854,7 +866,10 @@ fn set_aside_target(to: &Path) -> PathBuf {
 /// The hour of the last line of the newest weekly log.
 fn last_logged_hour(dir: &Path) -> Option<Timestamp> {
     let entries = fs::read_dir(dir).ok()?;
-    let newest = entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.ends_with(".log")).max()?;
+    let newest = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| Path::new(n).extension().is_some_and(|e| e == "log"))
+        .max()?;
     let mut hour = None;
     let _ = linefile::lines_backwards(&dir.join(newest), 1 << 20, |line| {
         hour = std::str::from_utf8(line).ok().and_then(weekly::line_hour);
@@ -893,7 +908,8 @@ pub fn dir_name(listener: &str) -> String {
         return safe;
     }
     // FNV-1a: stable across builds and platforms, unlike the standard library's hasher.
-    let hash = listener.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let hash =
+        listener.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
     format!("{}-{:08x}", safe.trim_start_matches('.'), hash as u32)
 }
 

@@ -58,3 +58,15 @@ pub fn telegram(listener: &str, boot: &str, seq: u64, received_at: &str) -> Tele
         errors: vec![],
     }
 }
+
+/// A temporary directory on tmpfs when there is one: these tests check logic, not the disk, and `fsync` on a
+/// real disk would make them slow.
+pub fn tempdir() -> tempfile::TempDir {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() {
+        if let Ok(dir) = tempfile::tempdir_in(shm) {
+            return dir;
+        }
+    }
+    tempfile::tempdir().expect("tempdir")
+}

@@ -20,8 +20,11 @@ use shared::wire::{TelegramMessage, Values};
 
 use crate::period::Period;
 
+/// Reads one register from a telegram's values.
+type Register = fn(&Values) -> Option<Decimal>;
+
 /// The registers whose difference over the hour is reported, with their names in the line.
-const REGISTERS: [(&str, fn(&Values) -> Option<Decimal>); 7] = [
+const REGISTERS: [(&str, Register); 7] = [
     ("import_t1_kwh", |v| v.energy_import_t1_kwh),
     ("import_t2_kwh", |v| v.energy_import_t2_kwh),
     ("export_t1_kwh", |v| v.energy_export_t1_kwh),
@@ -157,7 +160,8 @@ impl HourSummary {
         for (name, value) in fields {
             let _ = write!(line, " {name}={value}");
         }
-        let avg = if self.power_count == 0 { "-".into() } else { format!("{:.3}", self.power_sum / self.power_count as f64) };
+        let avg =
+            if self.power_count == 0 { "-".into() } else { format!("{:.3}", self.power_sum / self.power_count as f64) };
         let show = |d: Option<Decimal>| d.map_or_else(|| "-".to_owned(), |d| d.to_string());
         let _ = write!(
             line,

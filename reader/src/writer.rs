@@ -95,7 +95,10 @@ impl Writer {
                 stats::bump(&self.stats.dropped_full);
                 if let Some(o) = &mut self.outage {
                     if o.dropped == 0 {
-                        warn!(capacity = self.capacity, "memory buffer full: dropping telegrams until the disk can be written");
+                        warn!(
+                            capacity = self.capacity,
+                            "memory buffer full: dropping telegrams until the disk can be written"
+                        );
                     }
                     o.dropped += 1;
                 }
@@ -207,11 +210,18 @@ impl Writer {
 }
 
 /// Runs a writer on its own thread until the channel's senders are gone, then finishes it.
-pub fn spawn(mut writer: Writer, rx: Receiver<Incoming>, clock: Arc<dyn Clock>) -> std::io::Result<std::thread::JoinHandle<()>> {
+pub fn spawn(
+    mut writer: Writer,
+    rx: Receiver<Incoming>,
+    clock: Arc<dyn Clock>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("p1-reader-writer".into()).spawn(move || {
         loop {
             let now = clock.now();
-            let wait = writer.next_wake(now).duration_since(now).clamp(SignedDuration::from_millis(1), SignedDuration::from_secs(1));
+            let wait = writer
+                .next_wake(now)
+                .duration_since(now)
+                .clamp(SignedDuration::from_millis(1), SignedDuration::from_secs(1));
             let wait = std::time::Duration::try_from(wait).unwrap_or(std::time::Duration::from_millis(100));
             match rx.recv_timeout(wait) {
                 Ok(item) => {
@@ -261,7 +271,11 @@ mod tests {
     }
 
     fn job(seq: u64) -> Incoming {
-        let msg = telegram("m", "b", seq, "2024-06-01T10:00:00Z");
+        job_at(seq, "2024-06-01T10:00:00Z")
+    }
+
+    fn job_at(seq: u64, at: &str) -> Incoming {
+        let msg = telegram("m", "b", seq, at);
         let raw = encode(&Message::Telegram(Box::new(msg.clone())));
         let at = msg.received_at;
         Incoming::Telegram(Job::new(Box::new(msg), raw, at))
@@ -269,7 +283,7 @@ mod tests {
 
     #[test]
     fn a_full_disk_is_retried_with_backoff_and_nothing_is_lost() {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = crate::testutil::tempdir();
         let stats = Arc::new(Stats::default());
         let mut w = Writer::with_capacity(store(dir.path(), stats.clone()), stats.clone(), 5);
         let details = dir.path().join("m/details/2024-06-01.jsonl");
@@ -286,7 +300,7 @@ mod tests {
         assert_eq!(stats.snapshot().write_errors, 1, "no retry before the backoff");
         w.step(at(1));
         assert_eq!(stats.snapshot().write_errors, 2, "retried after 1 s");
-        assert_eq!(w.next_wake(at(1)), at(1) + SignedDuration::from_millis(500), "the tick comes first");
+        assert_eq!(w.next_wake(at(1)), at(0) + SignedDuration::from_millis(1499), "the tick comes before the retry");
         w.step(at(2));
         assert_eq!(stats.snapshot().write_errors, 2, "next retry after 2 s");
         for seq in 4..=8 {
@@ -306,14 +320,14 @@ mod tests {
             .collect();
         assert_eq!(seqs, [1, 2, 3, 4, 5]);
         // After a recovery the backoff starts again from 1 s.
-        fs::rename(&details, details.with_extension("bak")).expect("rename");
-        std::os::unix::fs::symlink("/dev/full", &details).expect("symlink");
-        w.push(job(9));
+        let next_day = details.with_file_name("2024-06-02.jsonl");
+        std::os::unix::fs::symlink("/dev/full", &next_day).expect("symlink");
+        w.push(job_at(9, "2024-06-02T00:00:00Z"));
         w.step(at(10));
         assert_eq!(stats.snapshot().write_errors, 3);
         w.step(at(11));
         assert_eq!(stats.snapshot().write_errors, 4, "retried after 1 s, not 4 s");
-        fs::remove_file(&details).expect("unlink");
+        fs::remove_file(&next_day).expect("unlink");
         w.step(at(13));
         assert_eq!(stats.snapshot().written, 6);
     }

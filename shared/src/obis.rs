@@ -94,75 +94,50 @@ impl Obis {
     /// at the first byte that cannot continue it; the caller decides whether what follows is acceptable.
     #[allow(clippy::many_single_char_names)] // The standard names the groups A to F.
     pub fn parse_prefix(bytes: &[u8]) -> Result<(Obis, usize), SyntaxError> {
-        let mut cur = Cursor { bytes, pos: 0 };
-        let a = cur.field(false)?;
-        cur.expect(b'-')?;
-        let b = cur.field(false)?;
-        cur.expect(b':')?;
-        let c = cur.field(true)?;
-        cur.expect(b'.')?;
-        let d = cur.field(false)?;
-        cur.expect(b'.')?;
-        let e = cur.field(false)?;
-        let f = if cur.peek() == Some(b'*') {
-            cur.pos += 1;
-            Some(cur.field(false)?)
-        } else {
-            None
-        };
-        Ok((Obis { a, b, c, d, e, f }, cur.pos))
-    }
-}
-
-/// A byte cursor over a reference; positions in errors are 1-based columns.
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-impl Cursor<'_> {
-    fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.pos).copied()
-    }
-
-    fn expect(&mut self, want: u8) -> Result<(), SyntaxError> {
-        if self.peek() == Some(want) {
-            self.pos += 1;
-            Ok(())
-        } else {
-            Err(SyntaxError::Reference { column: self.pos + 1 })
-        }
-    }
-
-    /// One decimal field 0..=255 (at most three digits, leading zeros allowed), or a group-C letter.
-    fn field(&mut self, letter: bool) -> Result<u8, SyntaxError> {
-        let start = self.pos;
-        if letter {
-            let mapped = match self.peek() {
-                Some(b'C') => Some(96),
-                Some(b'F') => Some(97),
-                Some(b'L') => Some(98),
-                Some(b'P') => Some(99),
-                _ => None,
-            };
-            if let Some(v) = mapped {
-                self.pos += 1;
-                return Ok(v);
-            }
-        }
+        // One pass over the bytes: this runs once per line, so it avoids per-field calls and results.
+        const SEPARATORS: [u8; 5] = [b'-', b':', b'.', b'.', b'*'];
+        let mut fields = [0u8; 5];
+        let mut field = 0;
+        let mut start = 0;
         let mut value: u32 = 0;
-        while let Some(b @ b'0'..=b'9') = self.peek() {
-            value = value * 10 + u32::from(b - b'0');
-            if value > 255 {
-                return Err(SyntaxError::Range { column: start + 1 });
+        let mut pos = 0;
+        while let Some(&b) = bytes.get(pos) {
+            if b.is_ascii_digit() {
+                value = value * 10 + u32::from(b - b'0');
+                if value > 255 {
+                    return Err(SyntaxError::Range { column: start + 1 });
+                }
+            } else if field == 2 && pos == start && matches!(b, b'C' | b'F' | b'L' | b'P') {
+                value = match b {
+                    b'C' => 96,
+                    b'F' => 97,
+                    b'L' => 98,
+                    _ => 99,
+                };
+                if bytes.get(pos + 1).is_some_and(u8::is_ascii_digit) {
+                    return Err(SyntaxError::Reference { column: pos + 2 });
+                }
+            } else if pos > start && field < SEPARATORS.len() && b == SEPARATORS[field] {
+                // `value <= 255` was checked digit by digit.
+                fields[field] = value as u8;
+                field += 1;
+                start = pos + 1;
+                value = 0;
+            } else {
+                break;
             }
-            self.pos += 1;
+            pos += 1;
         }
-        if self.pos == start {
-            return Err(SyntaxError::Reference { column: start + 1 });
+        if pos == start || field < 4 {
+            return Err(SyntaxError::Reference { column: pos + 1 });
         }
-        // `value <= 255` was checked digit by digit.
-        Ok(value as u8)
+        let [a, b, c, d, e] = fields;
+        let obis = if field == 4 {
+            Obis { a, b, c, d, e: value as u8, f: None }
+        } else {
+            Obis { a, b, c, d, e, f: Some(value as u8) }
+        };
+        Ok((obis, pos))
     }
 }
 
@@ -210,16 +185,12 @@ impl<'a> Groups<'a> {
             if open != b'(' {
                 return Err(SyntaxError::Stray { column: column_offset + pos + 1, found: open });
             }
-            let mut end = pos + 1;
-            loop {
-                match bytes.get(end) {
-                    Some(b')') => break,
-                    Some(b'(') => return Err(SyntaxError::Nested { column: column_offset + end + 1 }),
-                    Some(_) => end += 1,
-                    None => return Err(SyntaxError::Unclosed { column: column_offset + pos + 1 }),
-                }
+            let body = bytes.get(pos + 1..).unwrap_or_default();
+            match body.iter().position(|&b| b == b')' || b == b'(') {
+                Some(end) if body[end] == b')' => pos += end + 2,
+                Some(end) => return Err(SyntaxError::Nested { column: column_offset + pos + end + 2 }),
+                None => return Err(SyntaxError::Unclosed { column: column_offset + pos + 1 }),
             }
-            pos = end + 1;
             len += 1;
         }
         Ok(Groups { text, len })
@@ -308,11 +279,16 @@ impl<'a> Line<'a> {
     /// Reads one line (without its line end). Whitespace at either end is ignored.
     pub fn parse(line: &'a [u8]) -> Result<Line<'a>, SyntaxError> {
         let text = std::str::from_utf8(line).map_err(|e| SyntaxError::NotText { column: e.valid_up_to() + 1 })?;
-        let lead = text.len() - text.trim_start().len();
-        let text = text.trim();
+        Line::parse_str(text)
+    }
+
+    /// [`Line::parse`] for a line already known to be text.
+    pub fn parse_str(line: &'a str) -> Result<Line<'a>, SyntaxError> {
+        let lead = line.len() - line.trim_ascii_start().len();
+        let text = line.trim_ascii();
         let (obis, used) = Obis::parse_prefix(text.as_bytes()).map_err(|e| shift(e, lead))?;
-        // `used` counts ASCII bytes of the reference, so it is a character boundary.
-        let (reference, rest) = text.split_at(used);
+        // The reference is ASCII, so `used` is a character boundary.
+        let (reference, rest) = text.split_at_checked(used).ok_or(SyntaxError::Reference { column: lead + 1 })?;
         let groups = Groups::parse(rest, lead + used)?;
         Ok(Line { reference, obis, groups })
     }
@@ -345,23 +321,61 @@ pub fn lines(text: &[u8]) -> Lines<'_> {
     Lines { text, start: Some(0), ends: memchr::memchr_iter(b'\n', text), number: 0 }
 }
 
+impl Lines<'_> {
+    /// The next line's number and byte range (without its line end).
+    fn next_range(&mut self) -> Option<(u32, std::ops::Range<usize>)> {
+        let start = self.start?;
+        let mut end = match self.ends.next() {
+            Some(end) => {
+                self.start = Some(end + 1);
+                end
+            }
+            None if start < self.text.len() => {
+                self.start = None;
+                self.text.len()
+            }
+            None => {
+                self.start = None;
+                return None;
+            }
+        };
+        if end > start && self.text.get(end - 1) == Some(&b'\r') {
+            end -= 1;
+        }
+        self.number = self.number.saturating_add(1);
+        Some((self.number, start..end))
+    }
+}
+
 impl<'a> Iterator for Lines<'a> {
     type Item = (u32, &'a [u8]);
 
     fn next(&mut self) -> Option<(u32, &'a [u8])> {
-        let start = self.start?;
-        let line = match self.ends.next() {
-            Some(end) => {
-                self.start = Some(end + 1);
-                self.text.get(start..end)?
-            }
-            None => {
-                self.start = None;
-                self.text.get(start..).filter(|rest| !rest.is_empty())?
-            }
-        };
-        self.number = self.number.saturating_add(1);
-        Some((self.number, line.strip_suffix(b"\r").unwrap_or(line)))
+        let (number, range) = self.next_range()?;
+        Some((number, self.text.get(range)?))
+    }
+}
+
+/// Splits text into lines: see [`text_lines`].
+#[derive(Clone, Debug)]
+pub struct TextLines<'a> {
+    text: &'a str,
+    lines: Lines<'a>,
+}
+
+/// [`lines`] for text already known to be UTF-8, so that each line need not be checked again.
+#[must_use]
+pub fn text_lines(text: &str) -> TextLines<'_> {
+    TextLines { text, lines: lines(text.as_bytes()) }
+}
+
+impl<'a> Iterator for TextLines<'a> {
+    type Item = (u32, &'a str);
+
+    fn next(&mut self) -> Option<(u32, &'a str)> {
+        let (number, range) = self.lines.next_range()?;
+        // Lines end at LF or CR, which are never inside a multi-byte character.
+        Some((number, self.text.get(range)?))
     }
 }
 
@@ -427,6 +441,8 @@ mod tests {
         not_utf8: b"1-0:1.8.1(\xff)" => SyntaxError::NotText { column: 11 };
         indented_column_is_real: b"  1-0:1.x" => SyntaxError::Reference { column: 9 };
         empty_star: b"1-0:1.8.1*(1)" => SyntaxError::Reference { column: 11 };
+        letter_then_digit: b"0-0:C1.1.0(1)" => SyntaxError::Reference { column: 6 };
+        second_star: b"1-0:1.8.1*1*2(1)" => SyntaxError::Stray { column: 12, found: b'*' };
     }
 
     #[test]
@@ -466,6 +482,8 @@ mod tests {
         let tail: Vec<(u32, &[u8])> = lines(b"a\r\nb").collect();
         assert_eq!(tail, vec![(1, &b"a"[..]), (2, &b"b"[..])]);
         assert_eq!(lines(b"").count(), 0);
+        let text: Vec<(u32, &str)> = text_lines("/XMX5\r\n\r\nä(1)\n!\r\n").collect();
+        assert_eq!(text, vec![(1, "/XMX5"), (2, ""), (3, "ä(1)"), (4, "!")]);
         assert_eq!(lines(b"\n").collect::<Vec<_>>(), vec![(1, &b""[..])]);
     }
 

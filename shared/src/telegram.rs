@@ -34,12 +34,13 @@
 //! Tariff `0-0:96.14.0`: Dutch meters count low tariff in register 1 and normal in 2; Belgian meters the other
 //! way round. Luxembourg and other meters get no tariff name.
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 
 use jiff::tz::TimeZone;
 
 use crate::decimal::{Decimal, DecimalError};
-use crate::obis::{self, Groups, Line};
+use crate::obis::{self, Groups, Line, SyntaxError};
 use crate::timestamp::{MeterTime, TimestampError};
 use crate::wire::{CapacityMonth, Device, DeviceKind, Dialect, LineError, ObisValue, PowerFailure, TariffName, Values};
 
@@ -64,34 +65,19 @@ pub struct Parsed {
 /// Parses one framed telegram. Never fails and never panics: see the module documentation.
 #[must_use]
 pub fn parse(text: &[u8], zone: &TimeZone) -> Parsed {
-    let mut builder = Builder::new(zone);
-    // Typical lines are 15-40 bytes; one allocation covers a telegram.
-    builder.entries.reserve(text.len() / 20 + 4);
-    let mut lines = obis::lines(text);
-    let mut end = None;
-    let header = match lines.next() {
-        Some((number, first)) => {
-            if let Some(id) = first.strip_prefix(b"/") {
-                builder.last_line = number;
-                String::from_utf8_lossy(id).trim().to_owned()
-            } else {
-                let reason = "the telegram does not start with an identification line '/XXX5…'";
-                builder.error(number, first, reason.into());
-                builder.line(number, first);
-                String::new()
-            }
-        }
-        None => String::new(),
-    };
-    for (number, line) in lines {
-        if let Some(crc) = line.strip_prefix(b"!") {
-            end = Some(crc);
-            break;
-        }
-        builder.line(number, line);
+    let builder = Builder::new(zone);
+    match std::str::from_utf8(text) {
+        // The usual case: the whole telegram is checked as text once, not line by line.
+        Ok(whole) => builder.run(obis::text_lines(whole).map(|(n, line)| (n, line.as_bytes(), Ok(line)))),
+        Err(_) => builder.run(obis::lines(text).map(|(n, line)| {
+            let text = std::str::from_utf8(line).map_err(|e| SyntaxError::NotText { column: e.valid_up_to() + 1 });
+            (n, line, text)
+        })),
     }
-    builder.finish(header, end)
 }
+
+/// A line: its number, its bytes, and its text (or why it is not text).
+type NumberedLine<'t> = (u32, &'t [u8], Result<&'t str, SyntaxError>);
 
 /// Why a value of a known code could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -170,17 +156,17 @@ struct Slot {
 
 /// A DSMR 2.2/3.0 `24.3.0` line whose value line may follow.
 struct PendingGas {
-    /// Its index in `Builder::entries`.
-    entry: usize,
+    /// Its key in the OBIS map.
+    key: String,
     channel: usize,
 }
 
 struct Builder<'z> {
     zone: &'z TimeZone,
     values: Values,
-    /// The OBIS map's entries in telegram order; sorted into a map once at the end, which is much cheaper than
-    /// inserting one by one.
-    entries: Vec<(String, ObisValue)>,
+    obis: BTreeMap<String, ObisValue>,
+    /// The last suffix used per repeated reference (empty, and allocation-free, for normal telegrams).
+    repeats: BTreeMap<String, u32>,
     errors: Vec<LineError>,
     devices: [Slot; 4],
     pending_gas: Option<PendingGas>,
@@ -193,7 +179,8 @@ impl<'z> Builder<'z> {
         Builder {
             zone,
             values: Values::default(),
-            entries: Vec::new(),
+            obis: BTreeMap::new(),
+            repeats: BTreeMap::new(),
             errors: Vec::new(),
             devices: Default::default(),
             pending_gas: None,
@@ -209,7 +196,32 @@ impl<'z> Builder<'z> {
         self.errors.push(LineError { line, text, reason });
     }
 
-    fn line(&mut self, number: u32, raw: &[u8]) {
+    fn run<'t>(mut self, mut lines: impl Iterator<Item = NumberedLine<'t>>) -> Parsed {
+        let mut end = None;
+        let header = match lines.next() {
+            Some((number, first, _)) if first.first() == Some(&b'/') => {
+                self.last_line = number;
+                String::from_utf8_lossy(&first[1..]).trim().to_owned()
+            }
+            Some((number, first, text)) => {
+                let reason = "the telegram does not start with an identification line '/XXX5…'";
+                self.error(number, first, reason.into());
+                self.line(number, first, text);
+                String::new()
+            }
+            None => String::new(),
+        };
+        for (number, raw, text) in lines {
+            if let Some(crc) = raw.strip_prefix(b"!") {
+                end = Some(crc);
+                break;
+            }
+            self.line(number, raw, text);
+        }
+        self.finish(header, end)
+    }
+
+    fn line(&mut self, number: u32, raw: &[u8], text: Result<&str, SyntaxError>) {
         self.last_line = number;
         let trimmed = raw.trim_ascii();
         if trimmed.is_empty() {
@@ -220,22 +232,41 @@ impl<'z> Builder<'z> {
             return;
         }
         self.pending_gas = None;
-        let line = match Line::parse(raw) {
+        let line = match text.and_then(Line::parse_str) {
             Ok(line) => line,
             Err(err) => return self.error(number, raw, err.to_string()),
         };
         let o = line.obis;
         let old_gas = o.a == 0 && (1..=4).contains(&o.b) && (o.c, o.d, o.e) == (24, 3, 0);
-        let entry = self.entries.len();
-        self.entries.push((line.reference.to_owned(), obis_value(&line.groups)));
+        let key = self.insert(line.reference, &line.groups, old_gas);
         if !o.is_current() {
             return;
         }
         if let Err(err) = self.interpret(&line) {
             self.error(number, raw, err.to_string());
         }
-        if old_gas && line.groups.len() < 7 {
-            self.pending_gas = Some(PendingGas { entry, channel: usize::from(o.b - 1) });
+        if let (true, Some(key)) = (old_gas && line.groups.len() < 7, key) {
+            self.pending_gas = Some(PendingGas { key, channel: usize::from(o.b - 1) });
+        }
+    }
+
+    /// Adds a line to the OBIS map; returns the key used when asked to.
+    fn insert(&mut self, reference: &str, groups: &Groups<'_>, want_key: bool) -> Option<String> {
+        let value = obis_value(groups);
+        if let Entry::Vacant(slot) = self.obis.entry(reference.to_owned()) {
+            let key = want_key.then(|| slot.key().clone());
+            slot.insert(value);
+            return key;
+        }
+        let n = self.repeats.entry(reference.to_owned()).or_insert(1);
+        loop {
+            *n += 1;
+            // References hold no `#`, so a suffixed key can only collide with an earlier suffixed key.
+            if let Entry::Vacant(slot) = self.obis.entry(format!("{reference}#{n}")) {
+                let key = want_key.then(|| slot.key().clone());
+                slot.insert(value);
+                return key;
+            }
         }
     }
 
@@ -246,13 +277,13 @@ impl<'z> Builder<'z> {
         };
         let groups = match std::str::from_utf8(trimmed) {
             Ok(text) => Groups::parse(text, raw.len() - raw.trim_ascii_start().len()),
-            Err(e) => Err(obis::SyntaxError::NotText { column: e.valid_up_to() + 1 }),
+            Err(e) => Err(SyntaxError::NotText { column: e.valid_up_to() + 1 }),
         };
         let groups = match groups {
             Ok(groups) => groups,
             Err(err) => return self.error(number, raw, err.to_string()),
         };
-        if let Some((_, entry)) = self.entries.get_mut(pending.entry) {
+        if let Some(entry) = self.obis.get_mut(&pending.key) {
             let mut all = match std::mem::replace(entry, ObisValue::Many(Vec::new())) {
                 ObisValue::One(one) => vec![one],
                 ObisValue::Many(many) => many,
@@ -467,8 +498,7 @@ impl<'z> Builder<'z> {
             | (Dialect::Belgian, Some(1)) => Some(TariffName::Normal),
             _ => None,
         };
-        let obis = into_map(self.entries);
-        Parsed { dialect, header, values: self.values, obis, errors: self.errors }
+        Parsed { dialect, header, values: self.values, obis: self.obis, errors: self.errors }
     }
 }
 
@@ -540,23 +570,6 @@ fn detect(header: &str, version: Option<&str>, hints: &Hints, has_crc: bool) -> 
         }
         Some(_) | None => Dialect::Other,
     }
-}
-
-/// The OBIS map: a repeated reference gets `#2`, `#3`, … in telegram order.
-fn into_map(mut entries: Vec<(String, ObisValue)>) -> BTreeMap<String, ObisValue> {
-    // A stable sort keeps repeats in telegram order, next to each other.
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut first = 0;
-    for i in 1..entries.len() {
-        if entries[i].0 == entries[first].0 {
-            let suffix = i - first + 1;
-            entries[i].0 = format!("{}#{suffix}", entries[first].0);
-        } else {
-            first = i;
-        }
-    }
-    // Sorted input (`#10` may sort before `#2`, which `from_iter` sorts again) is built in bulk.
-    entries.into_iter().collect()
 }
 
 /// The groups of a line as they go into the OBIS map: one group is a string, zero or several a list.

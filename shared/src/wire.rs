@@ -378,8 +378,13 @@ pub enum WireError {
 /// Writes a message as one datagram.
 #[must_use]
 pub fn encode(message: &Message) -> Vec<u8> {
+    // Sized for a three-phase telegram, so the buffer is not regrown (and copied) several times per message.
+    let mut out = Vec::with_capacity(4096);
     // Serialising these types cannot fail: every map key is a string and no custom Serialize returns an error.
-    serde_json::to_vec(message).unwrap_or_default()
+    match serde_json::to_writer(&mut out, message) {
+        Ok(()) => out,
+        Err(_) => Vec::new(),
+    }
 }
 
 /// Checks and reads one datagram.

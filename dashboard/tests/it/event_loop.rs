@@ -52,7 +52,7 @@ async fn shows_datagrams_and_quits_on_q() {
     let screen = text(&terminal);
     assert!(screen.contains("meterkast"), "{screen}");
     assert!(screen.contains("exporting"), "{screen}");
-    assert!(screen.contains("1 invalid datagrams"), "{screen}");
+    assert!(screen.contains("1 invalid datagram"), "{screen}");
 }
 
 #[tokio::test]

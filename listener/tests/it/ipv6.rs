@@ -1,9 +1,9 @@
-//! IPv6 multicast (ff15::/16), with the outgoing interface chosen by address: the listener resolves the index of
+//! IPv6 multicast (`ff15::/16`), with the outgoing interface chosen by address: the listener resolves the index of
 //! the interface that owns `multicast.interface`.
 //!
 //! Linux does not deliver IPv6 multicast over `lo`, so the test re-runs itself in a private network namespace
 //! (`unshare -n`, as root; `scripts/test` runs as root) holding a veth pair with addresses that exist only there:
-//! the listener sends on `v0` (fd00:5031::1) and the subscriber joins on `v1`. Nothing touches the host's network.
+//! the listener sends on `v0` (`fd00:5031::1`) and the subscriber joins on `v1`. Nothing touches the host's network.
 
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::process::Command;

@@ -17,10 +17,9 @@ use tokio_util::sync::CancellationToken;
 
 /// Fails the test instead of hanging it.
 pub async fn within<T>(secs: u64, what: &str, fut: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(Duration::from_secs(secs), fut).await {
-        Ok(v) => v,
-        Err(_) => panic!("timed out after {secs} s: {what}"),
-    }
+    tokio::time::timeout(Duration::from_secs(secs), fut)
+        .await
+        .unwrap_or_else(|_elapsed| panic!("timed out after {secs} s: {what}"))
 }
 
 /// A free port on 127.0.0.1 (for TCP or UDP; the kernel hands out each ephemeral port once in a while).

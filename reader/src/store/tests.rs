@@ -75,7 +75,7 @@ fn times(path: &Path) -> Vec<Timestamp> {
 
 #[test]
 fn a_day_of_telegrams_lands_in_interval_day_details_and_weekly_files() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::testutil::tempdir();
     let mut store = Store::open(config(dir.path()), Arc::default(), ts("2024-06-01T09:00:00Z"));
     let next = write_span(&mut store, 1, "2024-06-01T09:58:00Z", "2024-06-01T10:12:00Z", 10);
     let m = dir.path().join("meterkast");
@@ -119,7 +119,7 @@ fn a_day_of_telegrams_lands_in_interval_day_details_and_weekly_files() {
 
 #[test]
 fn the_spring_dst_day_is_one_day_file_and_skips_the_missing_hour() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::testutil::tempdir();
     let mut store = Store::open(config(dir.path()), Arc::default(), ts("2024-03-30T20:00:00Z"));
     // 23:50 on Saturday to 03:20 CEST on Sunday.
     write_span(&mut store, 1, "2024-03-30T22:50:00Z", "2024-03-31T01:20:00Z", 60);
@@ -132,8 +132,7 @@ fn the_spring_dst_day_is_one_day_file_and_skips_the_missing_hour() {
     assert_eq!(names(&m.join("day")), ["2024-03-30.csv", "2024-03-31.csv"]);
     assert_eq!(times(&m.join("day/2024-03-30.csv")).len(), 10);
     assert_eq!(names(&m.join("details")), ["2024-03-30.jsonl", "2024-03-31.jsonl"]);
-    let hours: Vec<String> =
-        lines(&m.join("weekly/2024-W13.log")).iter().skip(1).map(|l| l[..22].to_owned()).collect();
+    let hours: Vec<String> = lines(&m.join("weekly/2024-W13.log")).iter().skip(1).map(|l| l[..22].to_owned()).collect();
     assert_eq!(hours, ["2024-03-30T23:00+01:00", "2024-03-31T00:00+01:00", "2024-03-31T01:00+01:00"]);
     store.tick(ts("2024-03-31T02:00:02Z")).expect("tick");
     let last = lines(&m.join("weekly/2024-W13.log")).pop().expect("line");
@@ -142,7 +141,7 @@ fn the_spring_dst_day_is_one_day_file_and_skips_the_missing_hour() {
 
 #[test]
 fn the_autumn_dst_day_keeps_both_repeated_hours_apart() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::testutil::tempdir();
     let mut store = Store::open(config(dir.path()), Arc::default(), ts("2024-10-26T20:00:00Z"));
     write_span(&mut store, 1, "2024-10-27T00:50:00Z", "2024-10-27T01:10:00Z", 30);
     store.tick(ts("2024-10-27T02:00:02Z")).expect("tick");
@@ -151,20 +150,20 @@ fn the_autumn_dst_day_keeps_both_repeated_hours_apart() {
         names(&m.join("interval")),
         ["20241027-0200+0100.csv", "20241027-0205+0100.csv", "20241027-0250+0200.csv", "20241027-0255+0200.csv"]
     );
-    for (name, from) in [("20241027-0255+0200", "2024-10-27T00:55:00Z"), ("20241027-0200+0100", "2024-10-27T01:00:00Z")] {
+    for (name, from) in [("20241027-0255+0200", "2024-10-27T00:55:00Z"), ("20241027-0200+0100", "2024-10-27T01:00:00Z")]
+    {
         let rows = times(&m.join(format!("interval/{name}.csv")));
         assert_eq!(rows.len(), 10, "{name}");
         assert!(rows.iter().all(|&t| t >= ts(from) && t < ts(from) + SignedDuration::from_mins(5)), "{name}");
     }
-    let hours: Vec<String> =
-        lines(&m.join("weekly/2024-W43.log")).iter().skip(1).map(|l| l[..35].to_owned()).collect();
+    let hours: Vec<String> = lines(&m.join("weekly/2024-W43.log")).iter().skip(1).map(|l| l[..35].to_owned()).collect();
     assert_eq!(hours, ["2024-10-27T02:00+02:00 telegrams=20", "2024-10-27T02:00+01:00 telegrams=20"]);
     assert_eq!(names(&m.join("day")), ["2024-10-27.csv"]);
 }
 
 #[test]
 fn the_iso_week_rolls_over_at_local_monday_midnight() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::testutil::tempdir();
     let mut store = Store::open(config(dir.path()), Arc::default(), ts("2024-04-07T20:00:00Z"));
     // Sunday 23:58 to Monday 00:02 CEST.
     write_span(&mut store, 1, "2024-04-07T21:58:00Z", "2024-04-07T22:02:00Z", 30);
@@ -182,7 +181,7 @@ fn the_iso_week_rolls_over_at_local_monday_midnight() {
 
 #[test]
 fn duplicates_are_dropped_and_gaps_counted() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::testutil::tempdir();
     let stats = Arc::new(Stats::default());
     let mut store = Store::open(config(dir.path()), stats.clone(), ts("2024-06-01T09:00:00Z"));
     let t = ts("2024-06-01T10:00:00Z");
@@ -202,7 +201,7 @@ fn duplicates_are_dropped_and_gaps_counted() {
 
 #[test]
 fn a_telegram_stamped_in_a_finished_interval_goes_to_the_open_one() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::testutil::tempdir();
     let mut store = Store::open(config(dir.path()), Arc::default(), ts("2024-06-01T09:00:00Z"));
     write(&mut store, 1, ts("2024-06-01T10:04:00Z"));
     store.tick(ts("2024-06-01T10:05:02Z")).expect("tick");
@@ -218,7 +217,7 @@ fn a_telegram_stamped_in_a_finished_interval_goes_to_the_open_one() {
 
 #[test]
 fn a_restart_resumes_the_partial_interval_the_hour_and_the_sequence() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::testutil::tempdir();
     let stats = Arc::new(Stats::default());
     let mut store = Store::open(config(dir.path()), stats.clone(), ts("2024-06-01T09:00:00Z"));
     write_span(&mut store, 1, "2024-06-01T10:00:00Z", "2024-06-01T10:02:00Z", 10);
@@ -249,7 +248,7 @@ fn a_restart_resumes_the_partial_interval_the_hour_and_the_sequence() {
 
 #[test]
 fn a_restart_after_the_hour_was_logged_does_not_log_it_twice() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::testutil::tempdir();
     let mut store = Store::open(config(dir.path()), Arc::default(), ts("2024-06-01T09:00:00Z"));
     write_span(&mut store, 1, "2024-06-01T10:59:00Z", "2024-06-01T11:00:00Z", 10);
     store.tick(ts("2024-06-01T11:00:02Z")).expect("tick");
@@ -265,7 +264,7 @@ fn a_restart_after_the_hour_was_logged_does_not_log_it_twice() {
 
 #[test]
 fn a_full_disk_fails_the_write_and_the_retry_repeats_nothing() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::testutil::tempdir();
     let mut store = Store::open(config(dir.path()), Arc::default(), ts("2024-06-01T09:00:00Z"));
     let details = dir.path().join("meterkast/details");
     fs::create_dir_all(&details).expect("mkdir");
@@ -287,7 +286,7 @@ fn a_full_disk_fails_the_write_and_the_retry_repeats_nothing() {
 
 #[test]
 fn a_directory_that_cannot_be_created_is_an_error_until_it_can() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::testutil::tempdir();
     // A file where the listener's directory should be.
     fs::write(dir.path().join("meterkast"), "in the way").expect("write");
     let mut store = Store::open(config(dir.path()), Arc::default(), ts("2024-06-01T09:00:00Z"));
@@ -301,7 +300,7 @@ fn a_directory_that_cannot_be_created_is_an_error_until_it_can() {
 
 #[test]
 fn changed_columns_start_a_new_file_and_keep_the_old_one() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::testutil::tempdir();
     let mut store = Store::open(config(dir.path()), Arc::default(), ts("2024-06-01T09:00:00Z"));
     write(&mut store, 1, ts("2024-06-01T10:00:00Z"));
     drop(store);
@@ -318,7 +317,7 @@ fn changed_columns_start_a_new_file_and_keep_the_old_one() {
 
 #[test]
 fn listeners_get_their_own_directories_and_hostile_names_stay_inside() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::testutil::tempdir();
     let mut store = Store::open(config(dir.path()), Arc::default(), ts("2024-06-01T09:00:00Z"));
     for name in ["zolder", "kelder", "../../etc", ".hidden", "a/b"] {
         let msg = telegram(name, "b1", 1, "2024-06-01T10:00:00Z");
@@ -335,7 +334,7 @@ fn listeners_get_their_own_directories_and_hostile_names_stay_inside() {
 
 #[test]
 fn the_page_is_rewritten_at_most_every_html_secs() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::testutil::tempdir();
     let mut store = Store::open(config(dir.path()), Arc::default(), ts("2024-06-01T09:00:00Z"));
     let page = dir.path().join("meterkast/p1.html");
     write(&mut store, 1, ts("2024-06-01T10:00:00Z"));
@@ -350,7 +349,7 @@ fn the_page_is_rewritten_at_most_every_html_secs() {
 
 #[test]
 fn closed_files_are_compressed_by_the_tick() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::testutil::tempdir();
     let mut cfg = config(dir.path());
     cfg.compress = true;
     let mut store = Store::open(cfg, Arc::default(), ts("2024-06-01T09:00:00Z"));

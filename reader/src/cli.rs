@@ -1,0 +1,127 @@
+//! The command line: flags, where the configuration comes from, and the signals that stop the reader.
+//!
+//! The configuration is `--config FILE`, else `p1.yml` in the working directory if there is one, else the
+//! built-in defaults. Flags override the file's values before validation, so a bad flag is reported like a bad
+//! key, together with every other bad value.
+
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use shared::config::{Config, ConfigError, RawConfig};
+
+/// `p1-reader`: subscribe to a p1hub listener and keep its telegrams in files.
+#[derive(Debug, Default, Parser)]
+#[command(name = "p1-reader", version, about, long_about = None)]
+pub struct Args {
+    /// Configuration file (default: p1.yml in the working directory, if present).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Multicast group and port to join (overrides multicast.group).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub group: Option<String>,
+    /// Local address of the interface to join on (overrides multicast.interface).
+    #[arg(long, value_name = "IP")]
+    pub interface: Option<String>,
+    /// Data directory (overrides reader.dir).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<String>,
+    /// Print the documented default p1.yml and exit.
+    #[arg(long)]
+    pub print_default_config: bool,
+    /// Check the configuration (file and flags), report every problem, and exit.
+    #[arg(long)]
+    pub check_config: bool,
+}
+
+impl Args {
+    /// The configuration file to read, if any: `--config`, else `./p1.yml` when it exists.
+    #[must_use]
+    pub fn config_path(&self) -> Option<PathBuf> {
+        self.config.clone().or_else(|| Path::new("p1.yml").is_file().then(|| PathBuf::from("p1.yml")))
+    }
+
+    /// Applies the flags to a raw configuration.
+    pub fn apply(&self, raw: &mut RawConfig) {
+        if let Some(g) = &self.group {
+            raw.multicast.group.clone_from(g);
+        }
+        if let Some(i) = &self.interface {
+            raw.multicast.interface.clone_from(i);
+        }
+        if let Some(d) = &self.dir {
+            raw.reader.dir.clone_from(d);
+        }
+    }
+
+    /// Reads, overrides and validates the configuration. Returns it with a description of where it came from.
+    pub fn load(&self) -> Result<(Config, String), ConfigError> {
+        let path = self.config_path();
+        let mut raw = match &path {
+            Some(p) => RawConfig::from_file(p)?,
+            None => RawConfig::default(),
+        };
+        self.apply(&mut raw);
+        let origin = path.map_or_else(|| "built-in defaults".to_owned(), |p| p.display().to_string());
+        Ok((raw.validate()?, origin))
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file_before_validation() {
+        let args = Args::parse_from([
+            "p1-reader",
+            "--group",
+            "239.255.9.9:5000",
+            "--interface",
+            "127.0.0.1",
+            "--dir",
+            "/tmp/x",
+        ]);
+        let mut raw = RawConfig::from_yaml("reader:\n  dir: /srv/p1\n", "t.yml").expect("yaml");
+        args.apply(&mut raw);
+        let config = raw.validate().expect("valid");
+        assert_eq!(config.multicast.group, "239.255.9.9:5000".parse().expect("addr"));
+        assert_eq!(config.multicast.interface, IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(config.reader.dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn bad_flags_are_reported_with_the_other_errors() {
+        let args = Args::parse_from(["p1-reader", "--group", "10.0.0.1:4141", "--interface", "eth0"]);
+        let mut raw = RawConfig::from_yaml("reader:\n  interval_minutes: 7\n", "t.yml").expect("yaml");
+        args.apply(&mut raw);
+        let err = raw.validate().expect_err("invalid").to_string();
+        for key in ["multicast.group", "multicast.interface", "reader.interval_minutes"] {
+            assert!(err.contains(key), "{key} missing from: {err}");
+        }
+    }
+
+    use std::net::IpAddr;
+}
