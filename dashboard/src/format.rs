@@ -104,22 +104,33 @@ pub fn count(n: u64, thing: &str) -> String {
     }
 }
 
-/// Splits `text` into pieces of at most `width` characters; pieces after the first are indented by `indent`
-/// spaces (counted in the width).
+/// Splits `text` into lines of at most `width` characters, at spaces where it can (a word longer than a line is
+/// cut); lines after the first are indented by `indent` spaces, counted in the width.
 #[must_use]
 pub fn wrap(text: &str, width: usize, indent: usize) -> Vec<String> {
     let width = width.max(indent + 1);
     let chars: Vec<char> = text.chars().collect();
-    let mut out = Vec::new();
+    let mut out: Vec<String> = Vec::new();
     let mut start = 0;
-    while start < chars.len() || out.is_empty() {
+    loop {
         let room = if out.is_empty() { width } else { width - indent };
-        let end = (start + room).min(chars.len());
-        let piece: String = chars[start..end].iter().collect();
+        let mut end = (start + room).min(chars.len());
+        if end < chars.len() {
+            // Break after the last space that leaves something on this line.
+            if let Some(space) = chars[start..end].iter().rposition(|&c| c == ' ').filter(|&p| p > 0) {
+                end = start + space + 1;
+            }
+        }
+        let piece: String = chars[start..end].iter().collect::<String>().trim_end().to_owned();
         out.push(if out.is_empty() { piece } else { format!("{:indent$}{piece}", "") });
         start = end;
+        while start < chars.len() && chars[start] == ' ' {
+            start += 1;
+        }
+        if start >= chars.len() {
+            return out;
+        }
     }
-    out
 }
 
 /// A signed difference in seconds with one decimal: `+0.4 s`, `-12.0 s`.
@@ -172,6 +183,7 @@ mod tests {
     #[test]
     fn wrapping_indents_continuations() {
         assert_eq!(wrap("abcdefghij", 4, 2), ["abcd", "  ef", "  gh", "  ij"]);
+        assert_eq!(wrap("one two three four", 9, 2), ["one two", "  three", "  four"]);
         assert_eq!(wrap("", 4, 2), [""]);
         assert_eq!(wrap("abc", 1, 3), ["abc"], "a width below the indent is widened, never a panic");
     }

@@ -123,16 +123,20 @@ fn dialect_name(d: Dialect) -> &'static str {
     }
 }
 
-/// Renders `spans` left to right, leaving out whole spans from the first one that does not fit.
+/// Renders `spans` left to right, leaving out whole spans from the first one that does not fit; a footer key
+/// whose label does not fit is left out with it.
 fn spans_that_fit(spans: Vec<Span<'_>>, area: Rect, buf: &mut Buffer) {
     let mut used = 0;
-    let fitting: Vec<Span> = spans
+    let mut fitting: Vec<Span> = spans
         .into_iter()
         .take_while(|s| {
             used += s.width();
             used <= usize::from(area.width)
         })
         .collect();
+    if fitting.last().is_some_and(|s| s.style.bg == Some(Color::Gray)) {
+        fitting.pop();
+    }
     Line::from(fitting).render(area, buf);
 }
 
@@ -197,7 +201,14 @@ fn footer(app: &App, area: Rect, buf: &mut Buffer) {
     } else {
         Line::styled(format!("{} ", problems.join(" · ")), Style::new().fg(WARN))
     };
-    let (left_area, right_area) = split_right(area, (right.width() as u16).min(area.width / 2));
+    // Problems on the group take room from the keys; the meter's loss only shows where the keys leave room.
+    let left_width: usize = left.iter().map(Span::width).sum();
+    let right_width = if problems.is_empty() && left_width + right.width() > usize::from(area.width) {
+        0
+    } else {
+        (right.width() as u16).min(area.width / 2)
+    };
+    let (left_area, right_area) = split_right(area, right_width);
     spans_that_fit(left, left_area, buf);
     right.right_aligned().render(right_area, buf);
 }
@@ -333,9 +344,9 @@ fn overview(app: &App, meter: &Meter, t: &TelegramMessage, area: Rect, buf: &mut
     let cards = cards(app, meter, t, health);
     let row_budget = usize::from(rest.saturating_sub(MIN_CHART) / card_height).min(2);
     let rows = pack(&cards, area.width, row_budget);
-    let cards_height = rows.len() as u16 * card_height;
+    let all_rows_height = rows.len() as u16 * card_height;
     let (top, rest) = split_top(area, top_height);
-    let (chart_area, mut cards_area) = split_bottom(rest, cards_height);
+    let (chart_area, mut cards_area) = split_bottom(rest, all_rows_height);
     power_row(t, health, top, buf);
     if chart_area.height >= 4 {
         chart(app, meter, chart_area, buf);
@@ -343,7 +354,7 @@ fn overview(app: &App, meter: &Meter, t: &TelegramMessage, area: Rect, buf: &mut
     for row in &rows {
         let (row_area, below) = split_top(cards_area, card_height);
         cards_area = below;
-        let widths = spread(row.iter().map(|&i| cards[i].min_width), row_area.width);
+        let widths = spread(&row.iter().map(|&i| &cards[i]).collect::<Vec<_>>(), row_area.width);
         let mut x = row_area.x;
         for (&i, w) in row.iter().zip(widths) {
             cards[i].render(Rect::new(x, row_area.y, w, row_area.height), buf);
@@ -486,9 +497,10 @@ fn phases(v: &Values, area: Rect, buf: &mut Buffer) {
     let present: Vec<usize> =
         (0..3).filter(|&i| phase_power(v, i).is_some() || volts[i].is_some() || amps[i].is_some()).collect();
     if present.is_empty() {
+        let sides = format::aligned(&[v.power_import_kw, v.power_export_kw]);
         let lines = vec![
-            Line::from(vec![label("import", 8), Span::raw(kw_text(v.power_import_kw))]),
-            Line::from(vec![label("export", 8), Span::raw(kw_text(v.power_export_kw))]),
+            Line::from(vec![label("import", 8), Span::styled(format!("{} kW", sides[0]), Style::new().fg(IMPORT))]),
+            Line::from(vec![label("export", 8), Span::styled(format!("{} kW", sides[1]), Style::new().fg(EXPORT))]),
             Line::styled("this meter sends no per-phase values", DIM),
         ];
         Paragraph::new(lines).render(inner, buf);
@@ -762,6 +774,8 @@ struct Card<'a> {
     lines: Vec<Line<'a>>,
     /// Narrowest useful width, borders included.
     min_width: u16,
+    /// The width it looks best at (at least `min_width`).
+    preferred_width: u16,
     border: Style,
     /// Belgian capacity history, drawn as bars under or beside the lines.
     bars: &'a [CapacityMonth],
@@ -771,8 +785,9 @@ impl<'a> Card<'a> {
     fn new(title: &str, lines: Vec<Line<'a>>) -> Card<'a> {
         let widest = lines.iter().map(Line::width).max().unwrap_or(0) as u16;
         // Borders plus one column of padding on the left.
-        let min_width = widest.max(title.chars().count() as u16).min(44) + 3;
-        Card { title: Line::from(title.to_owned()).bold(), lines, min_width, border: DIM, bars: &[] }
+        let min_width = widest.max(title.chars().count() as u16 + 2).min(44) + 3;
+        let title = Line::from(title.to_owned()).bold();
+        Card { title, lines, min_width, preferred_width: min_width, border: DIM, bars: &[] }
     }
 
     fn render(&self, area: Rect, buf: &mut Buffer) {
@@ -802,16 +817,26 @@ impl<'a> Card<'a> {
     }
 }
 
-/// Rows of cards (indices), in priority order, as many as fit in `max_rows` rows of `width` columns.
+/// Rows of cards (indices), in priority order, in at most `max_rows` rows of `width` columns: every card at its
+/// preferred width if that fits them all, else as many as fit at their minimum widths.
 fn pack(cards: &[Card], width: u16, max_rows: usize) -> Vec<Vec<usize>> {
+    let preferred = pack_by(cards, width, max_rows, |c| c.preferred_width);
+    if preferred.iter().map(Vec::len).sum::<usize>() == cards.len() {
+        return preferred;
+    }
+    pack_by(cards, width, max_rows, |c| c.min_width)
+}
+
+fn pack_by(cards: &[Card], width: u16, max_rows: usize, card_width: impl Fn(&Card) -> u16) -> Vec<Vec<usize>> {
     let mut left: Vec<usize> = (0..cards.len()).collect();
     let mut rows = Vec::new();
     while rows.len() < max_rows && !left.is_empty() {
         let mut used = 0u16;
         let mut row = Vec::new();
         left.retain(|&i| {
-            if used + cards[i].min_width <= width {
-                used += cards[i].min_width;
+            let w = card_width(&cards[i]);
+            if used + w <= width {
+                used += w;
                 row.push(i);
                 false
             } else {
@@ -826,14 +851,20 @@ fn pack(cards: &[Card], width: u16, max_rows: usize) -> Vec<Vec<usize>> {
     rows
 }
 
-/// Widths that start from `mins` and share out what is left of `total` evenly.
-fn spread(mins: impl Iterator<Item = u16>, total: u16) -> Vec<u16> {
-    let mut widths: Vec<u16> = mins.collect();
+/// Widths for the cards of a row: each card's minimum, then up to its preferred width in priority order, then
+/// what is left of `total` shared evenly.
+fn spread(cards: &[&Card], total: u16) -> Vec<u16> {
+    let mut widths: Vec<u16> = cards.iter().map(|c| c.min_width).collect();
     let n = widths.len() as u16;
     if n == 0 {
         return widths;
     }
-    let extra = total.saturating_sub(widths.iter().sum());
+    let mut extra = total.saturating_sub(widths.iter().sum());
+    for (w, c) in widths.iter_mut().zip(cards) {
+        let grow = c.preferred_width.saturating_sub(*w).min(extra);
+        *w += grow;
+        extra -= grow;
+    }
     for (i, w) in widths.iter_mut().enumerate() {
         *w += extra / n + u16::from((i as u16) < extra % n);
     }
@@ -925,12 +956,15 @@ fn capacity_card(v: &Values) -> Option<Card<'_>> {
     if let Some(at) = &v.capacity_peak_at {
         lines.push(Line::from(vec![label("at", 7), Span::raw(at.local.strftime("%m-%d %H:%M").to_string())]));
     }
-    let mut card = Card::new(" Capacity ", lines);
-    if !v.capacity_history.is_empty() {
-        card.title = Line::from(format!(" Capacity · {} months ", v.capacity_history.len())).bold();
-        card.min_width = card.min_width.max(v.capacity_history.len() as u16 + 3);
-        card.bars = &v.capacity_history;
+    if v.capacity_history.is_empty() {
+        return Some(Card::new(" Capacity ", lines));
     }
+    let months = v.capacity_history.len() as u16;
+    let mut card = Card::new(&format!(" Capacity · {months} months "), lines);
+    // Narrow: one column a month under the text. Preferred: labelled bars three columns wide beside it.
+    card.min_width = card.min_width.max(months + 3);
+    card.preferred_width = card.min_width + 2 + months * 4;
+    card.bars = &v.capacity_history;
     Some(card)
 }
 
@@ -961,7 +995,7 @@ fn capacity_bars(history: &[CapacityMonth], area: Rect, buf: &mut Buffer) {
                 1 => date.map(|d| d.strftime("%b").to_string().chars().take(1).collect()).unwrap_or_default(),
                 _ => date.map(|d| d.strftime("%b").to_string()).unwrap_or_default(),
             };
-            let text = if bar_width >= 3 { format::short(m.kw.to_f64()) } else { String::new() };
+            let text = if bar_width >= 3 { format!("{:.1}", m.kw.to_f64()) } else { String::new() };
             Bar::default()
                 .value((m.kw.to_f64() * 1000.0).max(0.0) as u64)
                 .label(Line::from(month))
@@ -1081,7 +1115,7 @@ fn meter_card<'a>(app: &App, t: &'a TelegramMessage) -> Card<'a> {
         let n = |x: Option<u64>| x.map_or_else(|| "–".to_owned(), |x| x.to_string());
         lines.push(Line::from(vec![
             label("fails", 6),
-            Span::raw(format!("{} · {} long", n(v.power_failures), n(v.long_power_failures))),
+            Span::raw(format!("{} ({} long)", n(v.power_failures), n(v.long_power_failures))),
         ]));
     }
     if let Some(last) =
@@ -1291,7 +1325,7 @@ fn telegram_details(app: &App, t: &TelegramMessage, out: &mut Vec<Para>) {
     out.push(para(""));
     out.push(heading("Power failures"));
     out.push(para(format!(
-        "{} short · {} long",
+        "{} power failures · {} long",
         v.power_failures.map_or_else(none, |n| n.to_string()),
         v.long_power_failures.map_or_else(none, |n| n.to_string())
     )));
@@ -1381,7 +1415,7 @@ mod tests {
         assert_eq!(y_axis(-2.8, 0.45).1, ["-3", "0", "3 kW"].map(String::from));
         assert_eq!(y_axis(0.0, 2.3).1, ["0", "1.25", "2.5 kW"].map(String::from));
         assert_eq!(y_axis(-1.2, 0.0).1, ["-1.5", "-0.75", "0 kW"].map(String::from));
-        assert_eq!(y_axis(0.0, 0.0).0, [0.0, 1.0]);
+        assert_eq!(y_axis(0.0, 0.0).1, ["0", "0.5", "1 kW"].map(String::from));
     }
 
     #[test]
@@ -1399,12 +1433,16 @@ mod tests {
 
     #[test]
     fn cards_pack_in_priority_order() {
-        let card = |w: u16| Card { min_width: w, ..Card::new("x", vec![]) };
+        let card = |w: u16| Card { min_width: w, preferred_width: w, ..Card::new("x", vec![]) };
         let cards = [card(30), card(30), card(30), card(10)];
         assert_eq!(pack(&cards, 70, 2), vec![vec![0, 1, 3], vec![2]]);
         assert_eq!(pack(&cards, 70, 1), vec![vec![0, 1, 3]]);
         assert_eq!(pack(&cards, 20, 2), vec![vec![3]]);
-        assert_eq!(spread([10, 10, 10].into_iter(), 35), vec![12, 12, 11]);
+        let wide = Card { preferred_width: 40, ..card(30) };
+        assert_eq!(pack(&[card(30), wide, card(30)], 65, 2), vec![vec![0, 2], vec![1]], "all fit when preferred");
+        assert_eq!(pack(&[card(30), Card { preferred_width: 60, ..card(30) }], 70, 1), vec![vec![0, 1]]);
+        let (a, b, c) = (card(10), Card { preferred_width: 14, ..card(10) }, card(10));
+        assert_eq!(spread(&[&a, &b, &c], 35), vec![11, 14, 10]);
     }
 
     #[test]

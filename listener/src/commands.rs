@@ -27,7 +27,7 @@ use crate::pipeline::Pipeline;
 #[non_exhaustive]
 pub enum ParseError {
     /// The capture could not be opened or read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Input {
         /// The input (`-` for standard input).
         path: String,
@@ -36,7 +36,7 @@ pub enum ParseError {
         source: io::Error,
     },
     /// The output could not be written (other than a closed pipe, which just ends the output).
-    #[error("cannot write the output: {0}")]
+    #[error("cannot write the output")]
     Output(#[source] io::Error),
 }
 
@@ -175,23 +175,19 @@ pub fn describe(captured: &Captured, source: &str) -> String {
     if let Some(p) = captured.port_settings {
         let _ = writeln!(s, "port settings:  {p}");
     }
-    let dialect = serde_json::to_value(m.dialect).ok().and_then(|d| d.as_str().map(str::to_owned)).unwrap_or_default();
+    let dialect = wire_name(&m.dialect);
     let _ = writeln!(s, "dialect:        {dialect}");
     let _ = writeln!(s, "version:        {}", v.version.as_deref().unwrap_or("(not sent)"));
     let manufacturer: String = m.header.chars().take(3).collect();
     let _ = writeln!(s, "manufacturer:   {manufacturer} (identification /{})", m.header);
     let _ = writeln!(s, "equipment id:   {}", v.equipment_id.as_deref().unwrap_or("(not sent)"));
-    let _ = writeln!(
-        s,
-        "CRC:            {}",
-        serde_json::to_value(m.crc).ok().and_then(|c| c.as_str().map(str::to_owned)).unwrap_or_default()
-    );
+    let _ = writeln!(s, "CRC:            {}", wire_name(&m.crc));
     if v.devices.is_empty() {
         let _ = writeln!(s, "M-Bus devices:  none");
     }
     for (i, d) in v.devices.iter().enumerate() {
         let label = if i == 0 { "M-Bus devices:" } else { "" };
-        let kind = serde_json::to_value(d.kind).ok().and_then(|k| k.as_str().map(str::to_owned)).unwrap_or_default();
+        let kind = wire_name(&d.kind);
         let mut line = format!("{label:<15} channel {}: {kind}", d.channel);
         if let Some(t) = d.type_code {
             let _ = write!(line, " (type {t})");
@@ -203,15 +199,20 @@ pub fn describe(captured: &Captured, source: &str) -> String {
             let _ = write!(line, ", {value} {}", d.unit.as_deref().unwrap_or(""));
         }
         if let Some(at) = &d.at {
-            let _ = write!(
-                line,
-                " at {}",
-                serde_json::to_value(at).ok().and_then(|a| a.as_str().map(str::to_owned)).unwrap_or_default()
-            );
+            let _ = write!(line, " at {}", wire_name(at));
         }
         let _ = writeln!(s, "{}", line.trim_end());
     }
     s
+}
+
+/// A value as the message writes it (`nl-5`, `gas`, an RFC 3339 time), for people to read.
+fn wire_name<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => String::new(),
+    }
 }
 
 #[cfg(test)]

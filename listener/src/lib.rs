@@ -54,6 +54,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let started = Instant::now();
     let origin = Origin { listener: config.name.clone(), boot_id: boot_id() };
     let source_name = source::describe(&config.listener.source);
+    if let shared::config::Source::File(path) = &config.listener.source {
+        // Fail before any socket is opened, so a mistyped path sends nothing at all.
+        std::fs::File::open(path).with_context(|| format!("cannot read capture {}", path.display()))?;
+    }
     let m = &config.multicast;
     let sender = MulticastSender::open(m)
         .with_context(|| format!("setting up multicast to {} on interface {}", m.group, m.interface))?;

@@ -42,7 +42,7 @@ pub enum SourceEnd {
 #[non_exhaustive]
 pub enum SourceError {
     /// A capture file could not be read.
-    #[error("cannot read capture {path}: {source}")]
+    #[error("cannot read capture {path}")]
     File {
         /// The file.
         path: String,

@@ -565,7 +565,10 @@ fn chart(h: &mut String, history: &History, tz: &TimeZone) {
         let z = t.to_zoned(tz.clone());
         i64::from(z.hour()) * 60 + i64::from(z.minute())
     };
-    let mut t = Timestamp::from_second(start.as_second().div_euclid(60) * 60 + 60).unwrap_or(start);
+    // The first whole minute at or after the start.
+    let whole = start.as_second().div_euclid(60) * 60;
+    let first = if whole == start.as_second() && start.subsec_nanosecond() == 0 { whole } else { whole + 60 };
+    let mut t = Timestamp::from_second(first).unwrap_or(start);
     for _ in 0..tick {
         if minute_of_day(t) % tick == 0 {
             break;
@@ -579,7 +582,9 @@ fn chart(h: &mut String, history: &History, tz: &TimeZone) {
                 writeln!(h, "<line class=\"grid\" x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{TOP}\" y2=\"{:.1}\"/>", H - BOTTOM);
             let _ = writeln!(
                 h,
-                "<text class=\"xlabel\" x=\"{x:.1}\" y=\"{:.1}\">{}</text>",
+                "<text class=\"xlabel{}\" x=\"{x:.1}\" y=\"{:.1}\">{}</text>",
+                // Labels at the edges are anchored inside the chart, so they are never cut off.
+                if x > W - RIGHT - 20.0 { " right" } else if x < LEFT + 20.0 { " left" } else { "" },
                 H - 8.0,
                 t.to_zoned(tz.clone()).strftime("%H:%M")
             );
@@ -693,7 +698,7 @@ h2{margin:0 0 8px;font-size:13px;font-weight:600;text-transform:uppercase;letter
 .mid{margin:6px 0 0;font-size:24px;font-weight:600;font-variant-numeric:tabular-nums}
 .net.import .big{color:var(--imp)}.net.export .big{color:var(--exp)}
 .note{color:var(--muted);font-size:13px;margin:4px 0 0}
-.grid{display:grid;grid-template-columns:1fr 1fr;gap:14px}.grid .panel{margin:0}
+.grid{display:grid;grid-template-columns:1fr 1fr;gap:14px;margin-bottom:14px}.grid .panel{margin:0}
 table{border-collapse:collapse;width:100%}
 th,td{padding:5px 8px;border-bottom:1px solid var(--line);text-align:left;font-weight:normal}
 tr:last-child th,tr:last-child td{border-bottom:0}
@@ -703,6 +708,7 @@ th.l1{color:var(--l1)}th.l2{color:var(--l2)}th.l3{color:var(--l3)}
 .chart{width:100%;height:auto;display:block}
 .chart .grid{stroke:var(--line);stroke-width:1}.chart .zero{stroke:#9aa3ad;stroke-width:1}
 .chart text{font-size:11px;fill:var(--muted)}.chart .ylabel{text-anchor:end}.chart .xlabel{text-anchor:middle}
+.chart .xlabel.right{text-anchor:end}.chart .xlabel.left{text-anchor:start}
 .chart .area.import{fill:var(--imp);opacity:.16}.chart .area.export{fill:var(--exp);opacity:.18}
 .chart .line{fill:none;stroke-linejoin:round;stroke-linecap:round}
 .chart .line.import{stroke:var(--imp);stroke-width:2}.chart .line.export{stroke:var(--exp);stroke-width:2}

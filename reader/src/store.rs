@@ -46,6 +46,8 @@ pub const GRACE: SignedDuration = SignedDuration::from_secs(2);
 pub const SYNC_EVERY: SignedDuration = SignedDuration::from_secs(5);
 /// How often closed files are looked at for compression and retention.
 pub const HOUSEKEEPING_EVERY: SignedDuration = SignedDuration::from_secs(3600);
+/// How far a telegram's `received_at` may be ahead of the reader's clock before it is not believed.
+pub const MAX_AHEAD: SignedDuration = SignedDuration::from_hours(24);
 /// Most listeners (meters) kept; telegrams of further ones are dropped and counted.
 pub const MAX_LISTENERS: usize = 64;
 /// Most housekeeping actions done in one tick, so compressing never holds up writing for long.
@@ -187,7 +189,9 @@ struct StreamClock {
 
 impl StreamClock {
     fn admit(&mut self, received_at: Timestamp, arrived: Timestamp) -> Timestamp {
-        let t = self.floor.map_or(received_at, |f| f.max(received_at));
+        // A stamp far in the future would drag every later telegram along with it: trust the reader's clock then.
+        let stamp = if received_at > arrived + MAX_AHEAD { arrived } else { received_at };
+        let t = self.floor.map_or(stamp, |f| f.max(stamp));
         self.floor = Some(t);
         self.last = Some((t, arrived));
         t
@@ -228,6 +232,7 @@ struct Listener {
     health: Health,
     html_dirty: bool,
     html_written: Option<Timestamp>,
+    clock_warned: bool,
 }
 
 /// Every listener's files.
@@ -300,12 +305,22 @@ impl Store {
                     return Ok(Outcome::TooManyListeners);
                 }
                 let listener = Listener::recover(cfg, &dir, now);
+                info!(listener = %job.msg.origin.listener, dir = %listener.dir.display(), "writing files for a new listener");
                 self.listeners.insert(dir.clone(), listener);
             }
             let Some(l) = self.listeners.get_mut(&dir) else { return Ok(Outcome::TooManyListeners) };
             let verdict = l.admit(&job.msg, &self.stats);
             if matches!(verdict, Verdict::Duplicate | Verdict::Stale) {
                 return Ok(Outcome::Duplicate);
+            }
+            if job.msg.received_at > job.arrived + MAX_AHEAD && !l.clock_warned {
+                warn!(
+                    listener = %job.msg.origin.listener,
+                    received_at = %job.msg.received_at,
+                    reader_time = %job.arrived,
+                    "the listener's clock is more than a day ahead of the reader's; filing its telegrams by the reader's clock"
+                );
+                l.clock_warned = true;
             }
             let t = l.clock.admit(job.msg.received_at, job.arrived);
             l.latest = Some(job.msg.clone());
@@ -316,13 +331,12 @@ impl Store {
         let Some((dir, t, verdict)) = job.done.admitted.clone() else { return Ok(Outcome::Duplicate) };
         let Some(l) = self.listeners.get_mut(&dir) else { return Ok(Outcome::TooManyListeners) };
         let msg = &job.msg;
-        if !job.done.interval {
+        if !job.done.interval || !job.done.day {
             let row = crate::csv::row(msg, &cfg.columns);
-            l.append_interval(cfg, t, row.as_bytes())?;
-            job.done.interval = true;
-        }
-        if !job.done.day {
-            let row = crate::csv::row(msg, &cfg.columns);
+            if !job.done.interval {
+                l.append_interval(cfg, t, row.as_bytes())?;
+                job.done.interval = true;
+            }
             let header = crate::csv::header(&cfg.columns);
             let want = Period::containing(Span::Day, t, &cfg.tz);
             append_in(&mut l.day, want, &l.dir.join("day"), ".csv", Some(&header), false, row.as_bytes())?;
@@ -458,12 +472,19 @@ impl Listener {
             health: Health::default(),
             html_dirty: false,
             html_written: None,
+            clock_warned: false,
         }
     }
 
     /// Rebuilds a listener's state from its files.
     fn recover(cfg: &StoreConfig, dir_name: &str, now: Timestamp) -> Listener {
         let mut l = Listener::empty(cfg, dir_name);
+        // Only the newest file of each kind can have been written when the last run died: repair those now, so
+        // that a file the new run never reopens is whole too. A page half-written to its temporary name is junk.
+        for (sub, ext) in [("details", "jsonl"), ("day", "csv"), ("weekly", "log")] {
+            repair_newest(&l.dir.join(sub), ext);
+        }
+        let _ = fs::remove_file(l.dir.join("p1.html.tmp"));
         l.adopt_partials(cfg);
         l.logged_hour = last_logged_hour(&l.dir.join("weekly"));
         if let Some(h) = l.logged_hour {
@@ -504,14 +525,7 @@ impl Listener {
     /// Reads the end of the newest details file back: sequence state, the current hour, the chart, the page.
     fn replay_details(&mut self, cfg: &StoreConfig, now: Timestamp) {
         let dir = self.dir.join("details");
-        let Ok(entries) = fs::read_dir(&dir) else { return };
-        let Some(newest) = entries
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter(|n| Path::new(n).extension().is_some_and(|e| e == "jsonl"))
-            .max()
-        else {
-            return;
-        };
+        let Some(newest) = newest_with_extension(&dir, "jsonl") else { return };
         let path = dir.join(newest);
         let chart_span = SignedDuration::from_mins(i64::from(cfg.html_minutes));
         let mut newest_first: Vec<TelegramMessage> = Vec::new();
@@ -863,13 +877,31 @@ fn set_aside_target(to: &Path) -> PathBuf {
     (1..1000).map(|n| dir.join(format!("{stem}~{n}.{ext}"))).find(|p| !p.exists()).unwrap_or_else(|| to.to_owned())
 }
 
+/// Cuts a torn last line from the newest `*.ext` file in `dir`.
+fn repair_newest(dir: &Path, ext: &str) {
+    let Some(newest) = newest_with_extension(dir, ext) else { return };
+    let path = dir.join(newest);
+    match LineFile::open(&path) {
+        Ok((_, opened)) if opened.repaired > 0 => {
+            warn!(file = %path.display(), bytes = opened.repaired, "cut a torn last line");
+        }
+        Ok(_) => {}
+        Err(e) => warn!(file = %path.display(), cause = %e, "cannot check the file for a torn last line"),
+    }
+}
+
+/// The name of the newest (greatest) plain `*.ext` file in `dir`.
+fn newest_with_extension(dir: &Path, ext: &str) -> Option<String> {
+    fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| Path::new(n).extension().is_some_and(|e| e == ext))
+        .max()
+}
+
 /// The hour of the last line of the newest weekly log.
 fn last_logged_hour(dir: &Path) -> Option<Timestamp> {
-    let entries = fs::read_dir(dir).ok()?;
-    let newest = entries
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| Path::new(n).extension().is_some_and(|e| e == "log"))
-        .max()?;
+    let newest = newest_with_extension(dir, "log")?;
     let mut hour = None;
     let _ = linefile::lines_backwards(&dir.join(newest), 1 << 20, |line| {
         hour = std::str::from_utf8(line).ok().and_then(weekly::line_hour);

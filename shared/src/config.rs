@@ -441,10 +441,14 @@ impl RawConfig {
         }
         let raw_tcp = match l.raw_tcp.as_deref().map(str::trim) {
             None | Some("" | "off") => None,
-            Some(a) => a.parse::<SocketAddr>().map(Some).unwrap_or_else(|_| {
-                bad("listener.raw_tcp", &a, "ADDR:PORT such as 0.0.0.0:2001, or empty for off");
-                None
-            }),
+            Some(a) => {
+                if let Ok(addr) = a.parse::<SocketAddr>() {
+                    Some(addr)
+                } else {
+                    bad("listener.raw_tcp", &a, "ADDR:PORT such as 0.0.0.0:2001, or empty for off");
+                    None
+                }
+            }
         };
         if l.raw_tcp_client_buffer < 4096 {
             bad("listener.raw_tcp_client_buffer", &l.raw_tcp_client_buffer, "at least 4096 bytes");

@@ -3,7 +3,7 @@
 //! Meters write fixed-point numbers of any width (`001164.722`, `0230.0`, `99.999`). A [`Decimal`] keeps the
 //! digits exactly (an integer mantissa and a count of decimals), so `001164.722` is 1164.722 and never
 //! 1164.7219999. In JSON it is written as a plain number: the mantissa is divided by a power of ten, which IEEE
-//! arithmetic rounds correctly, and serde_json prints the shortest text that reads back to the same float, so the
+//! arithmetic rounds correctly, and `serde_json` prints the shortest text that reads back to the same float, so the
 //! text is the meter's digits without leading zeros (`1164.722`, `230`, `99.999`).
 
 use std::fmt;
@@ -119,6 +119,7 @@ impl Decimal {
 
     /// The value with its sign flipped.
     #[must_use]
+    #[allow(clippy::should_implement_trait)] // An inherent method keeps call sites free of a trait import.
     pub fn neg(self) -> Decimal {
         Decimal { mantissa: self.mantissa.saturating_neg(), scale: self.scale }
     }

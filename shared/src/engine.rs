@@ -188,7 +188,7 @@ impl Engine {
         let frame = self.framer.next_frame()?;
         Some(match frame {
             Frame::Telegram(raw) => self.check(raw, false),
-            Frame::Encrypted(raw) => self.decrypt(raw),
+            Frame::Encrypted(raw) => self.decrypt(&raw),
             Frame::Discarded { len, reason } => {
                 self.counters.discarded_bytes += len as u64;
                 if reason != DiscardReason::Noise {
@@ -232,7 +232,7 @@ impl Engine {
         }))
     }
 
-    fn decrypt(&mut self, raw: RawFrame) -> Event {
+    fn decrypt(&mut self, raw: &RawFrame) -> Event {
         let Some(decryptor) = self.decryptor.as_mut() else {
             self.counters.decrypt_failures += 1;
             return Event::Rejected(Rejection::NoKey);

@@ -10,7 +10,7 @@
 //! - [`decimal`], [`timestamp`]: exact meter numbers and meter times.
 //! - [`wire`]: the multicast datagram (the only place that builds or reads one).
 //! - [`columns`]: named CSV columns over a message.
-//! - [`config`]: `p1.yml`.
+//! - [`config`]: the `p1.yml` configuration.
 //! - [`simulate`]: a simulated DSMR 5 meter (a pure function of time), for demos and tests.
 #![deny(missing_docs)]
 

@@ -25,6 +25,8 @@ pub const MAX_DATAGRAM: usize = 65_507;
 /// One datagram.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+// A status report is a few hundred bytes, sent every few seconds: not worth a box.
+#[allow(clippy::large_enum_variant)]
 pub enum Message {
     /// A checked and parsed telegram.
     Telegram(Box<TelegramMessage>),

@@ -49,8 +49,8 @@ pub fn telegram(name: &str, listener: &str, seq: u64, received_at: Timestamp) ->
 }
 
 /// What the dashboard receives: the message through the wire format and back.
-pub fn datagram(message: Message, at: Timestamp) -> Msg {
-    let bytes = wire::encode(&message);
+pub fn datagram(message: &Message, at: Timestamp) -> Msg {
+    let bytes = wire::encode(message);
     Msg::Datagram(wire::parse(&bytes).expect("valid datagram"), at)
 }
 
@@ -82,7 +82,7 @@ pub fn feed_history(app: &mut App, last: &TelegramMessage, count: u64, every: Du
                 }
             }
         }
-        app.update(datagram(Message::Telegram(Box::new(m)), at));
+        app.update(datagram(&Message::Telegram(Box::new(m)), at));
     }
 }
 
@@ -116,7 +116,7 @@ pub fn single_phase() -> App {
         }
     });
     app.update(datagram(
-        status("meterkast", now.checked_sub(Duration::from_secs(2)).expect("ts"), 10_299, 600, false),
+        &status("meterkast", now.checked_sub(Duration::from_secs(2)).expect("ts"), 10_299, 600, false),
         now,
     ));
     app.update(Msg::Tick(now.checked_add(Duration::from_millis(388)).expect("ts")));
@@ -138,7 +138,7 @@ pub fn three_phase_solar() -> App {
         }
     });
     app.update(datagram(
-        status("meterkast", now.checked_sub(Duration::from_secs(3)).expect("ts"), 51_998, 700, false),
+        &status("meterkast", now.checked_sub(Duration::from_secs(3)).expect("ts"), 51_998, 700, false),
         now,
     ));
     app.update(Msg::Tick(now.checked_add(Duration::from_millis(420)).expect("ts")));
@@ -152,7 +152,7 @@ pub fn belgian() -> App {
     let last = telegram("belgian-history.txt", "fluvius", 8_800, now);
     feed_history(&mut app, &last, 300, Duration::from_secs(1), |i| 1.6 + 0.5 * ((i as f64) / 25.0).cos());
     app.update(datagram(
-        status("fluvius", now.checked_sub(Duration::from_secs(1)).expect("ts"), 8_799, 900, false),
+        &status("fluvius", now.checked_sub(Duration::from_secs(1)).expect("ts"), 8_799, 900, false),
         now,
     ));
     app.update(Msg::Tick(now.checked_add(Duration::from_millis(300)).expect("ts")));
@@ -174,7 +174,7 @@ pub fn stale() -> App {
     let mut app = three_phase_solar();
     let last = app.meters[0].telegram_at.expect("telegram");
     let later = |s: u64| last.checked_add(Duration::from_secs(s)).expect("ts");
-    app.update(datagram(status("meterkast", later(23), 52_001, 23_000, false), later(23)));
+    app.update(datagram(&status("meterkast", later(23), 52_001, 23_000, false), later(23)));
     app.update(Msg::Tick(later(25)));
     app
 }

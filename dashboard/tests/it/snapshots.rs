@@ -49,7 +49,7 @@ fn meter_silent_per_listener_status() {
     let mut app = fixtures::three_phase_solar();
     let last = app.meters[0].telegram_at.expect("telegram");
     let at = last.checked_add(Duration::from_secs(40)).expect("ts");
-    app.update(datagram(status("meterkast", at, 52_001, 40_000, true), at));
+    app.update(datagram(&status("meterkast", at, 52_001, 40_000, true), at));
     app.update(Msg::Tick(at.checked_add(Duration::from_secs(1)).expect("ts")));
     assert_snapshot!(screen(&app, 80, 24));
 }
@@ -75,8 +75,14 @@ fn waiting_for_the_first_datagram() {
 fn two_meters_second_selected() {
     let mut app = fixtures::three_phase_solar();
     let now = app.now;
-    let other = fixtures::telegram("belgian-history.txt", "garage", 17, now);
-    app.update(datagram(shared::wire::Message::Telegram(Box::new(other)), now));
+    // A second listener that joined half a minute ago, with its meter's clock set to now.
+    let mut garage = fixtures::telegram("single-phase.txt", "garage", 31, now);
+    let clock = now.to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::offset(2)));
+    garage.values.meter_time = Some(shared::timestamp::MeterTime {
+        local: clock.datetime().round(jiff::Unit::Second).expect("round"),
+        offset: clock.offset(),
+    });
+    fixtures::feed_history(&mut app, &garage, 30, Duration::from_secs(1), |i| 0.3 + 0.02 * i as f64);
     press(&mut app, KeyCode::Tab);
     assert_snapshot!(screen(&app, 120, 40));
 }

@@ -363,3 +363,17 @@ fn closed_files_are_compressed_by_the_tick() {
     assert_eq!(names(&m.join("details")), ["2024-06-01.jsonl.gz", "2024-06-02.jsonl"]);
     assert_eq!(names(&m.join("interval")), ["20240601-2355.csv.gz", "20240602-0000.csv.partial"]);
 }
+
+#[test]
+fn a_listener_clock_far_in_the_future_does_not_drag_the_files_along() {
+    let dir = crate::testutil::tempdir();
+    let mut store = Store::open(config(dir.path()), Arc::default(), ts("2024-06-01T09:00:00Z"));
+    let wild = telegram("meterkast", "b1", 1, "2031-01-01T00:00:00Z");
+    let mut j =
+        Job::new(Box::new(wild.clone()), encode(&Message::Telegram(Box::new(wild))), ts("2024-06-01T10:00:00Z"));
+    store.write(&mut j, ts("2024-06-01T10:00:00Z")).expect("written");
+    write(&mut store, 2, ts("2024-06-01T10:00:01Z"));
+    let m = dir.path().join("meterkast");
+    assert_eq!(names(&m.join("day")), ["2024-06-01.csv"]);
+    assert_eq!(times(&m.join("day/2024-06-01.csv")), [ts("2031-01-01T00:00:00Z"), ts("2024-06-01T10:00:01Z")]);
+}

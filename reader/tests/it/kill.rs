@@ -158,7 +158,7 @@ fn a_reader_killed_at_random_moments_keeps_whole_files_and_everything_it_wrote()
         assert!(bytes.is_empty() || bytes.ends_with(b"\n"), "{} ends in a torn line", file.display());
     }
     // 2. Details: every line a valid message, each telegram once, in order; nothing written before a kill lost.
-    let details = details_seqs(&m.parent().expect("data"));
+    let details = details_seqs(&data);
     let total_lines: usize = names(&m.join("details")).iter().map(|n| lines(&m.join("details").join(n)).len()).sum();
     assert_eq!(details.len(), total_lines, "every details line is a valid message");
     assert!(details.windows(2).all(|w| w[0] < w[1]), "each telegram once and in order");

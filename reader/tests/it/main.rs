@@ -42,7 +42,7 @@ async fn telegrams_sent_over_multicast_land_in_every_file() {
         msg.values.text_message = Some("<b>Storing</b> & \"onderhoud\"".into());
         sent.push(sender.send(&Message::Telegram(Box::new(msg))));
     }
-    let status = StatusMessage {
+    let report = StatusMessage {
         schema: SCHEMA_VERSION,
         origin: shared::wire::Origin { listener: "meterkast".into(), boot_id: "boot-1".into() },
         sent_at: base,
@@ -55,7 +55,7 @@ async fn telegrams_sent_over_multicast_land_in_every_file() {
         meter_silent: false,
         counters: shared::wire::Counters::default(),
     };
-    sender.send(&Message::Status(status));
+    sender.send(&Message::Status(report));
     until("40 telegrams written", || stats.snapshot().written == 40).await;
 
     let m = dir.path().join("meterkast");
@@ -140,7 +140,12 @@ async fn several_listeners_on_one_group_get_their_own_files() {
     let now = ts("2024-06-01T10:00:00Z");
     for seq in 1..=5 {
         for name in ["meterkast", "garage", "../escape"] {
-            sender.send(&Message::Telegram(Box::new(telegram(name, "x", seq, now + SignedDuration::from_secs(seq as i64)))));
+            sender.send(&Message::Telegram(Box::new(telegram(
+                name,
+                "x",
+                seq,
+                now + SignedDuration::from_secs(seq as i64),
+            ))));
         }
     }
     until("15 written", || stats.snapshot().written == 15).await;
@@ -204,7 +209,12 @@ async fn two_subscribers_on_one_host_both_receive_everything() {
     let sender = Sender::new(group);
     let now = ts("2024-06-01T10:00:00Z");
     for seq in 1..=20 {
-        sender.send(&Message::Telegram(Box::new(telegram("meterkast", "a", seq, now + SignedDuration::from_secs(seq as i64)))));
+        sender.send(&Message::Telegram(Box::new(telegram(
+            "meterkast",
+            "a",
+            seq,
+            now + SignedDuration::from_secs(seq as i64),
+        ))));
     }
     until("both wrote 20", || sa.snapshot().written == 20 && sb.snapshot().written == 20).await;
     stop.send(true).expect("stop");

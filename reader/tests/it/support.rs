@@ -23,13 +23,13 @@ pub fn config(group: SocketAddr, dir: &Path, interval_minutes: u32) -> Config {
 }
 
 pub fn raw_config(group: SocketAddr, dir: &Path, interval_minutes: u32) -> RawConfig {
-    let mut raw = RawConfig::default();
-    raw.name = Some("test".into());
+    let mut raw = RawConfig { name: Some("test".into()), ..RawConfig::default() };
     raw.multicast.group = group.to_string();
     raw.multicast.interface = "127.0.0.1".into();
     raw.reader.dir = dir.display().to_string();
     raw.reader.interval_minutes = interval_minutes;
-    raw.reader.columns = ["time", "energy_import_t1_kwh", "power_import_kw", "gas_m3", "seq"].map(str::to_owned).to_vec();
+    raw.reader.columns =
+        ["time", "energy_import_t1_kwh", "power_import_kw", "gas_m3", "seq"].map(str::to_owned).to_vec();
     raw.reader.html_secs = 1;
     raw
 }
