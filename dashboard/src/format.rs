@@ -133,15 +133,16 @@ pub fn wrap(text: &str, width: usize, indent: usize) -> Vec<String> {
     }
 }
 
-/// A signed difference in seconds with one decimal: `+0.4 s`, `-12.0 s`.
+/// How far a meter's clock is from the receive time, `meter - received` in milliseconds. Meters stamp whole
+/// seconds and send within a second, so anything under two seconds is "in step"; beyond that, whole seconds:
+/// `+12 s`, `-2 m 05 s`.
 #[must_use]
-pub fn offset_secs(ms: i64) -> String {
-    let sign = if ms < 0 { '-' } else { '+' };
+pub fn clock_offset(ms: i64) -> String {
     let abs = ms.unsigned_abs();
-    if abs >= 60_000 {
-        return format!("{sign}{}", seconds(abs / 1000));
+    if abs < 2_000 {
+        return "in step".to_owned();
     }
-    format!("{sign}{}.{} s", abs / 1000, abs % 1000 / 100)
+    format!("{}{}", if ms < 0 { '-' } else { '+' }, seconds(abs / 1000))
 }
 
 #[cfg(test)]
@@ -163,8 +164,9 @@ mod tests {
         assert_eq!(signed("-0.450".parse().expect("decimal")), "-0.450");
         assert_eq!(signed("00.000".parse().expect("decimal")), "0.000");
         assert_eq!(unit("m3"), "m³");
-        assert_eq!(offset_secs(-400), "-0.4 s");
-        assert_eq!(offset_secs(125_000), "+2 m 05 s");
+        assert_eq!(clock_offset(-400), "in step");
+        assert_eq!(clock_offset(-12_300), "-12 s");
+        assert_eq!(clock_offset(125_000), "+2 m 05 s");
         assert_eq!(short(5.75), "5.75");
         assert_eq!(short(9.2), "9.2");
         assert_eq!(short(12.0), "12");

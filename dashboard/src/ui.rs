@@ -508,7 +508,17 @@ fn phases(v: &Values, area: Rect, buf: &mut Buffer) {
     }
     let volts = format::aligned(&volts);
     let amps = format::aligned(&amps);
-    let values: Vec<String> = (0..3).map(|i| kw_text(phase_power(v, i))).collect();
+    let powers = [phase_power(v, 0), phase_power(v, 1), phase_power(v, 2)];
+    // Aligned on the point: a value that crossed the wire as 0.07 for 0.070 gets its zero back.
+    let values: Vec<String> = format::aligned(&powers)
+        .into_iter()
+        .zip(powers)
+        .map(|(text, p)| match p {
+            Some(d) if d.mantissa() > 0 => format!("+{text} kW"),
+            Some(_) => format!("{text} kW"),
+            None => text,
+        })
+        .collect();
     let value_width = present.iter().map(|&i| values[i].chars().count()).max().unwrap_or(0);
     let volt_width = present.iter().map(|&i| volts[i].chars().count()).max().unwrap_or(0);
     let amp_width = present.iter().map(|&i| amps[i].chars().count()).max().unwrap_or(0);
@@ -1101,7 +1111,7 @@ fn meter_card<'a>(app: &App, t: &'a TelegramMessage) -> Card<'a> {
         lines.push(Line::from(vec![
             label("recv", 6),
             Span::raw(received.strftime("%H:%M:%S%.1f").to_string()),
-            Span::styled(format!(" clock {}", format::offset_secs(skew)), style),
+            Span::styled(format!(" clock {}", format::clock_offset(skew)), style),
         ]));
     } else {
         lines.push(Line::from(vec![label("meter", 6), Span::styled("sends no clock", DIM)]));

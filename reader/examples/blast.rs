@@ -31,7 +31,8 @@ fn main() -> anyhow::Result<()> {
 
     let tz = jiff::tz::TimeZone::get("Europe/Amsterdam")?;
     let mut engine = Engine::new(EngineOptions { max_telegram_bytes: 8192, timezone: tz.clone(), decryption: None });
-    engine.push(&shared::simulate::Simulator::new(1).telegram_at(jiff::Zoned::now().with_time_zone(tz)), Instant::now());
+    engine
+        .push(&shared::simulate::Simulator::new(1).telegram_at(jiff::Zoned::now().with_time_zone(tz)), Instant::now());
     let Some(Event::Telegram(checked)) = engine.next_event() else { bail!("the simulator gave no telegram") };
     let origin = Origin { listener, boot_id: format!("{:016x}", std::process::id()) };
     let template = checked.into_message(origin, 0, jiff::Timestamp::now());

@@ -584,7 +584,13 @@ fn chart(h: &mut String, history: &History, tz: &TimeZone) {
                 h,
                 "<text class=\"xlabel{}\" x=\"{x:.1}\" y=\"{:.1}\">{}</text>",
                 // Labels at the edges are anchored inside the chart, so they are never cut off.
-                if x > W - RIGHT - 20.0 { " right" } else if x < LEFT + 20.0 { " left" } else { "" },
+                if x > W - RIGHT - 20.0 {
+                    " right"
+                } else if x < LEFT + 20.0 {
+                    " left"
+                } else {
+                    ""
+                },
                 H - 8.0,
                 t.to_zoned(tz.clone()).strftime("%H:%M")
             );

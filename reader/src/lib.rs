@@ -102,10 +102,12 @@ impl Reader {
 
     /// Receives and writes until `shutdown` completes, then writes what is queued and closes every file.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ReaderError> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(writer::CHANNEL);
+        let (tx, rx) = std::sync::mpsc::sync_channel(writer::BUFFER);
         let writer = Writer::new(self.store, self.stats.clone());
-        let thread = writer::spawn(writer, rx, self.clock.clone()).map_err(ReaderError::Thread)?;
+        let closing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = writer::spawn(writer, rx, self.clock.clone(), closing.clone()).map_err(ReaderError::Thread)?;
         subscribe::receive(self.socket, tx, self.clock, self.stats.clone(), shutdown).await;
+        closing.store(true, std::sync::atomic::Ordering::Relaxed);
         // The sender is gone: the thread writes what is left, closes the files and ends.
         let joined = tokio::task::spawn_blocking(move || thread.join()).await;
         let s = self.stats.snapshot();

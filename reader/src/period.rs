@@ -41,7 +41,7 @@ impl Span {
 }
 
 /// One period: its local name and the instants it covers.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Period {
     /// What it spans.
     pub span: Span,
@@ -382,7 +382,7 @@ mod tests {
             (Span::Week, "2021-01-01T00:00Z"),
         ] {
             let p = Period::containing(span, ts(at), &tz);
-            assert_eq!(Period::parse_name(span, &p.name(), &tz), Some(p.clone()), "{}", p.name());
+            assert_eq!(Period::parse_name(span, &p.name(), &tz), Some(p), "{}", p.name());
         }
         assert_eq!(Period::parse_name(Span::Minutes(5), "20240331-0203", &tz), None, "not a period start");
         assert_eq!(Period::parse_name(Span::Minutes(5), "nonsense", &tz), None);

@@ -226,7 +226,8 @@ struct Listener {
     logged_hour: Option<Timestamp>,
     /// Weekly log lines waiting to be written, with the week they belong to.
     weekly_queue: VecDeque<(Period, String)>,
-    latest: Option<Box<TelegramMessage>>,
+    /// The latest telegram's datagram (parsed again only when the page is written, every few seconds).
+    latest: Option<Vec<u8>>,
     status: Option<StatusMessage>,
     history: History,
     health: Health,
@@ -239,6 +240,7 @@ struct Listener {
 #[derive(Debug)]
 pub struct Store {
     cfg: StoreConfig,
+    csv_header: String,
     listeners: BTreeMap<String, Listener>,
     stats: Arc<Stats>,
     last_sync: Option<Timestamp>,
@@ -253,6 +255,7 @@ impl Store {
     #[must_use]
     pub fn open(cfg: StoreConfig, stats: Arc<Stats>, now: Timestamp) -> Store {
         let mut store = Store {
+            csv_header: crate::csv::header(&cfg.columns),
             cfg,
             listeners: BTreeMap::new(),
             stats,
@@ -323,7 +326,7 @@ impl Store {
                 l.clock_warned = true;
             }
             let t = l.clock.admit(job.msg.received_at, job.arrived);
-            l.latest = Some(job.msg.clone());
+            l.latest = Some(job.raw.clone());
             l.history.push(&job.msg);
             l.html_dirty = true;
             job.done.admitted = Some((dir, t, verdict));
@@ -334,17 +337,17 @@ impl Store {
         if !job.done.interval || !job.done.day {
             let row = crate::csv::row(msg, &cfg.columns);
             if !job.done.interval {
-                l.append_interval(cfg, t, row.as_bytes())?;
+                l.append_interval(cfg, &self.csv_header, t, row.as_bytes())?;
                 job.done.interval = true;
             }
-            let header = crate::csv::header(&cfg.columns);
-            let want = Period::containing(Span::Day, t, &cfg.tz);
-            append_in(&mut l.day, want, &l.dir.join("day"), ".csv", Some(&header), false, row.as_bytes())?;
+            let header = &self.csv_header;
+            let want = period_for(l.day.as_ref(), Span::Day, t, &cfg.tz);
+            append_in(&mut l.day, want, &l.dir.join("day"), ".csv", Some(header), false, row.as_bytes())?;
             job.done.day = true;
         }
         if cfg.details && !job.done.details {
             let line = details_line(&job.raw, msg);
-            let want = Period::containing(Span::Day, t, &cfg.tz);
+            let want = period_for(l.details.as_ref(), Span::Day, t, &cfg.tz);
             append_in(&mut l.details, want, &l.dir.join("details"), ".jsonl", None, false, &line)?;
             job.done.details = true;
         }
@@ -533,7 +536,7 @@ impl Listener {
         let mut hour: Option<Period> = None;
         let result = linefile::lines_backwards(&path, MAX_REPLAY_BYTES, |line| {
             let Ok(Message::Telegram(msg)) = shared::wire::parse(line) else { return true };
-            let h = hour.get_or_insert_with(|| Period::containing(Span::HOUR, msg.received_at, &cfg.tz)).clone();
+            let h = *hour.get_or_insert_with(|| Period::containing(Span::HOUR, msg.received_at, &cfg.tz));
             let Some(last) = newest_first.first() else {
                 newest_first.push(*msg);
                 return true;
@@ -555,7 +558,7 @@ impl Listener {
         let Some(hour) = hour else { return };
         self.name.clone_from(&last.origin.listener);
         let hour_open = self.logged_hour.is_none_or(|h| h < hour.start);
-        let mut summary = HourSummary::new(hour.clone(), baseline.is_none());
+        let mut summary = HourSummary::new(hour, baseline.is_none());
         if let Some(b) = &baseline {
             summary.set_baseline(b);
         }
@@ -581,7 +584,7 @@ impl Listener {
             age_s = now.duration_since(last.received_at).as_secs(),
             "read back the end of the details file"
         );
-        self.latest = newest_first.into_iter().next().map(Box::new);
+        self.latest = newest_first.into_iter().next().map(|m| shared::wire::encode(&Message::Telegram(Box::new(m))));
         self.html_dirty = self.latest.is_some();
     }
 
@@ -618,14 +621,16 @@ impl Listener {
         verdict
     }
 
-    fn append_interval(&mut self, cfg: &StoreConfig, t: Timestamp, row: &[u8]) -> Result<(), StoreError> {
-        let want = Period::containing(cfg.interval, t, &cfg.tz);
-        let header = crate::csv::header(&cfg.columns);
-        append_in(&mut self.interval, want, &self.dir.join("interval"), ".csv.partial", Some(&header), true, row)
+    fn append_interval(&mut self, cfg: &StoreConfig, header: &str, t: Timestamp, row: &[u8]) -> Result<(), StoreError> {
+        let want = period_for(self.interval.as_ref(), cfg.interval, t, &cfg.tz);
+        append_in(&mut self.interval, want, &self.dir.join("interval"), ".csv.partial", Some(header), true, row)
     }
 
     fn add_to_hour(&mut self, cfg: &StoreConfig, t: Timestamp, msg: &TelegramMessage, verdict: Verdict) {
-        let want = Period::containing(Span::HOUR, t, &cfg.tz);
+        let want = match &self.hour {
+            Some(h) if h.period.contains(t) => h.period,
+            _ => Period::containing(Span::HOUR, t, &cfg.tz),
+        };
         let summary = match self.hour.take() {
             Some(h) if h.period == want => h,
             Some(h) => {
@@ -659,15 +664,7 @@ impl Listener {
     fn flush_weekly(&mut self, cfg: &StoreConfig) -> Result<(), StoreError> {
         while let Some((week, line)) = self.weekly_queue.front() {
             let header = weekly::header(&self.name, week, &cfg.tz_name);
-            append_in(
-                &mut self.week,
-                week.clone(),
-                &self.dir.join("weekly"),
-                ".log",
-                Some(&header),
-                false,
-                line.as_bytes(),
-            )?;
+            append_in(&mut self.week, *week, &self.dir.join("weekly"), ".log", Some(&header), false, line.as_bytes())?;
             self.weekly_queue.pop_front();
         }
         Ok(())
@@ -737,10 +734,12 @@ impl Listener {
         if !cfg.html || !self.html_dirty {
             return Ok(());
         }
-        let Some(latest) = &self.latest else { return Ok(()) };
+        let Some(Ok(Message::Telegram(latest))) = self.latest.as_deref().map(shared::wire::parse) else {
+            return Ok(());
+        };
         let page = html::render(&html::Page {
             listener: &self.name,
-            latest,
+            latest: &latest,
             status: self.status.as_ref(),
             history: &self.history,
             health: self.health,
@@ -767,6 +766,14 @@ impl Listener {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// The period of `span` holding `t`: the slot's own when it does (the common case, computed once per period).
+fn period_for(slot: Option<&Slot>, span: Span, t: Timestamp, tz: &TimeZone) -> Period {
+    match slot {
+        Some(s) if s.period.contains(t) => s.period,
+        _ => Period::containing(span, t, tz),
     }
 }
 

@@ -1,14 +1,16 @@
 //! The writing thread: takes received telegrams off a channel, keeps them in a bounded queue, writes them through
 //! the [`Store`], and backs off while the disk refuses.
 //!
-//! File I/O is blocking, so it runs on its own thread and the receiving task never waits for a disk. While writes
-//! fail (disk full, read-only or missing directory) up to [`BUFFER`] telegrams wait in memory (about 68 minutes at
-//! one telegram per second, plus [`CHANNEL`] in the channel); beyond that new telegrams are dropped and counted.
+//! File I/O is blocking, so it runs on its own thread and the receiving task never waits for a disk. The channel
+//! between them holds [`BUFFER`] telegrams and the thread takes at most [`BATCH`] at a time, so while writes fail
+//! (disk full, read-only or missing directory) or stall (a slow `fsync`), up to `BUFFER + BATCH` = 4352 telegrams
+//! wait in memory: 72 minutes at one telegram per second. Beyond that, new telegrams are dropped and counted.
 //! Retries back off from 1 s to 60 s. The first failure is logged as an error with the file and the cause, then a
 //! reminder at most once a minute, and a line when writing works again. [`Writer::step`] takes `now`, so backoff
 //! is tested without waiting.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 
@@ -20,10 +22,11 @@ use crate::clock::Clock;
 use crate::stats::{self, Stats};
 use crate::store::{Job, Store, StoreError};
 
-/// Telegrams kept in memory while the disk cannot be written.
+/// Capacity of the channel from the receiving task to the writing thread: the telegrams kept in memory while the
+/// disk cannot keep up.
 pub const BUFFER: usize = 4096;
-/// Capacity of the channel from the receiving task to the writing thread.
-pub const CHANNEL: usize = 256;
+/// Most telegrams the writing thread holds (taken off the channel, being written or waiting for a retry).
+pub const BATCH: usize = 256;
 const BACKOFF_FIRST: SignedDuration = SignedDuration::from_secs(1);
 const BACKOFF_MAX: SignedDuration = SignedDuration::from_secs(60);
 /// How often time-driven work (finishing periods, the page, syncing) runs.
@@ -61,10 +64,10 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// A writer over `store` with the default [`BUFFER`].
+    /// A writer over `store` that holds at most [`BATCH`] telegrams.
     #[must_use]
     pub fn new(store: Store, stats: Arc<Stats>) -> Writer {
-        Writer::with_capacity(store, stats, BUFFER)
+        Writer::with_capacity(store, stats, BATCH)
     }
 
     /// A writer that keeps at most `capacity` telegrams waiting.
@@ -139,6 +142,12 @@ impl Writer {
         self.queue.len()
     }
 
+    /// How many more telegrams it takes before it is full.
+    #[must_use]
+    pub fn room(&self) -> usize {
+        self.capacity.saturating_sub(self.queue.len())
+    }
+
     /// The store.
     #[must_use]
     pub fn store(&self) -> &Store {
@@ -209,11 +218,13 @@ impl Writer {
     }
 }
 
-/// Runs a writer on its own thread until the channel's senders are gone, then finishes it.
+/// Runs a writer on its own thread until the channel's senders are gone (or, while it is full and cannot take
+/// from the channel, until `closing` is set), then finishes it.
 pub fn spawn(
     mut writer: Writer,
     rx: Receiver<Incoming>,
     clock: Arc<dyn Clock>,
+    closing: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("p1-reader-writer".into()).spawn(move || {
         loop {
@@ -223,16 +234,24 @@ pub fn spawn(
                 .duration_since(now)
                 .clamp(SignedDuration::from_millis(1), SignedDuration::from_secs(1));
             let wait = std::time::Duration::try_from(wait).unwrap_or(std::time::Duration::from_millis(100));
-            match rx.recv_timeout(wait) {
-                Ok(item) => {
-                    writer.push(item);
-                    // Take what else is waiting, so a burst is written in one go.
-                    for item in rx.try_iter().take(CHANNEL) {
+            if writer.room() > 0 {
+                match rx.recv_timeout(wait) {
+                    Ok(item) => {
                         writer.push(item);
+                        // Take what else is waiting, so a burst is written in one go.
+                        for item in rx.try_iter().take(writer.room()) {
+                            writer.push(item);
+                        }
                     }
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => break,
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
+            } else {
+                // Full and failing: leave the rest in the channel, which is the buffer.
+                if closing.load(Ordering::Relaxed) {
+                    break;
+                }
+                std::thread::sleep(wait);
             }
             writer.step(clock.now());
         }
