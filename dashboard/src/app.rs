@@ -78,8 +78,8 @@ pub enum Msg {
     Key(KeyEvent),
     /// Time passed; the current time.
     Tick(Timestamp),
-    /// The terminal changed size (the next draw adapts; nothing to remember).
-    Resize,
+    /// The terminal's size (columns, rows): at start and whenever it changes.
+    Resize(u16, u16),
 }
 
 /// Which screen is shown for the selected meter.
@@ -123,6 +123,8 @@ pub struct App {
     pub scroll: u16,
     /// The help overlay is shown.
     pub help: bool,
+    /// The terminal's size (columns, rows), as last told; scrolling is bounded by what fits in it.
+    pub size: (u16, u16),
     /// The user asked to quit.
     pub quit: bool,
     /// When the last datagram of any kind arrived.
@@ -392,6 +394,7 @@ impl App {
             page: Page::Overview,
             scroll: 0,
             help: false,
+            size: (80, 24),
             quit: false,
             last_datagram_at: None,
             invalid_datagrams: 0,
@@ -423,7 +426,10 @@ impl App {
             }
             Msg::Key(key) => self.key(key),
             Msg::Tick(now) => self.advance(now),
-            Msg::Resize => {}
+            Msg::Resize(columns, rows) => {
+                self.size = (columns, rows);
+                self.scroll = self.scroll.min(crate::ui::details_max_scroll(self, self.size));
+            }
         }
     }
 
@@ -504,15 +510,27 @@ impl App {
                 };
                 self.scroll = 0;
             }
-            KeyCode::Up | KeyCode::Char('k') => self.scroll = self.scroll.saturating_sub(1),
-            KeyCode::Down | KeyCode::Char('j') => self.scroll = self.scroll.saturating_add(1),
-            KeyCode::PageUp => self.scroll = self.scroll.saturating_sub(10),
-            KeyCode::PageDown | KeyCode::Char(' ') => self.scroll = self.scroll.saturating_add(10),
+            KeyCode::Up | KeyCode::Char('k') => self.scroll_by(-1),
+            KeyCode::Down | KeyCode::Char('j') => self.scroll_by(1),
+            KeyCode::PageUp => self.scroll_by(-i32::from(self.page_rows())),
+            KeyCode::PageDown | KeyCode::Char(' ') => self.scroll_by(i32::from(self.page_rows())),
             KeyCode::Home | KeyCode::Char('g') => self.scroll = 0,
-            // Drawing clamps the scroll position to the text, so "the end" can be any large number.
-            KeyCode::End | KeyCode::Char('G') => self.scroll = u16::MAX,
+            KeyCode::End | KeyCode::Char('G') => self.scroll_by(i32::from(u16::MAX)),
             _ => {}
         }
+    }
+
+    /// Rows of the details page moved by PgUp/PgDn: a screenful less a line of context.
+    fn page_rows(&self) -> u16 {
+        self.size.1.saturating_sub(3).max(1)
+    }
+
+    fn scroll_by(&mut self, rows: i32) {
+        if self.page != Page::Details {
+            return;
+        }
+        let max = i32::from(crate::ui::details_max_scroll(self, self.size));
+        self.scroll = (i32::from(self.scroll) + rows).clamp(0, max) as u16;
     }
 
     fn select_next(&mut self, step: isize) {
@@ -675,14 +693,36 @@ mod tests {
         app.update(key(KeyCode::Char('d')));
         assert_eq!(app.page, Page::Details);
         app.update(key(KeyCode::Down));
-        app.update(key(KeyCode::PageDown));
-        assert_eq!(app.scroll, 11);
+        assert_eq!(app.scroll, 0, "nothing to scroll: no meter");
         app.update(key(KeyCode::Esc));
         assert_eq!(app.page, Page::Overview);
         app.update(key(KeyCode::Char('p')));
         assert_eq!(app.chart_mode, ChartMode::Phases);
         app.update(Msg::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)));
         assert!(app.quit);
+    }
+
+    #[test]
+    fn details_scroll_stays_within_the_text() {
+        let mut app = App::new(settings(), t(0));
+        app.update(Msg::Datagram(telegram("m", "b", 1, "1"), t(1)));
+        app.update(Msg::Resize(80, 8));
+        app.update(key(KeyCode::Down));
+        assert_eq!(app.scroll, 0, "the overview does not scroll");
+        app.update(key(KeyCode::Char('d')));
+        let max = crate::ui::details_max_scroll(&app, (80, 8));
+        assert!(max > 6, "a 6-row page should have more text than fits, max {max}");
+        app.update(key(KeyCode::Down));
+        app.update(key(KeyCode::PageDown));
+        assert_eq!(app.scroll, 1 + 5);
+        app.update(key(KeyCode::End));
+        assert_eq!(app.scroll, max);
+        app.update(key(KeyCode::Up));
+        assert_eq!(app.scroll, max - 1, "scrolling back takes effect at once after End");
+        app.update(Msg::Resize(200, 100));
+        assert_eq!(app.scroll, 0, "a taller terminal shows it all");
+        app.update(key(KeyCode::Home));
+        assert_eq!(app.scroll, 0);
     }
 
     #[test]

@@ -69,6 +69,9 @@ where
     let mut buf = vec![0u8; 65_536];
     let mut paused_until: Option<tokio::time::Instant> = None;
     app.update(Msg::Tick(clock()));
+    if let Ok(size) = terminal.size() {
+        app.update(Msg::Resize(size.width, size.height));
+    }
     draw(terminal, app)?;
     loop {
         let msg = tokio::select! {
@@ -76,7 +79,7 @@ where
             _ = tick.tick() => Msg::Tick(clock()),
             event = events.next() => match event {
                 Some(Ok(Event::Key(key))) => Msg::Key(key),
-                Some(Ok(Event::Resize(..))) => Msg::Resize,
+                Some(Ok(Event::Resize(columns, rows))) => Msg::Resize(columns, rows),
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => return Err(e).context("reading terminal events"),
                 None => break,

@@ -1243,7 +1243,8 @@ fn styled(style: Style, text: impl Into<String>) -> Para {
     Para { style, text: text.into(), indent: 2 }
 }
 
-fn details(app: &App, meter: &Meter, area: Rect, buf: &mut Buffer) {
+/// The details page's lines for a text area `width` columns wide.
+fn details_lines(app: &App, meter: &Meter, width: u16) -> Vec<Line<'static>> {
     let mut paras: Vec<Para> = Vec::new();
     let health = meter.health(app.now, &app.settings);
     paras.push(heading(&format!("Listener {}", meter.listener)));
@@ -1294,12 +1295,32 @@ fn details(app: &App, meter: &Meter, area: Rect, buf: &mut Buffer) {
     if let Some(t) = &meter.telegram {
         telegram_details(app, t, &mut paras);
     }
-    let area = area.inner(Margin::new(1, 0));
-    let width = usize::from(area.width);
-    let lines: Vec<Line> = paras
+    let width = usize::from(width);
+    paras
         .iter()
         .flat_map(|p| format::wrap(&p.text, width, p.indent).into_iter().map(move |s| Line::styled(s, p.style)))
-        .collect();
+        .collect()
+}
+
+/// The details page's text area within a body area.
+fn details_area(body: Rect) -> Rect {
+    body.inner(Margin::new(1, 0))
+}
+
+/// The largest useful scroll position of the details page of the selected meter, for a terminal of `size`
+/// (columns, rows). `update` uses it to keep the position where scrolling back takes effect at once.
+#[must_use]
+pub fn details_max_scroll(app: &App, size: (u16, u16)) -> u16 {
+    let Some(meter) = app.selected_meter() else { return 0 };
+    // The body is the terminal less the header and footer lines.
+    let area = details_area(Rect::new(0, 0, size.0, size.1.saturating_sub(2)));
+    let lines = details_lines(app, meter, area.width);
+    (lines.len() as u16).saturating_sub(area.height)
+}
+
+fn details(app: &App, meter: &Meter, area: Rect, buf: &mut Buffer) {
+    let area = details_area(area);
+    let lines = details_lines(app, meter, area.width);
     let max_scroll = (lines.len() as u16).saturating_sub(area.height);
     Paragraph::new(lines).scroll((app.scroll.min(max_scroll), 0)).render(area, buf);
 }
