@@ -1,9 +1,10 @@
 //! The command line: `p1-dashboard [--config p1.yml] [--group ADDR:PORT] [--interface IP] ...`.
 //!
-//! Flags override the file's values *before* validation, so a bad `--group` is reported like a bad
-//! `multicast.group` in the file, together with every other bad value.
+//! The configuration is `--config FILE` if given, else `p1.yml` in the current directory if there is one (as for
+//! p1-listener), else the built-in defaults. Flags override the file's values *before* validation, so a bad
+//! `--group` is reported like a bad `multicast.group` in the file, together with every other bad value.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use shared::config::{Config, ConfigError, RawConfig};
@@ -12,7 +13,7 @@ use shared::config::{Config, ConfigError, RawConfig};
 #[derive(Clone, Debug, Default, Parser)]
 #[command(name = "p1-dashboard", version, about, long_about = None)]
 pub struct Args {
-    /// The configuration file (default: built-in defaults, as printed by --print-default-config).
+    /// The configuration file (default: ./p1.yml if it exists, else the built-in defaults).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Multicast group to join, overriding multicast.group.
@@ -32,11 +33,20 @@ pub struct Args {
     pub log: Option<PathBuf>,
 }
 
+/// The configuration file looked for in the current directory when `--config` is not given.
+pub const DEFAULT_CONFIG_FILE: &str = "p1.yml";
+
 impl Args {
-    /// The raw configuration with the flags applied, not yet validated.
-    pub fn raw_config(&self) -> Result<RawConfig, ConfigError> {
-        let mut raw = match &self.config {
-            Some(path) => RawConfig::from_file(path)?,
+    /// The file the configuration comes from, looking in `dir` when `--config` is not given (`None`: defaults).
+    #[must_use]
+    pub fn config_file(&self, dir: &Path) -> Option<PathBuf> {
+        self.config.clone().or_else(|| Some(dir.join(DEFAULT_CONFIG_FILE)).filter(|p| p.is_file()))
+    }
+
+    /// The raw configuration with the flags applied, not yet validated, looking for `p1.yml` in `dir`.
+    pub fn raw_config_in(&self, dir: &Path) -> Result<RawConfig, ConfigError> {
+        let mut raw = match self.config_file(dir) {
+            Some(path) => RawConfig::from_file(&path)?,
             None => RawConfig::default(),
         };
         if let Some(group) = &self.group {
@@ -48,9 +58,9 @@ impl Args {
         Ok(raw)
     }
 
-    /// The validated configuration.
+    /// The validated configuration, looking for `p1.yml` in the current directory.
     pub fn load_config(&self) -> Result<Config, ConfigError> {
-        self.raw_config()?.validate()
+        self.raw_config_in(Path::new("."))?.validate()
     }
 }
 
@@ -78,6 +88,18 @@ mod tests {
         assert!(text.contains("2 invalid settings"), "{text}");
         assert!(text.contains("multicast.group: '10.0.0.1:99'"), "{text}");
         assert!(text.contains("multicast.interface: 'eth0'"), "{text}");
+    }
+
+    #[test]
+    fn p1_yml_in_the_directory_is_the_default() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let none = Args::parse_from(["p1-dashboard"]);
+        assert_eq!(none.config_file(dir.path()), None);
+        assert_eq!(none.raw_config_in(dir.path()).expect("defaults"), RawConfig::default());
+        std::fs::write(dir.path().join("p1.yml"), "dashboard:\n  stale_secs: 42\n").expect("write");
+        assert_eq!(none.raw_config_in(dir.path()).expect("file").dashboard.stale_secs, 42);
+        let explicit = Args::parse_from(["p1-dashboard", "--config", "/elsewhere.yml"]);
+        assert_eq!(explicit.config_file(dir.path()), Some(PathBuf::from("/elsewhere.yml")));
     }
 
     #[test]

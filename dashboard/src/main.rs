@@ -20,7 +20,8 @@ fn main() -> ExitCode {
         }
     };
     if args.check_config {
-        let what = args.config.as_ref().map_or_else(|| "built-in defaults".to_owned(), |p| p.display().to_string());
+        let file = args.config_file(std::path::Path::new("."));
+        let what = file.map_or_else(|| "built-in defaults".to_owned(), |p| p.display().to_string());
         println!("p1-dashboard: configuration ok ({what})");
         return ExitCode::SUCCESS;
     }

@@ -70,19 +70,22 @@ fn main() -> anyhow::Result<()> {
         }
         t += SignedDuration::from_secs(1);
     }
-    store.status(StatusMessage {
-        schema: SCHEMA_VERSION,
-        origin,
-        sent_at: at,
-        uptime_s: 3 * 86_400 + 7_200,
-        source: "/dev/ttyUSB0".into(),
-        port: PortState::Open,
-        port_settings: Some("115200-8N1".into()),
-        last_seq: Some(seq),
-        last_telegram_age_ms: Some(400),
-        meter_silent: false,
-        counters: Counters { telegrams: seq, ..Counters::default() },
-    });
+    store.status(
+        StatusMessage {
+            schema: SCHEMA_VERSION,
+            origin,
+            sent_at: at,
+            uptime_s: 3 * 86_400 + 7_200,
+            source: "/dev/ttyUSB0".into(),
+            port: PortState::Open,
+            port_settings: Some("115200-8N1".into()),
+            last_seq: Some(seq),
+            last_telegram_age_ms: Some(400),
+            meter_silent: false,
+            counters: Counters { telegrams: seq, ..Counters::default() },
+        },
+        at,
+    );
     store.close(at)?;
     println!("{}", dir.join("meterkast/p1.html").display());
     Ok(())

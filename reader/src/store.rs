@@ -362,8 +362,17 @@ impl Store {
     }
 
     /// Keeps a listener's latest status datagram for its page.
-    pub fn status(&mut self, status: StatusMessage) {
+    pub fn status(&mut self, status: StatusMessage, now: Timestamp) {
         let dir = dir_name(&status.origin.listener);
+        if !self.listeners.contains_key(&dir) {
+            if self.listeners.len() >= MAX_LISTENERS {
+                return;
+            }
+            // Its telegrams may still be queued behind this status: know the listener already (no file is
+            // created until a telegram is written).
+            let listener = Listener::recover(&self.cfg, &dir, now);
+            self.listeners.insert(dir.clone(), listener);
+        }
         if let Some(l) = self.listeners.get_mut(&dir) {
             l.status = Some(status);
             l.html_dirty = true;

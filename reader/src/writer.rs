@@ -87,9 +87,9 @@ impl Writer {
     }
 
     /// Takes one item. A telegram is queued, or dropped and counted when the queue is full.
-    pub fn push(&mut self, item: Incoming) {
+    pub fn push(&mut self, item: Incoming, now: Timestamp) {
         match item {
-            Incoming::Status(status) => self.store.status(*status),
+            Incoming::Status(status) => self.store.status(*status, now),
             Incoming::Telegram(job) => {
                 if self.queue.len() < self.capacity {
                     self.queue.push_back(job);
@@ -237,10 +237,10 @@ pub fn spawn(
             if writer.room() > 0 {
                 match rx.recv_timeout(wait) {
                     Ok(item) => {
-                        writer.push(item);
+                        writer.push(item, now);
                         // Take what else is waiting, so a burst is written in one go.
                         for item in rx.try_iter().take(writer.room()) {
-                            writer.push(item);
+                            writer.push(item, now);
                         }
                     }
                     Err(RecvTimeoutError::Timeout) => {}
@@ -311,7 +311,7 @@ mod tests {
         let t0: Timestamp = "2024-06-01T10:00:00Z".parse().expect("ts");
         let at = |s: i64| t0 + SignedDuration::from_secs(s);
         for seq in 1..=3 {
-            w.push(job(seq));
+            w.push(job(seq), t0);
         }
         w.step(at(0));
         assert_eq!((w.queued(), stats.snapshot().write_errors), (3, 1));
@@ -323,7 +323,7 @@ mod tests {
         w.step(at(2));
         assert_eq!(stats.snapshot().write_errors, 2, "next retry after 2 s");
         for seq in 4..=8 {
-            w.push(job(seq));
+            w.push(job(seq), t0);
         }
         assert_eq!((w.queued(), stats.snapshot().dropped_full), (5, 3), "the buffer holds 5");
         fs::remove_file(&details).expect("unlink");
@@ -341,7 +341,7 @@ mod tests {
         // After a recovery the backoff starts again from 1 s.
         let next_day = details.with_file_name("2024-06-02.jsonl");
         std::os::unix::fs::symlink("/dev/full", &next_day).expect("symlink");
-        w.push(job_at(9, "2024-06-02T00:00:00Z"));
+        w.push(job_at(9, "2024-06-02T00:00:00Z"), t0);
         w.step(at(10));
         assert_eq!(stats.snapshot().write_errors, 3);
         w.step(at(11));

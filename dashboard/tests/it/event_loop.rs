@@ -22,8 +22,8 @@ async fn shows_datagrams_and_quits_on_q() {
     let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
     let addr = socket.local_addr().expect("addr");
     let sender = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
-    let now = fixtures::ts("2024-06-12T10:45:10Z");
-    let message = fixtures::telegram("three-phase-solar.txt", "meterkast", 1, now);
+    let now = fixtures::ts("2023-05-20T11:02:55Z");
+    let message = fixtures::telegram("dsmr50_solar.txt", "meterkast", 1, now);
     sender.send_to(&wire::encode(&Message::Telegram(Box::new(message))), addr).await.expect("send");
     sender.send_to(b"not json", addr).await.expect("send");
 
@@ -58,7 +58,7 @@ async fn shows_datagrams_and_quits_on_q() {
 #[tokio::test]
 async fn stops_when_cancelled_or_when_input_ends() {
     let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
-    let now = fixtures::ts("2024-06-12T10:45:10Z");
+    let now = fixtures::ts("2023-05-20T11:02:55Z");
     let mut terminal = Terminal::new(TestBackend::new(40, 10)).expect("terminal");
     let mut app = App::new(fixtures::settings(), now);
 
@@ -76,7 +76,7 @@ async fn stops_when_cancelled_or_when_input_ends() {
 #[tokio::test]
 async fn a_terminal_error_is_reported() {
     let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
-    let now = fixtures::ts("2024-06-12T10:45:10Z");
+    let now = fixtures::ts("2023-05-20T11:02:55Z");
     let mut terminal = Terminal::new(TestBackend::new(40, 10)).expect("terminal");
     let mut app = App::new(fixtures::settings(), now);
     let failing = futures::stream::iter([Err(std::io::Error::other("tty gone"))]).chain(futures::stream::pending());

@@ -1,4 +1,4 @@
-//! Dashboard states built from our test telegrams (`dashboard/tests/testdata/`), the way the dashboard gets them:
+//! Dashboard states built from the project's test telegrams (`shared/testdata/`), the way the dashboard gets them:
 //! framed, checked and parsed by `shared::engine`, published with `shared::wire::encode`, read back with
 //! `shared::wire::parse`, then fed to `App::update`.
 
@@ -32,7 +32,7 @@ pub fn origin(listener: &str) -> Origin {
 
 /// The message the listener would publish for testdata file `name`.
 pub fn telegram(name: &str, listener: &str, seq: u64, received_at: Timestamp) -> TelegramMessage {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/testdata").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata").join(name);
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut engine = Engine::new(EngineOptions::default());
     engine.push(&bytes, Instant::now());
@@ -104,9 +104,9 @@ pub fn status(listener: &str, sent_at: Timestamp, last_seq: u64, age_ms: u64, me
 
 /// A single-phase DSMR 5 meter, importing, with five minutes of history (a kettle in the middle).
 pub fn single_phase() -> App {
-    let now = ts("2024-03-05T11:30:05.412Z");
+    let now = ts("2019-10-26T16:30:01.412Z");
     let mut app = App::new(settings(), now.checked_sub(Duration::from_secs(400)).expect("in range"));
-    let last = telegram("single-phase.txt", "meterkast", 10_300, now);
+    let last = telegram("dsmr50_1phase.txt", "meterkast", 10_300, now);
     feed_history(&mut app, &last, 300, Duration::from_secs(1), |i| {
         let base = 0.35 + 0.1 * ((i as f64) / 9.0).sin();
         if (120..170).contains(&i) {
@@ -125,9 +125,9 @@ pub fn single_phase() -> App {
 
 /// A three-phase DSMR 5 meter at noon with solar on L1: exporting, with gas and water.
 pub fn three_phase_solar() -> App {
-    let now = ts("2024-06-12T10:45:10.380Z");
+    let now = ts("2023-05-20T11:02:55.380Z");
     let mut app = App::new(settings(), now.checked_sub(Duration::from_secs(400)).expect("in range"));
-    let last = telegram("three-phase-solar.txt", "meterkast", 52_001, now);
+    let last = telegram("dsmr50_solar.txt", "meterkast", 52_001, now);
     feed_history(&mut app, &last, 300, Duration::from_secs(1), |i| {
         let sun = -2.2 - 0.6 * ((i as f64) / 40.0).sin();
         // A cloud passes: the export collapses and the house imports for a moment.
@@ -147,9 +147,9 @@ pub fn three_phase_solar() -> App {
 
 /// A Belgian e-MUCS meter with the capacity tariff and 13 months of peaks.
 pub fn belgian() -> App {
-    let now = ts("2024-03-18T18:45:12.250Z");
+    let now = ts("2024-06-18T17:42:07.250Z");
     let mut app = App::new(settings(), now.checked_sub(Duration::from_secs(400)).expect("in range"));
-    let last = telegram("belgian-history.txt", "fluvius", 8_800, now);
+    let last = telegram("belgian_13months.txt", "fluvius", 8_800, now);
     feed_history(&mut app, &last, 300, Duration::from_secs(1), |i| 1.6 + 0.5 * ((i as f64) / 25.0).cos());
     app.update(datagram(
         &status("fluvius", now.checked_sub(Duration::from_secs(1)).expect("ts"), 8_799, 900, false),
@@ -161,9 +161,9 @@ pub fn belgian() -> App {
 
 /// A DSMR 2.2 meter (no CRC, a telegram every 10 s) with a two-line gas reading.
 pub fn dsmr22() -> App {
-    let now = ts("2012-10-30T13:23:41.800Z");
+    let now = ts("2011-11-03T13:23:41.800Z");
     let mut app = App::new(settings(), now.checked_sub(Duration::from_secs(400)).expect("in range"));
-    let last = telegram("dsmr22-gas.txt", "oud", 4_000, now);
+    let last = telegram("dsmr22.txt", "oud", 4_000, now);
     feed_history(&mut app, &last, 30, Duration::from_secs(10), |i| if i < 12 { 0.31 } else { 1.42 });
     app.update(Msg::Tick(now.checked_add(Duration::from_millis(2_100)).expect("ts")));
     app

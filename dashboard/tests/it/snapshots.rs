@@ -76,7 +76,7 @@ fn two_meters_second_selected() {
     let mut app = fixtures::three_phase_solar();
     let now = app.now;
     // A second listener that joined half a minute ago, with its meter's clock set to now.
-    let mut garage = fixtures::telegram("single-phase.txt", "garage", 31, now);
+    let mut garage = fixtures::telegram("dsmr50_1phase.txt", "garage", 31, now);
     let clock = now.to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::offset(2)));
     garage.values.meter_time = Some(shared::timestamp::MeterTime {
         local: clock.datetime().round(jiff::Unit::Second).expect("round"),

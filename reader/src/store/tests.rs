@@ -377,3 +377,28 @@ fn a_listener_clock_far_in_the_future_does_not_drag_the_files_along() {
     assert_eq!(names(&m.join("day")), ["2024-06-01.csv"]);
     assert_eq!(times(&m.join("day/2024-06-01.csv")), [ts("2031-01-01T00:00:00Z"), ts("2024-06-01T10:00:01Z")]);
 }
+
+#[test]
+fn a_status_ahead_of_its_listeners_first_telegram_is_kept_for_the_page() {
+    let dir = crate::testutil::tempdir();
+    let mut store = Store::open(config(dir.path()), Arc::default(), ts("2024-06-01T09:00:00Z"));
+    let status = shared::wire::StatusMessage {
+        schema: shared::wire::SCHEMA_VERSION,
+        origin: shared::wire::Origin { listener: "meterkast".into(), boot_id: "b1".into() },
+        sent_at: ts("2024-06-01T10:00:00Z"),
+        uptime_s: 60,
+        source: "simulate".into(),
+        port: shared::wire::PortState::Open,
+        port_settings: None,
+        last_seq: None,
+        last_telegram_age_ms: None,
+        meter_silent: true,
+        counters: shared::wire::Counters::default(),
+    };
+    store.status(status, ts("2024-06-01T10:00:00Z"));
+    assert!(!dir.path().join("meterkast").exists(), "a status alone creates no file");
+    write(&mut store, 1, ts("2024-06-01T10:00:01Z"));
+    store.tick(ts("2024-06-01T10:00:01Z")).expect("tick");
+    let page = fs::read_to_string(dir.path().join("meterkast/p1.html")).expect("page");
+    assert!(page.contains("simulate open, meter silent"), "the status shows on the page");
+}

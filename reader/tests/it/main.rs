@@ -4,6 +4,7 @@
 //! 127.0.0.1, and each test uses its own group in 239.255.0.0/16 (bound to the group address, so tests running in
 //! parallel never see each other's datagrams).
 
+mod cli;
 mod e2e;
 mod kill;
 mod support;
