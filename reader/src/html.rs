@@ -294,11 +294,30 @@ fn card(h: &mut String, title: &str, value: &str, id: &str) {
 }
 
 fn kw(d: Option<Decimal>) -> String {
-    d.map_or_else(|| "–".to_owned(), |d| format!("{d} kW"))
+    d.map_or_else(|| "–".to_owned(), |d| format!("{} kW", padded(d, "kW")))
 }
 
 fn unit(d: Option<Decimal>, unit: &str) -> String {
-    d.map_or_else(|| "–".to_owned(), |d| format!("{d} {unit}"))
+    d.map_or_else(|| "–".to_owned(), |d| format!("{} {unit}", padded(d, unit)))
+}
+
+/// The number with at least the decimals meters write for its unit. JSON numbers lose trailing zeros
+/// (`0.000` arrives as `0`); padding them back is exact and keeps the columns even.
+fn padded(d: Decimal, unit: &str) -> String {
+    let want = match unit {
+        "kW" | "kWh" | "m³" | "GJ" => 3,
+        "V" => 1,
+        _ => 0,
+    };
+    let text = d.to_string();
+    let have = text.split_once('.').map_or(0, |(_, frac)| frac.len());
+    if have >= want {
+        text
+    } else if have == 0 {
+        format!("{text}.{}", "0".repeat(want))
+    } else {
+        format!("{text}{}", "0".repeat(want - have))
+    }
 }
 
 fn phases_table(h: &mut String, v: &Values) {
@@ -340,10 +359,10 @@ fn phases_table(h: &mut String, v: &Values) {
             continue;
         }
         let power = match (net, imp, exp) {
-            (Some(n), _, _) => format!("{n} kW"),
-            (None, Some(i), Some(e)) if e.is_zero() || !i.is_zero() => format!("{i} kW"),
-            (None, _, Some(e)) => format!("−{e} kW"),
-            (None, Some(i), None) => format!("{i} kW"),
+            (Some(n), _, _) => kw(Some(n)),
+            (None, Some(i), Some(e)) if e.is_zero() || !i.is_zero() => kw(Some(i)),
+            (None, _, Some(e)) => format!("−{}", kw(Some(e))),
+            (None, Some(i), None) => kw(Some(i)),
             (None, None, None) => "–".into(),
         };
         let counts = match (sags, swells) {
@@ -809,6 +828,16 @@ mod tests {
         assert!(n <= MAX_POINTS as usize + 1, "{n} points");
         let first = history.points().next().expect("points").at;
         assert!(first >= start + SignedDuration::from_secs(39), "older points dropped: {first}");
+    }
+
+    #[test]
+    fn numbers_get_the_decimals_of_their_unit_back() {
+        assert_eq!(kw(Some(dec("0"))), "0.000 kW");
+        assert_eq!(kw(Some(dec("-1.5"))), "-1.500 kW");
+        assert_eq!(unit(Some(dec("230")), "V"), "230.0 V");
+        assert_eq!(unit(Some(dec("4061.13")), "m³"), "4061.130 m³");
+        assert_eq!(unit(Some(dec("1164.7221")), "kWh"), "1164.7221 kWh");
+        assert_eq!(unit(Some(dec("17")), "A"), "17 A");
     }
 
     #[test]

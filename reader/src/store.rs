@@ -54,7 +54,8 @@ pub const MAX_LISTENERS: usize = 64;
 const ACTIONS_PER_TICK: usize = 4;
 /// How much of the newest details file a restart reads back at most.
 const MAX_REPLAY_BYTES: u64 = 32 << 20;
-const MAX_REPLAY_LINES: usize = 10_000;
+/// An hour of telegrams at one a second, with room to spare.
+const MAX_REPLAY_LINES: usize = 4_000;
 
 /// The reader's settings that concern files.
 #[derive(Clone, Debug)]
@@ -540,60 +541,64 @@ impl Listener {
         let Some(newest) = newest_with_extension(&dir, "jsonl") else { return };
         let path = dir.join(newest);
         let chart_span = SignedDuration::from_mins(i64::from(cfg.html_minutes));
-        let mut newest_first: Vec<TelegramMessage> = Vec::new();
+        // Read backwards, keeping only the raw lines (parsed messages are several times larger), until the
+        // current hour and the chart's span are covered.
+        let mut newest_first: Vec<Vec<u8>> = Vec::new();
         let mut baseline: Option<TelegramMessage> = None;
-        let mut hour: Option<Period> = None;
+        let mut span: Option<(Period, Timestamp)> = None;
         let result = linefile::lines_backwards(&path, MAX_REPLAY_BYTES, |line| {
             let Ok(Message::Telegram(msg)) = shared::wire::parse(line) else { return true };
-            let h = *hour.get_or_insert_with(|| Period::containing(Span::HOUR, msg.received_at, &cfg.tz));
-            let Some(last) = newest_first.first() else {
-                newest_first.push(*msg);
+            let Some((hour, last)) = span else {
+                span = Some((Period::containing(Span::HOUR, msg.received_at, &cfg.tz), msg.received_at));
+                newest_first.push(line.to_vec());
                 return true;
             };
-            let in_hour = msg.received_at >= h.start;
-            let in_chart = msg.received_at >= last.received_at - chart_span;
+            let in_hour = msg.received_at >= hour.start;
+            let in_chart = msg.received_at >= last - chart_span;
             if !in_hour && baseline.is_none() {
-                baseline = Some((*msg).clone());
+                baseline = Some(*msg);
             }
             if in_hour || in_chart {
-                newest_first.push(*msg);
+                newest_first.push(line.to_vec());
             }
             (in_hour || in_chart) && newest_first.len() < MAX_REPLAY_LINES
         });
         if let Err(e) = result {
             warn!(file = %path.display(), cause = %e, "cannot read back the details file");
         }
-        let Some(last) = newest_first.first() else { return };
-        let Some(hour) = hour else { return };
-        self.name.clone_from(&last.origin.listener);
+        let Some((hour, last_at)) = span else { return };
         let hour_open = self.logged_hour.is_none_or(|h| h < hour.start);
         let mut summary = HourSummary::new(hour, baseline.is_none());
         if let Some(b) = &baseline {
             summary.set_baseline(b);
         }
-        for msg in newest_first.iter().rev() {
+        let mut last_seq = 0;
+        for line in newest_first.iter().rev() {
+            let Ok(Message::Telegram(msg)) = shared::wire::parse(line) else { continue };
             let verdict = self.tracker.observe(&msg.origin.boot_id, msg.seq);
-            self.history.push(msg);
+            self.history.push(&msg);
             if hour.contains(msg.received_at) {
-                summary.add(msg);
+                summary.add(&msg);
                 match verdict {
                     Verdict::New { missed } => summary.add_missed(missed),
                     Verdict::Late => summary.remove_missed(),
                     _ => {}
                 }
             }
+            self.name.clone_from(&msg.origin.listener);
+            last_seq = msg.seq;
         }
-        self.clock.raise(last.received_at);
+        self.clock.raise(last_at);
         // An hour whose line is written already only lends its last readings to the next one.
         self.hour = Some(if hour_open { summary } else { summary.next(hour.next(&cfg.tz)) });
         info!(
             listener = %self.name,
             telegrams = newest_first.len(),
-            last_seq = last.seq,
-            age_s = now.duration_since(last.received_at).as_secs(),
+            last_seq,
+            age_s = now.duration_since(last_at).as_secs(),
             "read back the end of the details file"
         );
-        self.latest = newest_first.into_iter().next().map(|m| shared::wire::encode(&Message::Telegram(Box::new(m))));
+        self.latest = newest_first.into_iter().next();
         self.html_dirty = self.latest.is_some();
     }
 
