@@ -4,7 +4,8 @@
 //! digits exactly (an integer mantissa and a count of decimals), so `001164.722` is 1164.722 and never
 //! 1164.7219999. In JSON it is written as a plain number: the mantissa is divided by a power of ten, which IEEE
 //! arithmetic rounds correctly, and `serde_json` prints the shortest text that reads back to the same float, so the
-//! text is the meter's digits without leading zeros (`1164.722`, `230`, `99.999`).
+//! text is the meter's value without leading zeros and, past the first decimal, without trailing zeros
+//! (`1164.722`, `230.0`, `4061.13` for `4061.130`).
 
 use std::fmt;
 use std::str::FromStr;

@@ -125,7 +125,8 @@ pub enum Dialect {
 
 /// Named values. Every field is optional: a field the meter did not send is absent from the JSON.
 ///
-/// Units are in the name and values are the meter's own digits. Signed values are import minus export.
+/// Units are in the name and numbers have exactly the meter's value (its exact text, with leading and trailing
+/// zeros, is in the OBIS map). Signed values are import minus export.
 #[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
