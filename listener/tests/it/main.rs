@@ -3,6 +3,7 @@
 //! One test binary (see `Cargo.toml`): `cargo test -p p1hub-listener --test it`.
 
 mod cli;
+mod encrypted;
 mod ipv6;
 mod pty;
 mod raw_tcp;
