@@ -34,7 +34,7 @@ fn corpus() -> Vec<Vec<u8>> {
 }
 
 /// Runs `parse` and returns the telegram messages and the stats object.
-fn parse(input: &[u8], key: Option<&str>) -> (Vec<Box<shared::wire::TelegramMessage>>, serde_json::Value, String) {
+fn parse(input: &[u8], key: Option<&str>) -> (Vec<shared::wire::TelegramMessage>, serde_json::Value, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("capture.bin");
     std::fs::write(&path, input).expect("write");
@@ -50,7 +50,7 @@ fn parse(input: &[u8], key: Option<&str>) -> (Vec<Box<shared::wire::TelegramMess
         .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
         .map(|l| match shared::wire::parse(l).expect("a datagram") {
-            Message::Telegram(t) => t,
+            Message::Telegram(t) => *t,
             Message::Status(_) => panic!("parse prints telegrams only"),
         })
         .collect();
