@@ -34,7 +34,7 @@ pub struct Args {
 }
 
 /// The configuration file looked for in the current directory when `--config` is not given.
-pub const DEFAULT_CONFIG_FILE: &str = "p1.yml";
+pub const DEFAULT_CONFIG_FILE: &str = shared::config::DEFAULT_FILE;
 
 impl Args {
     /// The file the configuration comes from, looking in `dir` when `--config` is not given (`None`: defaults).
@@ -45,10 +45,7 @@ impl Args {
 
     /// The raw configuration with the flags applied, not yet validated, looking for `p1.yml` in `dir`.
     pub fn raw_config_in(&self, dir: &Path) -> Result<RawConfig, ConfigError> {
-        let mut raw = match self.config_file(dir) {
-            Some(path) => RawConfig::from_file(&path)?,
-            None => RawConfig::default(),
-        };
+        let (mut raw, _) = RawConfig::locate(self.config.as_deref(), dir)?;
         if let Some(group) = &self.group {
             raw.multicast.group.clone_from(group);
         }

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use shared::config::{Config, ConfigError, RawConfig};
 
 /// The configuration file looked for in the current directory when `--config` is not given.
-pub const DEFAULT_CONFIG_FILE: &str = "p1.yml";
+pub const DEFAULT_CONFIG_FILE: &str = shared::config::DEFAULT_FILE;
 
 /// `p1-listener`: reads the P1 port and multicasts every telegram.
 #[derive(Debug, Parser)]
@@ -151,21 +151,17 @@ impl Cli {
 
     /// Loads and validates the configuration with the flags applied. Also returns where it came from.
     pub fn load_config(&self) -> Result<(Config, String), ConfigError> {
-        load_config(self.config.as_deref(), Path::new(DEFAULT_CONFIG_FILE), &self.overrides())
+        load_config(self.config.as_deref(), Path::new("."), &self.overrides())
     }
 }
 
-/// Loads `explicit`, else `fallback` if it exists, else the defaults; applies `overrides`; validates.
+/// Loads `explicit`, else `p1.yml` in `dir` if it exists, else the defaults; applies `overrides`; validates.
 pub fn load_config(
     explicit: Option<&Path>,
-    fallback: &Path,
+    dir: &Path,
     overrides: &Overrides,
 ) -> Result<(Config, String), ConfigError> {
-    let (mut raw, origin) = match explicit {
-        Some(path) => (RawConfig::from_file(path)?, path.display().to_string()),
-        None if fallback.exists() => (RawConfig::from_file(fallback)?, fallback.display().to_string()),
-        None => (RawConfig::default(), "built-in defaults".to_owned()),
-    };
+    let (mut raw, origin) = RawConfig::locate(explicit, dir)?;
     overrides.apply(&mut raw);
     Ok((raw.validate()?, origin))
 }
@@ -214,14 +210,14 @@ mod tests {
     #[test]
     fn defaults_when_there_is_no_file() {
         let (config, origin) =
-            load_config(None, Path::new("/nonexistent/p1.yml"), &Overrides::default()).expect("defaults are valid");
+            load_config(None, Path::new("/nonexistent"), &Overrides::default()).expect("defaults are valid");
         assert_eq!(origin, "built-in defaults");
         assert_eq!(config.listener.source, Source::Serial("/dev/ttyUSB0".into()));
     }
 
     #[test]
     fn an_explicit_missing_file_is_an_error() {
-        let err = load_config(Some(Path::new("/nonexistent/p1.yml")), Path::new("p1.yml"), &Overrides::default())
+        let err = load_config(Some(Path::new("/nonexistent/p1.yml")), Path::new("."), &Overrides::default())
             .expect_err("missing");
         assert!(err.to_string().contains("/nonexistent/p1.yml"), "{err}");
     }

@@ -34,12 +34,6 @@ pub struct Args {
 }
 
 impl Args {
-    /// The configuration file to read, if any: `--config`, else `./p1.yml` when it exists.
-    #[must_use]
-    pub fn config_path(&self) -> Option<PathBuf> {
-        self.config.clone().or_else(|| Path::new("p1.yml").is_file().then(|| PathBuf::from("p1.yml")))
-    }
-
     /// Applies the flags to a raw configuration.
     pub fn apply(&self, raw: &mut RawConfig) {
         if let Some(g) = &self.group {
@@ -55,13 +49,8 @@ impl Args {
 
     /// Reads, overrides and validates the configuration. Returns it with a description of where it came from.
     pub fn load(&self) -> Result<(Config, String), ConfigError> {
-        let path = self.config_path();
-        let mut raw = match &path {
-            Some(p) => RawConfig::from_file(p)?,
-            None => RawConfig::default(),
-        };
+        let (mut raw, origin) = RawConfig::locate(self.config.as_deref(), Path::new("."))?;
         self.apply(&mut raw);
-        let origin = path.map_or_else(|| "built-in defaults".to_owned(), |p| p.display().to_string());
         Ok((raw.validate()?, origin))
     }
 }

@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 /// The repository's documented `p1.yml`: every key with its default and a comment.
 pub const DEFAULT_CONFIG: &str = include_str!("../../p1.yml");
 
+/// The file each program reads from its working directory when no `--config` is given.
+pub const DEFAULT_FILE: &str = "p1.yml";
+
 /// The default multicast group: administratively scoped (RFC 2365), so routers keep it inside the site.
 pub const DEFAULT_GROUP: &str = "239.255.80.1:4141";
 
@@ -374,6 +377,19 @@ impl RawConfig {
     pub fn from_file(path: &Path) -> Result<RawConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_owned(), source })?;
         Self::from_yaml(&text, &path.display().to_string())
+    }
+
+    /// Finds and reads the configuration every program uses: `explicit` (from `--config`) if given, else
+    /// [`DEFAULT_FILE`] in `dir` if it exists, else the built-in defaults. Also returns where it came from, for
+    /// `--check-config` and the start-up log.
+    pub fn locate(explicit: Option<&Path>, dir: &Path) -> Result<(RawConfig, String), ConfigError> {
+        // `p1.yml`, not `./p1.yml`, in messages about the working directory's file.
+        let fallback = if dir == Path::new(".") { PathBuf::from(DEFAULT_FILE) } else { dir.join(DEFAULT_FILE) };
+        match explicit {
+            Some(path) => Ok((Self::from_file(path)?, path.display().to_string())),
+            None if fallback.is_file() => Ok((Self::from_file(&fallback)?, fallback.display().to_string())),
+            None => Ok((RawConfig::default(), "built-in defaults".to_owned())),
+        }
     }
 
     /// Builds the typed configuration, collecting every bad value.
