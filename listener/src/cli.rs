@@ -163,7 +163,9 @@ pub fn load_config(
 ) -> Result<(Config, String), ConfigError> {
     let (mut raw, origin) = RawConfig::locate(explicit, dir)?;
     overrides.apply(&mut raw);
-    Ok((raw.validate()?, origin))
+    let mut config = raw.validate()?;
+    config.read_key_file()?;
+    Ok((config, origin))
 }
 
 #[cfg(test)]

@@ -275,8 +275,11 @@ pub struct Listener {
     pub raw_tcp: Option<SocketAddr>,
     /// Per-client raw TCP buffer.
     pub raw_tcp_client_buffer: usize,
-    /// AES-128 key for encrypted meters.
+    /// AES-128 key for encrypted meters (from `decryption_key`, or from the key file once
+    /// [`Config::read_key_file`] has run).
     pub decryption_key: Option<[u8; 16]>,
+    /// Where the key is kept, if in a file.
+    pub decryption_key_file: Option<PathBuf>,
     /// GCM authentication key.
     pub authentication_key: [u8; 16],
 }
@@ -477,18 +480,10 @@ impl RawConfig {
                 None => bad("listener.decryption_key", &format!("<{} characters>", k.len()), KEY_HELP),
             }
         }
-        if let Some(path) = &l.decryption_key_file {
-            if decryption_key.is_some() {
-                bad("listener.decryption_key_file", path, "either decryption_key or decryption_key_file, not both");
-            } else {
-                match std::fs::read_to_string(path) {
-                    Ok(text) => match parse_key(text.trim()) {
-                        Some(k) => decryption_key = Some(k),
-                        None => bad("listener.decryption_key_file", path, "a file holding only the key: 32 hex digits"),
-                    },
-                    Err(e) => bad("listener.decryption_key_file", path, &format!("a readable file ({e})")),
-                }
-            }
+        // The key file is read by the listener only (`Config::read_key_file`): the same p1.yml is shared with the
+        // reader and dashboard on other hosts, where the file does not exist.
+        if l.decryption_key.is_some() && l.decryption_key_file.is_some() {
+            bad("listener.decryption_key_file", &"(set)", "either decryption_key or decryption_key_file, not both");
         }
         let authentication_key = parse_key(&l.authentication_key).unwrap_or_else(|| {
             bad("listener.authentication_key", &l.authentication_key, KEY_HELP);
@@ -543,6 +538,7 @@ impl RawConfig {
                 raw_tcp,
                 raw_tcp_client_buffer: l.raw_tcp_client_buffer,
                 decryption_key,
+                decryption_key_file: l.decryption_key_file.as_ref().map(PathBuf::from),
                 authentication_key,
             },
             reader: Reader {
@@ -558,6 +554,25 @@ impl RawConfig {
             },
             dashboard: Dashboard { chart_minutes: d.chart_minutes, stale_after: Duration::from_secs(d.stale_secs) },
         })
+    }
+}
+
+impl Config {
+    /// Reads `listener.decryption_key_file` into `listener.decryption_key`. Only the listener calls this; the
+    /// other programs never need the key.
+    pub fn read_key_file(&mut self) -> Result<(), ConfigError> {
+        let Some(path) = &self.listener.decryption_key_file else { return Ok(()) };
+        let invalid = |allowed: String| {
+            ConfigError::Invalid(vec![FieldError {
+                key: "listener.decryption_key_file".into(),
+                value: path.display().to_string(),
+                allowed,
+            }])
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| invalid(format!("a readable file ({e})")))?;
+        let key = parse_key(text.trim()).ok_or_else(|| invalid("a file holding only the key: 32 hex digits".into()))?;
+        self.listener.decryption_key = Some(key);
+        Ok(())
     }
 }
 
@@ -682,6 +697,22 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("multicast.ttl: '300' is not valid: a number from 0 to 255"), "{text}");
         assert!(!text.contains("0011"), "the key must never be echoed: {text}");
+    }
+
+    #[test]
+    fn the_key_file_is_read_by_the_listener_only() {
+        let dir = std::env::temp_dir().join(format!("p1hub-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("key");
+        let yaml = format!("listener:\n  decryption_key_file: {}\n", file.display());
+        // Validation alone does not need the file (a reader on another host shares this p1.yml).
+        let mut config = RawConfig::from_yaml(&yaml, "t.yml").expect("parses").validate().expect("valid");
+        let err = config.read_key_file().expect_err("missing file");
+        assert!(err.to_string().contains("listener.decryption_key_file"), "{err}");
+        std::fs::write(&file, "000102030405060708090A0B0C0D0E0F\n").expect("write");
+        config.read_key_file().expect("readable key");
+        assert_eq!(config.listener.decryption_key.map(|k| k[15]), Some(15));
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]
