@@ -4,7 +4,6 @@
 //! port on one host. On Linux the socket binds to the group address itself, so unicast traffic to the same port is
 //! not mistaken for the listener's datagrams.
 
-use std::fmt::Write as _;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -79,36 +78,12 @@ pub fn subscribe(group: SocketAddr, interface: IpAddr) -> Result<tokio::net::Udp
 
 /// The index of the interface that has IPv6 address `addr` (IPv6 joins name an interface by index, not address).
 fn interface_index(addr: Ipv6Addr) -> Result<u32, SubscribeError> {
-    let table = std::fs::read_to_string("/proc/net/if_inet6").unwrap_or_default();
-    index_in_if_inet6(&table, addr).ok_or(SubscribeError::NoSuchInterface(addr))
-}
-
-/// Looks `addr` up in the text of Linux's `/proc/net/if_inet6` (`<32 hex digits> <index hex> ...` per line).
-fn index_in_if_inet6(table: &str, addr: Ipv6Addr) -> Option<u32> {
-    let want = addr.octets().iter().fold(String::with_capacity(32), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    });
-    table.lines().find_map(|line| {
-        let mut fields = line.split_whitespace();
-        let hex = fields.next()?;
-        let index = fields.next()?;
-        (hex.eq_ignore_ascii_case(&want)).then(|| u32::from_str_radix(index, 16).ok()).flatten()
-    })
+    shared::netif::ipv6_index(addr).ok_or(SubscribeError::NoSuchInterface(addr))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finds_an_ipv6_interface_by_address() {
-        let table = "00000000000000000000000000000001 01 80 10 80       lo\n\
-                     fe80000000000000021122fffe334455 0a 40 20 80     eth0\n";
-        assert_eq!(index_in_if_inet6(table, Ipv6Addr::LOCALHOST), Some(1));
-        assert_eq!(index_in_if_inet6(table, "fe80::211:22ff:fe33:4455".parse().expect("addr")), Some(10));
-        assert_eq!(index_in_if_inet6(table, "2001:db8::1".parse().expect("addr")), None);
-    }
 
     #[tokio::test]
     async fn receives_multicast_sent_on_loopback() {

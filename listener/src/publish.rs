@@ -88,21 +88,11 @@ pub fn interface_index(addr: IpAddr) -> io::Result<u32> {
     if addr.is_unspecified() {
         return Ok(0);
     }
-    let table = std::fs::read_to_string("/proc/net/if_inet6")?;
-    index_in_if_inet6(&table, addr)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::AddrNotAvailable, format!("no interface has the address {addr}")))
-}
-
-/// Reads `/proc/net/if_inet6`: `<32 hex digits> <index hex> <prefix> <scope> <flags> <name>` per line.
-fn index_in_if_inet6(table: &str, addr: IpAddr) -> Option<u32> {
-    let IpAddr::V6(addr) = addr else { return None };
-    let wanted = addr.segments().iter().fold(String::new(), |s, seg| s + &format!("{seg:04x}"));
-    table.lines().find_map(|line| {
-        let mut fields = line.split_whitespace();
-        let hex = fields.next()?;
-        let index = fields.next()?;
-        hex.eq_ignore_ascii_case(&wanted).then(|| u32::from_str_radix(index, 16).ok()).flatten()
-    })
+    let index = match addr {
+        IpAddr::V6(v6) => shared::netif::ipv6_index(v6),
+        IpAddr::V4(_) => None,
+    };
+    index.ok_or_else(|| io::Error::new(io::ErrorKind::AddrNotAvailable, format!("no interface has the address {addr}")))
 }
 
 /// What the status datagram needs to know besides [`crate::health::Health`].
@@ -240,7 +230,7 @@ mod tests {
 
     #[test]
     fn ipv6_interfaces_are_found_by_address() {
-        let at = |a: &str| index_in_if_inet6(IF_INET6, a.parse().expect("address"));
+        let at = |a: &str| shared::netif::ipv6_index_in(IF_INET6, a.parse().expect("address"));
         assert_eq!(at("::1"), Some(1));
         assert_eq!(at("fd00::2"), Some(4));
         assert_eq!(at("fe80::fc:ff:fe00:1"), Some(4));

@@ -8,7 +8,6 @@
 //! are counted by kind and summarised in the log at most once a minute. It never blocks on the disk: the hand-over
 //! to the writing thread is `try_send`, and a full channel is counted as a drop.
 
-use std::fmt::Write as _;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::mpsc::{SyncSender, TrySendError};
@@ -111,21 +110,7 @@ pub fn socket(group: SocketAddr, interface: IpAddr) -> Result<std::net::UdpSocke
 
 /// The index of the interface that holds IPv6 address `addr`, from `/proc/net/if_inet6` (Linux).
 pub fn ipv6_interface_index(addr: Ipv6Addr) -> Result<u32, SubscribeError> {
-    let table = std::fs::read_to_string("/proc/net/if_inet6").map_err(|_| SubscribeError::NoSuchInterface(addr))?;
-    parse_if_inet6(&table, addr).ok_or(SubscribeError::NoSuchInterface(addr))
-}
-
-fn parse_if_inet6(table: &str, addr: Ipv6Addr) -> Option<u32> {
-    let want = addr.octets().iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    });
-    table.lines().find_map(|line| {
-        let mut fields = line.split_whitespace();
-        let hex = fields.next()?;
-        let index = fields.next()?;
-        (hex.eq_ignore_ascii_case(&want)).then(|| u32::from_str_radix(index, 16).ok()).flatten()
-    })
+    shared::netif::ipv6_index(addr).ok_or(SubscribeError::NoSuchInterface(addr))
 }
 
 /// The kinds of invalid datagram, for the summary.
@@ -240,15 +225,6 @@ pub async fn receive(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ipv6_interfaces_are_found_by_address() {
-        let table = "00000000000000000000000000000001 01 80 10 80       lo\n\
-                     fe800000000000000a0027fffe8d1b42 1c 40 20 80     eth0\n";
-        assert_eq!(parse_if_inet6(table, Ipv6Addr::LOCALHOST), Some(1));
-        assert_eq!(parse_if_inet6(table, "fe80::a00:27ff:fe8d:1b42".parse().expect("addr")), Some(28));
-        assert_eq!(parse_if_inet6(table, "2001:db8::1".parse().expect("addr")), None);
-    }
 
     #[test]
     fn an_ipv6_group_is_joined_on_loopback_by_index() {

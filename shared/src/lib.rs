@@ -9,6 +9,7 @@
 //! - [`engine`]: framer + CRC + decryption + parser in one push-based state machine, with counters.
 //! - [`decimal`], [`timestamp`]: exact meter numbers and meter times.
 //! - [`wire`]: the multicast datagram (the only place that builds or reads one).
+//! - [`netif`]: an interface's index from its IPv6 address (for IPv6 multicast).
 //! - [`columns`]: named CSV columns over a message.
 //! - [`config`]: the `p1.yml` configuration.
 //! - [`simulate`]: a simulated DSMR 5 meter (a pure function of time), for demos and tests.
@@ -21,6 +22,7 @@ pub mod decimal;
 pub mod dlms;
 pub mod engine;
 pub mod frame;
+pub mod netif;
 pub mod obis;
 pub mod simulate;
 pub mod telegram;
