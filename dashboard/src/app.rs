@@ -585,7 +585,7 @@ mod tests {
             dialect: Dialect::Dsmr5,
             header: "XMX5".into(),
             values: Values { power_kw: Some(power.parse().expect("decimal")), ..Values::default() },
-            obis: std::collections::BTreeMap::new(),
+            obis: shared::wire::ObisMap::new(),
             errors: vec![],
         }))
     }

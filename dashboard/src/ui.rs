@@ -23,7 +23,7 @@ use ratatui::widgets::{
 };
 use shared::decimal::Decimal;
 use shared::timestamp::MeterTime;
-use shared::wire::{CapacityMonth, CrcStatus, DeviceKind, Dialect, ObisValue, PortState, TariffName};
+use shared::wire::{CapacityMonth, CrcStatus, DeviceKind, Dialect, PortState, TariffName};
 use shared::wire::{TelegramMessage, Values};
 
 use crate::app::{elapsed, App, ChartMode, Health, Meter, Page, Sample};
@@ -1415,15 +1415,10 @@ fn telegram_details(app: &App, t: &TelegramMessage, out: &mut Vec<Para>) {
     }
     out.push(para(""));
     out.push(heading("OBIS lines"));
-    let width = t.obis.keys().map(String::len).max().unwrap_or(0);
+    let width = t.obis.keys().map(str::len).max().unwrap_or(0);
     for (key, value) in &t.obis {
-        let text = match value {
-            ObisValue::One(s) => format!("({s})"),
-            ObisValue::Many(v) => v.iter().fold(String::new(), |mut out, s| {
-                let _ = write!(out, "({s})");
-                out
-            }),
-        };
+        // `(a)(b)`: the groups as the meter wrote them.
+        let text = value.to_string();
         out.push(Para { style: Style::new(), text: format!("  {key:width$} {text}"), indent: width + 3 });
     }
 }

@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use shared::decimal::Decimal;
-use shared::wire::{ObisValue, PortState, StatusMessage, TelegramMessage, Values};
+use shared::wire::{PortState, StatusMessage, TelegramMessage, Values};
 
 /// Most points the chart keeps (its span divided into this many slots).
 const MAX_POINTS: i64 = 1800;
@@ -265,13 +265,8 @@ pub fn render(page: &Page) -> String {
         msg.obis.len()
     );
     for (code, value) in &msg.obis {
-        let text = match value {
-            ObisValue::One(s) => format!("({s})"),
-            ObisValue::Many(list) => list.iter().fold(String::new(), |mut acc, s| {
-                let _ = write!(acc, "({s})");
-                acc
-            }),
-        };
+        // `(a)(b)`: the groups as the meter wrote them.
+        let text = value.to_string();
         let _ = writeln!(h, "<tr><td><code>{}</code></td><td><code>{}</code></td></tr>", escape(code), escape(&text));
     }
     h.push_str("</table></details>\n</main>\n");
@@ -772,7 +767,7 @@ mod tests {
         let mut msg = telegram("meter<kast>", "b", 9, "2024-06-01T12:00:00Z");
         msg.values.text_message = Some("<script>alert('x')</script> & \"quotes\"".into());
         msg.header = "ISK5<b>2M550T</b>".into();
-        msg.obis.insert("0-0:96.13.0".into(), ObisValue::One("<img src=x onerror=alert(1)>".into()));
+        msg.obis.insert("0-0:96.13.0", &shared::wire::ObisValue::One("<img src=x onerror=alert(1)>".into()));
         let mut history = History::new(15);
         history.push(&msg);
         let html = page_for(&msg, &history);

@@ -1,9 +1,7 @@
 //! Messages for unit tests: a three-phase DSMR 5 telegram with gas, built from the wire types directly.
 
-use std::collections::BTreeMap;
-
 use shared::decimal::Decimal;
-use shared::wire::{CrcStatus, Dialect, ObisValue, Origin, TelegramMessage, Values, SCHEMA_VERSION};
+use shared::wire::{CrcStatus, Dialect, ObisMap, ObisValue, Origin, TelegramMessage, Values, SCHEMA_VERSION};
 
 pub fn dec(text: &str) -> Decimal {
     text.parse().expect("decimal")
@@ -40,9 +38,9 @@ pub fn telegram(listener: &str, boot: &str, seq: u64, received_at: &str) -> Tele
         gas_m3: Some(dec("1621.615")),
         ..Values::default()
     };
-    let mut obis = BTreeMap::new();
-    obis.insert("1-0:1.7.0".into(), ObisValue::One("01.193*kW".into()));
-    obis.insert("0-1:24.2.1".into(), ObisValue::Many(vec!["240331015500S".into(), "01621.615*m3".into()]));
+    let mut obis = ObisMap::new();
+    obis.insert("1-0:1.7.0", &ObisValue::One("01.193*kW".into()));
+    obis.insert("0-1:24.2.1", &ObisValue::Many(vec!["240331015500S".into(), "01621.615*m3".into()]));
     TelegramMessage {
         schema: SCHEMA_VERSION,
         origin: Origin { listener: listener.into(), boot_id: boot.into() },

@@ -207,6 +207,56 @@ impl fmt::Display for Decimal {
     }
 }
 
+impl Decimal {
+    /// Appends the number as JSON, byte for byte what `serde_json` writes for this value's [`Serialize`] (an
+    /// integer when there are no decimals, otherwise the shortest text of the nearest `f64`), without the float
+    /// round trip: with at most 15 significant digits (and a mantissa that is an exact double, so `to_f64` is
+    /// correctly rounded) a decimal survives the trip to `f64` and back, so the shortest text *is* its digits with
+    /// trailing zeros dropped (keeping `.0`). Numbers a meter never writes
+    /// (more digits, or so large or small that the float formatter switches to exponents) take the float path.
+    pub(crate) fn write_json(self, out: &mut Vec<u8>) {
+        if self.scale == 0 {
+            out.extend_from_slice(itoa::Buffer::new().format(self.mantissa).as_bytes());
+            return;
+        }
+        let (mut digits, mut scale) = (self.mantissa.unsigned_abs(), usize::from(self.scale));
+        while scale > 0 && digits % 10 == 0 {
+            digits /= 10;
+            scale -= 1;
+        }
+        if digits == 0 {
+            out.extend_from_slice(b"0.0");
+            return;
+        }
+        let mut buf = itoa::Buffer::new();
+        let text = buf.format(digits).as_bytes();
+        // The power of ten of the first significant digit.
+        let exponent = text.len() as isize - scale as isize - 1;
+        // `to_f64` is correctly rounded only while the mantissa itself is an exact double.
+        if text.len() > 15 || !(-5..=14).contains(&exponent) || self.mantissa.unsigned_abs() > 1 << 53 {
+            // Serialising an f64 into a Vec cannot fail.
+            let _ = serde_json::to_writer(out, &self.to_f64());
+            return;
+        }
+        if self.mantissa < 0 {
+            out.push(b'-');
+        }
+        if scale == 0 {
+            out.extend_from_slice(text);
+            out.extend_from_slice(b".0");
+        } else if text.len() > scale {
+            let (int, frac) = text.split_at(text.len() - scale);
+            out.extend_from_slice(int);
+            out.push(b'.');
+            out.extend_from_slice(frac);
+        } else {
+            out.extend_from_slice(b"0.");
+            out.resize(out.len() + scale - text.len(), b'0');
+            out.extend_from_slice(text);
+        }
+    }
+}
+
 impl Serialize for Decimal {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         if self.scale == 0 {
@@ -282,6 +332,40 @@ mod tests {
             assert_eq!(serde_json::to_string(&d).expect("serialises"), json);
             let back: Decimal = serde_json::from_str(json).expect("reads back");
             assert_eq!(back, d);
+        }
+    }
+
+    /// The hand-written JSON must be byte-identical to serde's, over every scale and digit count and the
+    /// boundaries where the float formatter switches to exponents.
+    #[test]
+    fn write_json_matches_serde() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut cases: Vec<Decimal> = Vec::new();
+        for scale in 0..=MAX_SCALE {
+            for digits in 0..=18u32 {
+                for _ in 0..40 {
+                    let m = (next() % 10u64.pow(digits).max(1)) as i64;
+                    let m = if next() % 2 == 0 { -m } else { m };
+                    cases.push(Decimal::new(m, scale));
+                    cases.push(Decimal::new(m - m % 1000, scale));
+                }
+                cases.push(Decimal::new(10i64.pow(digits) - 1, scale));
+                cases.push(Decimal::new(10i64.pow(digits), scale));
+                cases.push(Decimal::new(-(10i64.pow(digits)), scale));
+            }
+        }
+        cases.extend([Decimal::new(i64::MAX, 0), Decimal::new(i64::MIN, 3), Decimal::new(i64::MIN + 1, 15)]);
+        for d in cases {
+            let mut out = Vec::new();
+            d.write_json(&mut out);
+            let want = serde_json::to_vec(&d).expect("serialises");
+            assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&want), "{d:?}");
         }
     }
 

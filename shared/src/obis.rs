@@ -94,50 +94,57 @@ impl Obis {
     /// at the first byte that cannot continue it; the caller decides whether what follows is acceptable.
     #[allow(clippy::many_single_char_names)] // The standard names the groups A to F.
     pub fn parse_prefix(bytes: &[u8]) -> Result<(Obis, usize), SyntaxError> {
-        // One pass over the bytes: this runs once per line, so it avoids per-field calls and results.
+        // One field after the other, each a tight digit loop: this runs once per line of every telegram.
         const SEPARATORS: [u8; 5] = [b'-', b':', b'.', b'.', b'*'];
-        let mut fields = [0u8; 5];
+        let mut fields = [0u8; 6];
         let mut field = 0;
-        let mut start = 0;
-        let mut value: u32 = 0;
         let mut pos = 0;
-        while let Some(&b) = bytes.get(pos) {
-            if b.is_ascii_digit() {
-                value = value * 10 + u32::from(b - b'0');
-                if value > 255 {
-                    return Err(SyntaxError::Range { column: start + 1 });
+        loop {
+            let start = pos;
+            let mut value: u32 = 0;
+            if field == 2 {
+                if let Some(&letter @ (b'C' | b'F' | b'L' | b'P')) = bytes.get(pos) {
+                    value = match letter {
+                        b'C' => 96,
+                        b'F' => 97,
+                        b'L' => 98,
+                        _ => 99,
+                    };
+                    pos += 1;
+                    if bytes.get(pos).is_some_and(u8::is_ascii_digit) {
+                        return Err(SyntaxError::Reference { column: pos + 1 });
+                    }
                 }
-            } else if field == 2 && pos == start && matches!(b, b'C' | b'F' | b'L' | b'P') {
-                value = match b {
-                    b'C' => 96,
-                    b'F' => 97,
-                    b'L' => 98,
-                    _ => 99,
-                };
-                if bytes.get(pos + 1).is_some_and(u8::is_ascii_digit) {
-                    return Err(SyntaxError::Reference { column: pos + 2 });
-                }
-            } else if pos > start && field < SEPARATORS.len() && b == SEPARATORS[field] {
-                // `value <= 255` was checked digit by digit.
-                fields[field] = value as u8;
-                field += 1;
-                start = pos + 1;
-                value = 0;
-            } else {
-                break;
             }
-            pos += 1;
+            if pos == start {
+                while let Some(&b) = bytes.get(pos) {
+                    let digit = b.wrapping_sub(b'0');
+                    if digit > 9 {
+                        break;
+                    }
+                    value = value * 10 + u32::from(digit);
+                    if value > 255 {
+                        return Err(SyntaxError::Range { column: start + 1 });
+                    }
+                    pos += 1;
+                }
+                if pos == start {
+                    return Err(SyntaxError::Reference { column: pos + 1 });
+                }
+            }
+            // `value <= 255` was checked digit by digit.
+            fields[field] = value as u8;
+            match SEPARATORS.get(field) {
+                Some(&sep) if bytes.get(pos) == Some(&sep) => {
+                    pos += 1;
+                    field += 1;
+                }
+                _ if field < 4 => return Err(SyntaxError::Reference { column: pos + 1 }),
+                _ => break,
+            }
         }
-        if pos == start || field < 4 {
-            return Err(SyntaxError::Reference { column: pos + 1 });
-        }
-        let [a, b, c, d, e] = fields;
-        let obis = if field == 4 {
-            Obis { a, b, c, d, e: value as u8, f: None }
-        } else {
-            Obis { a, b, c, d, e, f: Some(value as u8) }
-        };
-        Ok((obis, pos))
+        let [a, b, c, d, e, f] = fields;
+        Ok((Obis { a, b, c, d, e, f: (field == 5).then_some(f) }, pos))
     }
 }
 
@@ -171,6 +178,8 @@ pub struct Groups<'a> {
     /// Starts with `(` and ends with `)` (or is empty); no `(` or `)` inside a group.
     text: &'a str,
     len: usize,
+    /// No group holds a control character, `"` or `\` (nothing to escape in JSON).
+    plain: bool,
 }
 
 impl<'a> Groups<'a> {
@@ -180,20 +189,26 @@ impl<'a> Groups<'a> {
         let bytes = text.as_bytes();
         let mut pos = 0;
         let mut len = 0;
-        // Groups are a few bytes long: a plain loop beats a vectorised search's setup here.
+        let mut plain = true;
         while let Some(&open) = bytes.get(pos) {
             if open != b'(' {
                 return Err(SyntaxError::Stray { column: column_offset + pos + 1, found: open });
             }
-            let body = bytes.get(pos + 1..).unwrap_or_default();
-            match body.iter().position(|&b| b == b')' || b == b'(') {
-                Some(end) if body[end] == b')' => pos += end + 2,
-                Some(end) => return Err(SyntaxError::Nested { column: column_offset + pos + end + 2 }),
-                None => return Err(SyntaxError::Unclosed { column: column_offset + pos + 1 }),
+            // Groups are a few bytes long: a plain loop beats a vectorised search's setup here.
+            let mut i = pos + 1;
+            loop {
+                match bytes.get(i) {
+                    Some(b')') => break,
+                    Some(b'(') => return Err(SyntaxError::Nested { column: column_offset + i + 1 }),
+                    Some(&b) => plain &= b >= 0x20 && b != b'"' && b != b'\\',
+                    None => return Err(SyntaxError::Unclosed { column: column_offset + pos + 1 }),
+                }
+                i += 1;
             }
+            pos = i + 1;
             len += 1;
         }
-        Ok(Groups { text, len })
+        Ok(Groups { text, len, plain })
     }
 
     /// How many groups there are.
@@ -206,6 +221,12 @@ impl<'a> Groups<'a> {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Whether no group holds a control character, `"` or `\`: text JSON can take without escapes.
+    #[must_use]
+    pub fn is_plain(&self) -> bool {
+        self.plain
     }
 
     /// The `n`-th group's text (from 0).
@@ -445,6 +466,89 @@ mod tests {
         second_star: b"1-0:1.8.1*1*2(1)" => SyntaxError::Stray { column: 12, found: b'*' };
     }
 
+    /// The first, one-loop version of [`Obis::parse_prefix`], kept as the reference the faster one must match.
+    #[allow(clippy::many_single_char_names)]
+    fn reference_parse_prefix(bytes: &[u8]) -> Result<(Obis, usize), SyntaxError> {
+        // One pass over the bytes: this runs once per line, so it avoids per-field calls and results.
+        const SEPARATORS: [u8; 5] = [b'-', b':', b'.', b'.', b'*'];
+        let mut fields = [0u8; 5];
+        let mut field = 0;
+        let mut start = 0;
+        let mut value: u32 = 0;
+        let mut pos = 0;
+        while let Some(&b) = bytes.get(pos) {
+            if b.is_ascii_digit() {
+                value = value * 10 + u32::from(b - b'0');
+                if value > 255 {
+                    return Err(SyntaxError::Range { column: start + 1 });
+                }
+            } else if field == 2 && pos == start && matches!(b, b'C' | b'F' | b'L' | b'P') {
+                value = match b {
+                    b'C' => 96,
+                    b'F' => 97,
+                    b'L' => 98,
+                    _ => 99,
+                };
+                if bytes.get(pos + 1).is_some_and(u8::is_ascii_digit) {
+                    return Err(SyntaxError::Reference { column: pos + 2 });
+                }
+            } else if pos > start && field < SEPARATORS.len() && b == SEPARATORS[field] {
+                // `value <= 255` was checked digit by digit.
+                fields[field] = value as u8;
+                field += 1;
+                start = pos + 1;
+                value = 0;
+            } else {
+                break;
+            }
+            pos += 1;
+        }
+        if pos == start || field < 4 {
+            return Err(SyntaxError::Reference { column: pos + 1 });
+        }
+        let [a, b, c, d, e] = fields;
+        let obis = if field == 4 {
+            Obis { a, b, c, d, e: value as u8, f: None }
+        } else {
+            Obis { a, b, c, d, e, f: Some(value as u8) }
+        };
+        Ok((obis, pos))
+    }
+
+    #[test]
+    fn parse_prefix_matches_the_reference_version() {
+        const ALPHABET: &[u8] = b"0125-:.*CFLPx(9";
+        let mut inputs: Vec<Vec<u8>> = vec![b"1-0:1.8.1(1)".to_vec(), b"0-0:C.1.0".to_vec(), b"1-0:1.8.1*255".to_vec()];
+        for a in ALPHABET {
+            for b in ALPHABET {
+                for c in ALPHABET {
+                    inputs.push(vec![*a, *b, *c]);
+                }
+            }
+        }
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 16) as usize;
+            // Mostly well-formed references with one random byte changed, so deep paths are reached.
+            let mut v = b"01-00:096.13.001*255(".to_vec();
+            v.truncate(len + 5);
+            let at = (x >> 8) as usize % v.len();
+            v[at] = ALPHABET[(x >> 16) as usize % ALPHABET.len()];
+            inputs.push(v);
+        }
+        for input in inputs {
+            assert_eq!(
+                Obis::parse_prefix(&input),
+                reference_parse_prefix(&input),
+                "{:?}",
+                input.escape_ascii().to_string()
+            );
+        }
+    }
+
     #[test]
     fn reference_round_trips_through_display() {
         for text in ["1-0:1.8.1", "0-1:24.2.1", "1-0:1.8.1*255", "0-0:96.1.4"] {
@@ -455,6 +559,15 @@ mod tests {
         assert!(Obis::new(1, 0, 1, 8, 1).is_current());
         assert!("1-0:1.8.1*255".parse::<Obis>().expect("parses").is_current());
         assert!(!"1-0:1.8.1*1".parse::<Obis>().expect("parses").is_current());
+    }
+
+    #[test]
+    fn groups_know_whether_they_need_escapes() {
+        for (text, plain) in
+            [("(1)(a*b)()", true), ("(a\"b)", false), ("(1)(a\\b)", false), ("(\t)", false), ("(é)", true)]
+        {
+            assert_eq!(Groups::parse(text, 0).expect("parses").is_plain(), plain, "{text}");
+        }
     }
 
     #[test]

@@ -34,15 +34,12 @@
 //! Tariff `0-0:96.14.0`: Dutch meters count low tariff in register 1 and normal in 2; Belgian meters the other
 //! way round. Luxembourg and other meters get no tariff name.
 
-use std::collections::btree_map::Entry;
-use std::collections::BTreeMap;
-
 use jiff::tz::TimeZone;
 
 use crate::decimal::{Decimal, DecimalError};
-use crate::obis::{self, Groups, Line, SyntaxError};
+use crate::obis::{self, Groups, Line, Obis, SyntaxError};
 use crate::timestamp::{MeterTime, TimestampError};
-use crate::wire::{CapacityMonth, Device, DeviceKind, Dialect, LineError, ObisValue, PowerFailure, TariffName, Values};
+use crate::wire::{CapacityMonth, Device, DeviceKind, Dialect, LineError, ObisMap, PowerFailure, TariffName, Values};
 
 /// The most characters of a bad line kept in its [`LineError`].
 pub const MAX_ERROR_TEXT: usize = 200;
@@ -56,8 +53,8 @@ pub struct Parsed {
     pub header: String,
     /// Named values.
     pub values: Values,
-    /// Every data line, keyed by its reference as written.
-    pub obis: BTreeMap<String, ObisValue>,
+    /// Every data line, keyed by its reference as written, in order.
+    pub obis: ObisMap,
     /// Lines that could not be read.
     pub errors: Vec<LineError>,
 }
@@ -65,11 +62,11 @@ pub struct Parsed {
 /// Parses one framed telegram. Never fails and never panics: see the module documentation.
 #[must_use]
 pub fn parse(text: &[u8], zone: &TimeZone) -> Parsed {
-    let builder = Builder::new(zone);
     match std::str::from_utf8(text) {
         // The usual case: the whole telegram is checked as text once, not line by line.
-        Ok(whole) => builder.run(obis::text_lines(whole).map(|(n, line)| (n, line.as_bytes(), Ok(line)))),
-        Err(_) => builder.run(obis::lines(text).map(|(n, line)| {
+        Ok(whole) => Builder::new(zone, text.len(), Some(whole))
+            .run(obis::text_lines(whole).map(|(n, line)| (n, line.as_bytes(), Ok(line)))),
+        Err(_) => Builder::new(zone, text.len(), None).run(obis::lines(text).map(|(n, line)| {
             let text = std::str::from_utf8(line).map_err(|e| SyntaxError::NotText { column: e.valid_up_to() + 1 });
             (n, line, text)
         })),
@@ -154,19 +151,23 @@ struct Slot {
     gas_form: bool,
 }
 
-/// A DSMR 2.2/3.0 `24.3.0` line whose value line may follow.
+/// A DSMR 2.2/3.0 `24.3.0` line (the last one in the OBIS map) whose value line may follow.
 struct PendingGas {
-    /// Its key in the OBIS map.
-    key: String,
     channel: usize,
 }
 
-struct Builder<'z> {
+struct Builder<'z, 't> {
     zone: &'z TimeZone,
+    /// The whole telegram when it is text: the OBIS map refers into its copy of it.
+    source: Option<&'t str>,
     values: Values,
-    obis: BTreeMap<String, ObisValue>,
-    /// The last suffix used per repeated reference (empty, and allocation-free, for normal telegrams).
-    repeats: BTreeMap<String, u32>,
+    obis: ObisMap,
+    /// The reference of each OBIS map entry, packed into a number: finding a repeated key compares numbers, and
+    /// only on a match the text.
+    keys: Vec<u64>,
+    /// An open-addressing set of the packed references seen (0 = empty slot; a packed reference is never 0
+    /// because the table stores it plus one): a new line is usually answered by one probe.
+    seen: Vec<u64>,
     errors: Vec<LineError>,
     devices: [Slot; 4],
     pending_gas: Option<PendingGas>,
@@ -174,13 +175,20 @@ struct Builder<'z> {
     last_line: u32,
 }
 
-impl<'z> Builder<'z> {
-    fn new(zone: &'z TimeZone) -> Self {
+impl<'z, 't> Builder<'z, 't> {
+    fn new(zone: &'z TimeZone, len: usize, source: Option<&'t str>) -> Self {
+        // A data line takes 20 to 30 bytes.
+        let lines = len / 20 + 4;
         Builder {
             zone,
+            source,
             values: Values::default(),
-            obis: BTreeMap::new(),
-            repeats: BTreeMap::new(),
+            obis: match source {
+                Some(text) => ObisMap::with_source(text, lines),
+                None => ObisMap::with_capacity(lines, len),
+            },
+            keys: Vec::with_capacity(lines),
+            seen: vec![0; (lines * 2).next_power_of_two().max(64)],
             errors: Vec::new(),
             devices: Default::default(),
             pending_gas: None,
@@ -196,7 +204,7 @@ impl<'z> Builder<'z> {
         self.errors.push(LineError { line, text, reason });
     }
 
-    fn run<'t>(mut self, mut lines: impl Iterator<Item = NumberedLine<'t>>) -> Parsed {
+    fn run(mut self, mut lines: impl Iterator<Item = NumberedLine<'t>>) -> Parsed {
         let mut end = None;
         let header = match lines.next() {
             Some((number, first, _)) if first.first() == Some(&b'/') => {
@@ -221,7 +229,7 @@ impl<'z> Builder<'z> {
         self.finish(header, end)
     }
 
-    fn line(&mut self, number: u32, raw: &[u8], text: Result<&str, SyntaxError>) {
+    fn line(&mut self, number: u32, raw: &'t [u8], text: Result<&'t str, SyntaxError>) {
         self.last_line = number;
         let trimmed = raw.trim_ascii();
         if trimmed.is_empty() {
@@ -238,40 +246,68 @@ impl<'z> Builder<'z> {
         };
         let o = line.obis;
         let old_gas = o.a == 0 && (1..=4).contains(&o.b) && (o.c, o.d, o.e) == (24, 3, 0);
-        let key = self.insert(line.reference, &line.groups, old_gas);
+        self.insert(line.reference, o, &line.groups);
         if !o.is_current() {
             return;
         }
         if let Err(err) = self.interpret(&line) {
             self.error(number, raw, err.to_string());
         }
-        if let (true, Some(key)) = (old_gas && line.groups.len() < 7, key) {
-            self.pending_gas = Some(PendingGas { key, channel: usize::from(o.b - 1) });
+        if old_gas && line.groups.len() < 7 {
+            self.pending_gas = Some(PendingGas { channel: usize::from(o.b - 1) });
         }
     }
 
-    /// Adds a line to the OBIS map; returns the key used when asked to.
-    fn insert(&mut self, reference: &str, groups: &Groups<'_>, want_key: bool) -> Option<String> {
-        let value = obis_value(groups);
-        if let Entry::Vacant(slot) = self.obis.entry(reference.to_owned()) {
-            let key = want_key.then(|| slot.key().clone());
-            slot.insert(value);
-            return key;
-        }
-        let n = self.repeats.entry(reference.to_owned()).or_insert(1);
-        loop {
-            *n += 1;
-            // References hold no `#`, so a suffixed key can only collide with an earlier suffixed key.
-            if let Entry::Vacant(slot) = self.obis.entry(format!("{reference}#{n}")) {
-                let key = want_key.then(|| slot.key().clone());
-                slot.insert(value);
-                return key;
+    /// Adds a line to the OBIS map. A reference written before gets `#2`, `#3`, ... (references hold no `#`, so
+    /// a suffixed key can only meet earlier suffixes of the same reference, and those are numbered in order).
+    fn insert(&mut self, reference: &'t str, obis: Obis, groups: &Groups<'t>) {
+        let packed = pack(obis);
+        let suffix = if self.first_sight(packed) { None } else { self.suffix(reference, packed) };
+        self.obis.push_new(self.source, reference, suffix, groups.iter(), groups.is_plain());
+        self.keys.push(packed);
+    }
+
+    /// Whether no line so far had this packed reference (and remembers it).
+    fn first_sight(&mut self, packed: u64) -> bool {
+        let mask = self.seen.len() - 1;
+        let want = packed + 1;
+        // Fibonacci hashing spreads the packed fields over the table.
+        let mut slot = (want.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as usize & mask;
+        for _ in 0..self.seen.len() {
+            match self.seen[slot] {
+                0 => {
+                    if self.keys.len() * 2 < self.seen.len() {
+                        self.seen[slot] = want;
+                        return true;
+                    }
+                    // The table is half full (a telegram of hundreds of lines): answer from the list instead.
+                    return !self.keys.contains(&packed);
+                }
+                k if k == want => return false,
+                _ => slot = (slot + 1) & mask,
             }
         }
+        !self.keys.contains(&packed)
+    }
+
+    /// The `#n` a line needs when its reference has the same fields as an earlier one, or `None` when the
+    /// earlier ones were spelled differently (`1-0:01.8.1` and `1-0:1.8.1` are different keys).
+    fn suffix(&self, reference: &str, packed: u64) -> Option<u32> {
+        let mut repeated = false;
+        let mut earlier_suffixes = 0;
+        for (i, _) in self.keys.iter().enumerate().filter(|(_, &k)| k == packed) {
+            let key = self.obis.key_at(i);
+            if key == reference {
+                repeated = true;
+            } else if key.strip_prefix(reference).is_some_and(|rest| rest.starts_with('#')) {
+                earlier_suffixes += 1;
+            }
+        }
+        repeated.then_some(earlier_suffixes + 2)
     }
 
     /// A line that starts with `(`: the value line of a DSMR 2.2/3.0 gas reading.
-    fn continuation(&mut self, number: u32, raw: &[u8], trimmed: &[u8]) {
+    fn continuation(&mut self, number: u32, raw: &'t [u8], trimmed: &'t [u8]) {
         let Some(pending) = self.pending_gas.take() else {
             return self.error(number, raw, "a value line without a 0-n:24.3.0 line before it".into());
         };
@@ -283,14 +319,8 @@ impl<'z> Builder<'z> {
             Ok(groups) => groups,
             Err(err) => return self.error(number, raw, err.to_string()),
         };
-        if let Some(entry) = self.obis.get_mut(&pending.key) {
-            let mut all = match std::mem::replace(entry, ObisValue::Many(Vec::new())) {
-                ObisValue::One(one) => vec![one],
-                ObisValue::Many(many) => many,
-            };
-            all.extend(groups.iter().map(str::to_owned));
-            *entry = if all.len() == 1 { ObisValue::One(all.swap_remove(0)) } else { ObisValue::Many(all) };
-        }
+        // The `24.3.0` line is the last one in the map: any other data line clears `pending_gas`.
+        self.obis.extend_last(self.source, groups.iter(), groups.is_plain());
         let Some(first) = groups.get(0) else { return };
         match reading_value(first) {
             Ok((value, unit)) => {
@@ -572,15 +602,10 @@ fn detect(header: &str, version: Option<&str>, hints: &Hints, has_crc: bool) -> 
     }
 }
 
-/// The groups of a line as they go into the OBIS map: one group is a string, zero or several a list.
-fn obis_value(groups: &Groups<'_>) -> ObisValue {
-    if groups.len() == 1 {
-        ObisValue::One(groups.iter().next().unwrap_or_default().to_owned())
-    } else {
-        let mut all = Vec::with_capacity(groups.len());
-        all.extend(groups.iter().map(str::to_owned));
-        ObisValue::Many(all)
-    }
+/// A reference as one number (equal references give equal numbers; the converse is checked on the text).
+fn pack(o: Obis) -> u64 {
+    let f = o.f.map_or(0, |f| 0x100 | u64::from(f));
+    u64::from(o.a) | u64::from(o.b) << 8 | u64::from(o.c) << 16 | u64::from(o.d) << 24 | u64::from(o.e) << 32 | f << 40
 }
 
 /// Sets a value unless an earlier line already did (the first occurrence of a code wins).
@@ -747,6 +772,7 @@ fn capacity_history(g: &Groups<'_>, zone: &TimeZone, milli: &mut bool) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::ObisValue;
 
     fn ams() -> TimeZone {
         TimeZone::get("Europe/Amsterdam").expect("bundled tzdb")
@@ -862,7 +888,7 @@ mod tests {
         let d = &p.values.devices[0];
         assert_eq!((d.channel, d.kind, d.unit.as_deref(), d.valve), (1, DeviceKind::Gas, Some("m3"), Some(1)));
         let raw = ["090212160000", "00", "60", "1", "0-1:24.2.1", "m3", "00001.001"].map(String::from).to_vec();
-        assert_eq!(p.obis.get("0-1:24.3.0"), Some(&ObisValue::Many(raw)));
+        assert_eq!(p.obis.get("0-1:24.3.0").map(|v| v.to_value()), Some(ObisValue::Many(raw)));
         assert_eq!(p.obis.len(), 5);
     }
 
@@ -877,16 +903,40 @@ mod tests {
     #[test]
     fn repeated_references_get_suffixes() {
         let p = parse_lines("XMX5TEST", &["0-0:96.13.0()", "0-0:96.13.0(41)", "0-0:96.13.0(42)"]);
-        let keys: Vec<&str> = p.obis.keys().map(String::as_str).collect();
+        let keys: Vec<&str> = p.obis.keys().collect();
         assert_eq!(keys, ["0-0:96.13.0", "0-0:96.13.0#2", "0-0:96.13.0#3"]);
-        assert_eq!(p.obis["0-0:96.13.0#3"], ObisValue::One("42".into()));
+        assert_eq!(p.obis.get("0-0:96.13.0#3").expect("line").to_value(), ObisValue::One("42".into()));
         let many: Vec<String> = (0..12).map(|i| format!("0-0:96.13.0({i:02})")).collect();
         let many: Vec<&str> = many.iter().map(String::as_str).collect();
         let p = parse_lines("XMX5TEST", &many);
         assert_eq!(p.obis.len(), 12);
-        assert_eq!(p.obis["0-0:96.13.0"], ObisValue::One("00".into()));
-        assert_eq!(p.obis["0-0:96.13.0#10"], ObisValue::One("09".into()));
-        assert_eq!(p.obis["0-0:96.13.0#12"], ObisValue::One("11".into()));
+        assert_eq!(p.obis.get("0-0:96.13.0").expect("line").to_value(), ObisValue::One("00".into()));
+        assert_eq!(p.obis.get("0-0:96.13.0#10").expect("line").to_value(), ObisValue::One("09".into()));
+        assert_eq!(p.obis.get("0-0:96.13.0#12").expect("line").to_value(), ObisValue::One("11".into()));
+    }
+
+    #[test]
+    fn repeats_are_found_in_telegrams_of_hundreds_of_lines() {
+        // Short lines, so the table sized from the telegram's length runs past half full.
+        let mut lines: Vec<String> = (0..250).map(|i| format!("0-{}:{}.0.0()", i % 5, i / 5)).collect();
+        lines.extend((0..250).step_by(7).map(|i| format!("0-{}:{}.0.0(again)", i % 5, i / 5)));
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let p = parse_lines("XMX5TEST", &lines);
+        assert_eq!(p.obis.len(), lines.len());
+        assert_eq!(p.obis.keys().filter(|k| k.ends_with("#2")).count(), (0..250).step_by(7).count());
+        assert_eq!(p.obis.get("0-3:47.0.0#2").expect("line").to_value(), ObisValue::One("again".into()));
+        assert_eq!(p.obis.get("0-0:0.0.0").expect("line").to_value(), ObisValue::One(String::new()));
+    }
+
+    #[test]
+    fn suffixes_follow_the_exact_spelling() {
+        let p = parse_lines(
+            "XMX5TEST",
+            &["1-0:1.8.1(1*kWh)", "1-0:01.8.1(2*kWh)", "1-0:1.8.1(3*kWh)", "1-0:01.8.1(4*kWh)"],
+        );
+        assert_eq!(p.obis.keys().collect::<Vec<_>>(), ["1-0:1.8.1", "1-0:01.8.1", "1-0:1.8.1#2", "1-0:01.8.1#2"]);
+        assert_eq!(p.obis.get("1-0:01.8.1#2").expect("line").to_value(), ObisValue::One("4*kWh".into()));
+        assert_eq!(p.values.energy_import_t1_kwh, dec("1"), "the first occurrence wins");
     }
 
     #[test]
@@ -982,7 +1032,7 @@ mod tests {
     #[test]
     fn bad_known_value_is_still_in_the_obis_map() {
         let p = parse_lines("XMX5TEST", &["1-0:1.7.0(00.1x*kW)"]);
-        assert_eq!(p.obis["1-0:1.7.0"], ObisValue::One("00.1x*kW".into()));
+        assert_eq!(p.obis.get("1-0:1.7.0").expect("line").to_value(), ObisValue::One("00.1x*kW".into()));
         assert_eq!(p.values.power_import_kw, None);
     }
 

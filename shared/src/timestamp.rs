@@ -82,7 +82,7 @@ impl MeterTime {
 impl MeterTime {
     /// Writes `YYYY-MM-DDThh:mm:ss+hh:mm` into a fixed buffer: this runs for every stamp of every telegram (a
     /// Belgian one has 30), and going through `fmt` machinery costs several times more.
-    fn rfc3339(&self) -> [u8; 25] {
+    pub(crate) fn rfc3339(&self) -> [u8; 25] {
         fn two(out: &mut [u8], v: i32) {
             let v = v.unsigned_abs() % 100;
             out[0] = b'0' + (v / 10) as u8;

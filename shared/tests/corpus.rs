@@ -299,7 +299,9 @@ corpus_values! {
 fn dsmr22_and_30_gas_spans_two_lines() {
     for name in ["dsmr22.txt", "dsmr30.txt"] {
         let p = parsed(name);
-        let ObisValue::Many(groups) = &p.obis["0-1:24.3.0"] else { panic!("{name}: one group") };
+        let ObisValue::Many(groups) = &p.obis.get("0-1:24.3.0").expect("line").to_value() else {
+            panic!("{name}: one group")
+        };
         assert_eq!(groups.len(), 7, "{name}: the value line is merged");
         assert_eq!(groups[5], "m3");
         let gas = &p.values.devices[0];
@@ -329,7 +331,7 @@ fn text_messages_are_decoded() {
     let long = "Let op: uw slimme meter krijgt binnenkort nieuwe software. ".repeat(20);
     let p = parsed("dsmr50_long_message.txt");
     assert_eq!(p.values.text_message.as_deref(), Some(&long[..1024]));
-    let ObisValue::One(raw) = &p.obis["0-0:96.13.0"] else { panic!("one group") };
+    let ObisValue::One(raw) = &p.obis.get("0-0:96.13.0").expect("line").to_value() else { panic!("one group") };
     assert_eq!(raw.len(), 2048, "the raw hex is kept");
 }
 
@@ -339,8 +341,8 @@ fn star_255_references_are_kept_as_written() {
     let (_, digits) = shared::frame::split_trailer(&raw).expect("trailer");
     assert_eq!(digits.len(), 3, "unpadded CRC");
     let p = parse(&raw, &ams());
-    assert!(p.obis.keys().all(|k| k.ends_with("*255")), "{:?}", p.obis.keys());
-    assert_eq!(p.obis["1-0:1.8.1*255"], ObisValue::One("000907.226*kWh".into()));
+    assert!(p.obis.keys().all(|k| k.ends_with("*255")), "{:?}", p.obis.keys().collect::<Vec<_>>());
+    assert_eq!(p.obis.get("1-0:1.8.1*255").expect("line").to_value(), ObisValue::One("000907.226*kWh".into()));
 }
 
 #[test]
@@ -365,7 +367,11 @@ fn devices_are_found_by_type() {
     let kinds: Vec<_> = p.values.devices.iter().map(|d| (d.channel, d.kind, d.type_code)).collect();
     assert_eq!(kinds, [(1, DeviceKind::Gas, Some(3)), (2, DeviceKind::Water, Some(7))]);
     assert_eq!(p.values.devices[1].id.as_deref(), Some("8SAG1234567890"));
-    assert_eq!(p.obis["0-2:96.1.0"], ObisValue::One("3853414731323334353637383930".into()), "raw hex kept");
+    assert_eq!(
+        p.obis.get("0-2:96.1.0").expect("line").to_value(),
+        ObisValue::One("3853414731323334353637383930".into()),
+        "raw hex kept"
+    );
 
     let p = parsed("belgian_water_gas.txt");
     let gas = &p.values.devices[0];
@@ -379,10 +385,13 @@ fn devices_are_found_by_type() {
 #[test]
 fn unknown_codes_are_kept_raw() {
     let p = parsed("luxembourg_smarty.txt");
-    assert_eq!(p.obis["1-1:31.4.0"], ObisValue::Many(vec!["040*A".into(), "-040*A".into()]));
-    assert_eq!(p.obis["1-0:3.8.0"], ObisValue::One("000201.447*kvarh".into()));
-    assert_eq!(p.obis["0-0:17.0.0"], ObisValue::One("027.6*kVA".into()));
-    assert_eq!(p.obis["0-0:96.13.5"], ObisValue::One(String::new()));
+    assert_eq!(
+        p.obis.get("1-1:31.4.0").expect("line").to_value(),
+        ObisValue::Many(vec!["040*A".into(), "-040*A".into()])
+    );
+    assert_eq!(p.obis.get("1-0:3.8.0").expect("line").to_value(), ObisValue::One("000201.447*kvarh".into()));
+    assert_eq!(p.obis.get("0-0:17.0.0").expect("line").to_value(), ObisValue::One("027.6*kVA".into()));
+    assert_eq!(p.obis.get("0-0:96.13.5").expect("line").to_value(), ObisValue::One(String::new()));
 }
 
 #[test]
@@ -397,7 +406,7 @@ fn malformed_lines_are_reported_and_the_rest_survives() {
     assert!(p.errors[3].reason.contains("unit"), "{}", p.errors[3].reason);
     // The two lines that do not follow the grammar are not in the map; the two with bad values are, raw.
     assert_eq!(p.obis.len(), data_lines(&raw) - 1);
-    assert_eq!(p.obis["1-0:1.7.0"], ObisValue::One("00.7x1*kW".into()));
+    assert_eq!(p.obis.get("1-0:1.7.0").expect("line").to_value(), ObisValue::One("00.7x1*kW".into()));
     let v = &p.values;
     assert_eq!(p.dialect, Dialect::Dsmr5);
     assert_eq!(v.energy_import_kwh, d("808.522"));

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use shared::config::{Config, RawConfig};
 use shared::decimal::Decimal;
-use shared::wire::{encode, CrcStatus, Dialect, Message, ObisValue, Origin, TelegramMessage, Values, SCHEMA_VERSION};
+use shared::wire::{
+    encode, CrcStatus, Dialect, Message, ObisMap, ObisValue, Origin, TelegramMessage, Values, SCHEMA_VERSION,
+};
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// A group and port of this test process's own: tests in other processes use other groups.
@@ -88,8 +90,8 @@ pub fn telegram(listener: &str, boot: &str, seq: u64, at: Timestamp) -> Telegram
         gas_m3: Some(dec("1621.615")),
         ..Values::default()
     };
-    let mut obis = std::collections::BTreeMap::new();
-    obis.insert("1-0:1.7.0".into(), ObisValue::One("01.193*kW".into()));
+    let mut obis = ObisMap::new();
+    obis.insert("1-0:1.7.0", &ObisValue::One("01.193*kW".into()));
     TelegramMessage {
         schema: SCHEMA_VERSION,
         origin: Origin { listener: listener.into(), boot_id: boot.into() },

@@ -1,0 +1,364 @@
+//! The telegram message's JSON, written by hand.
+//!
+//! The listener writes one of these per telegram and the issue's budget for frame + parse + encode is a few
+//! microseconds. Going through serde costs several times more than the bytes are worth: every field name is
+//! escaped at run time, every string is escaped byte by byte, every exact decimal goes through a float formatter.
+//! This writer emits the same bytes as `serde_json` does for [`TelegramMessage`]'s derived `Serialize` (the derive
+//! stays the definition; tests compare the two byte for byte over the corpus and over generated messages), with
+//! field names as constants, strings checked eight bytes at a time and decimals written from their digits.
+
+use std::io::Write as _;
+
+use super::{
+    CapacityMonth, CrcStatus, Device, DeviceKind, Dialect, LineError, ObisMap, PowerFailure, TariffName,
+    TelegramMessage, Values,
+};
+use crate::decimal::Decimal;
+use crate::timestamp::MeterTime;
+
+/// Appends `message` as `{"type":"telegram",...}`.
+pub(super) fn telegram(out: &mut Vec<u8>, m: &TelegramMessage) {
+    out.extend_from_slice(b"{\"type\":\"telegram\",\"schema\":");
+    uint(out, u64::from(m.schema));
+    out.extend_from_slice(b",\"listener\":");
+    string(out, &m.origin.listener);
+    out.extend_from_slice(b",\"boot_id\":");
+    string(out, &m.origin.boot_id);
+    out.extend_from_slice(b",\"seq\":");
+    uint(out, m.seq);
+    out.extend_from_slice(b",\"received_at\":\"");
+    // jiff's `Display` is what its `Serialize` writes; it never holds a quote or a control character.
+    let _ = write!(out, "{}", m.received_at);
+    out.extend_from_slice(b"\",\"duration_ms\":");
+    uint(out, m.duration_ms);
+    out.extend_from_slice(match m.crc {
+        CrcStatus::Ok => b",\"crc\":\"ok\"",
+        CrcStatus::Absent => b",\"crc\":\"absent\"",
+    });
+    if m.encrypted {
+        out.extend_from_slice(b",\"encrypted\":true");
+    }
+    out.extend_from_slice(b",\"dialect\":\"");
+    out.extend_from_slice(dialect(m.dialect));
+    out.extend_from_slice(b"\",\"header\":");
+    string(out, &m.header);
+    out.extend_from_slice(b",\"values\":");
+    values(out, &m.values);
+    out.extend_from_slice(b",\"obis\":");
+    obis(out, &m.obis);
+    if !m.errors.is_empty() {
+        out.extend_from_slice(b",\"errors\":");
+        list(out, &m.errors, line_error);
+    }
+    out.push(b'}');
+}
+
+fn dialect(d: Dialect) -> &'static [u8] {
+    match d {
+        Dialect::Dsmr22 => b"nl-2.2",
+        Dialect::Dsmr3 => b"nl-3",
+        Dialect::Dsmr4 => b"nl-4",
+        Dialect::Dsmr5 => b"nl-5",
+        Dialect::Belgian => b"be",
+        Dialect::Luxembourg => b"lu",
+        Dialect::Other => b"other",
+    }
+}
+
+/// A value that writes itself as JSON.
+trait Json {
+    fn json(&self, out: &mut Vec<u8>);
+}
+
+impl Json for Decimal {
+    fn json(&self, out: &mut Vec<u8>) {
+        self.write_json(out);
+    }
+}
+
+impl Json for MeterTime {
+    fn json(&self, out: &mut Vec<u8>) {
+        out.push(b'"');
+        out.extend_from_slice(&self.rfc3339());
+        out.push(b'"');
+    }
+}
+
+impl Json for Option<MeterTime> {
+    fn json(&self, out: &mut Vec<u8>) {
+        match self {
+            Some(t) => t.json(out),
+            None => out.extend_from_slice(b"null"),
+        }
+    }
+}
+
+impl Json for String {
+    fn json(&self, out: &mut Vec<u8>) {
+        string(out, self);
+    }
+}
+
+impl Json for u8 {
+    fn json(&self, out: &mut Vec<u8>) {
+        uint(out, u64::from(*self));
+    }
+}
+
+impl Json for u16 {
+    fn json(&self, out: &mut Vec<u8>) {
+        uint(out, u64::from(*self));
+    }
+}
+
+impl Json for u64 {
+    fn json(&self, out: &mut Vec<u8>) {
+        uint(out, *self);
+    }
+}
+
+impl Json for TariffName {
+    fn json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(match self {
+            TariffName::Low => b"\"low\"",
+            TariffName::Normal => b"\"normal\"",
+        });
+    }
+}
+
+impl Json for DeviceKind {
+    fn json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(match self {
+            DeviceKind::Gas => b"\"gas\"",
+            DeviceKind::Heat => b"\"heat\"",
+            DeviceKind::Water => b"\"water\"",
+            DeviceKind::HeatCool => b"\"heat_cool\"",
+            DeviceKind::Other => b"\"other\"",
+        });
+    }
+}
+
+/// Writes the `Some` fields of a struct in order, as `"name":value`, comma-separated. `$sep` is the separator
+/// state: empty before the first field written, `,` after.
+macro_rules! optional_fields {
+    ($out:ident, $sep:ident, $s:expr; $($name:ident),* $(,)?) => {$(
+        if let Some(v) = &$s.$name {
+            $out.extend_from_slice($sep);
+            $out.extend_from_slice(concat!("\"", stringify!($name), "\":").as_bytes());
+            v.json($out);
+            $sep = b",";
+        }
+    )*};
+}
+
+/// Writes a non-empty list field (empty lists are left out), as `"name":[...]`.
+fn list_field<T>(out: &mut Vec<u8>, sep: &mut &'static [u8], name: &[u8], items: &[T], item: fn(&mut Vec<u8>, &T)) {
+    if items.is_empty() {
+        return;
+    }
+    out.extend_from_slice(sep);
+    out.extend_from_slice(name);
+    list(out, items, item);
+    *sep = b",";
+}
+
+fn values(out: &mut Vec<u8>, v: &Values) {
+    let mut sep: &'static [u8] = b"";
+    out.push(b'{');
+    optional_fields!(out, sep, v;
+        meter_time, equipment_id, version, tariff, tariff_name,
+        energy_import_kwh, energy_import_t1_kwh, energy_import_t2_kwh,
+        energy_export_kwh, energy_export_t1_kwh, energy_export_t2_kwh,
+        power_kw, power_import_kw, power_export_kw,
+        power_l1_kw, power_l2_kw, power_l3_kw,
+        power_import_l1_kw, power_import_l2_kw, power_import_l3_kw,
+        power_export_l1_kw, power_export_l2_kw, power_export_l3_kw,
+        voltage_l1_v, voltage_l2_v, voltage_l3_v,
+        current_l1_a, current_l2_a, current_l3_a,
+        voltage_sags_l1, voltage_sags_l2, voltage_sags_l3,
+        voltage_swells_l1, voltage_swells_l2, voltage_swells_l3,
+        power_failures, long_power_failures,
+    );
+    list_field(out, &mut sep, b"\"power_failure_log\":", &v.power_failure_log, power_failure);
+    optional_fields!(out, sep, v;
+        text_message, breaker_state, limiter_kw, fuse_a,
+        capacity_demand_kw, capacity_peak_kw, capacity_peak_at,
+    );
+    list_field(out, &mut sep, b"\"capacity_history\":", &v.capacity_history, capacity_month);
+    optional_fields!(out, sep, v; gas_m3, gas_at, water_m3, water_at, heat_gj, heat_at);
+    list_field(out, &mut sep, b"\"devices\":", &v.devices, device);
+    out.push(b'}');
+}
+
+fn power_failure(out: &mut Vec<u8>, p: &PowerFailure) {
+    out.extend_from_slice(b"{\"end\":");
+    p.end.json(out);
+    out.extend_from_slice(b",\"duration_s\":");
+    uint(out, p.duration_s);
+    out.push(b'}');
+}
+
+fn capacity_month(out: &mut Vec<u8>, c: &CapacityMonth) {
+    out.extend_from_slice(b"{\"month\":");
+    c.month.json(out);
+    out.extend_from_slice(b",\"at\":");
+    c.at.json(out);
+    out.extend_from_slice(b",\"kw\":");
+    c.kw.json(out);
+    out.push(b'}');
+}
+
+fn device(out: &mut Vec<u8>, d: &Device) {
+    out.extend_from_slice(b"{\"channel\":");
+    uint(out, u64::from(d.channel));
+    out.extend_from_slice(b",\"kind\":");
+    d.kind.json(out);
+    let mut sep: &'static [u8] = b",";
+    optional_fields!(out, sep, d; type_code, id, value, unit, at, valve);
+    let _ = sep;
+    out.push(b'}');
+}
+
+fn line_error(out: &mut Vec<u8>, e: &LineError) {
+    out.extend_from_slice(b"{\"line\":");
+    uint(out, u64::from(e.line));
+    out.extend_from_slice(b",\"text\":");
+    string(out, &e.text);
+    out.extend_from_slice(b",\"reason\":");
+    string(out, &e.reason);
+    out.push(b'}');
+}
+
+fn obis(out: &mut Vec<u8>, map: &ObisMap) {
+    // What a parsed telegram's map holds needs no escapes (the parser checked while reading the groups).
+    let write: fn(&mut Vec<u8>, &str) = if map.is_plain() { quoted } else { string };
+    out.push(b'{');
+    for (i, (key, value)) in map.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write(out, key);
+        out.push(b':');
+        if value.is_list() {
+            out.push(b'[');
+            for (j, group) in value.groups().enumerate() {
+                if j > 0 {
+                    out.push(b',');
+                }
+                write(out, group);
+            }
+            out.push(b']');
+        } else {
+            write(out, value.groups().next().unwrap_or_default());
+        }
+    }
+    out.push(b'}');
+}
+
+/// A string known to need no escapes.
+fn quoted(out: &mut Vec<u8>, s: &str) {
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+}
+
+fn list<T>(out: &mut Vec<u8>, items: &[T], item: fn(&mut Vec<u8>, &T)) {
+    out.push(b'[');
+    for (i, x) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        item(out, x);
+    }
+    out.push(b']');
+}
+
+fn uint(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// Writes a JSON string exactly as `serde_json` does: `"` and `\` escaped, `\b \f \n \r \t` short, other control
+/// characters as `\u00xx` (lower-case hex), everything else (DEL and non-ASCII included) as it is.
+pub(crate) fn string(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let clean = clean_prefix(bytes);
+    out.extend_from_slice(&bytes[..clean]);
+    if clean < bytes.len() {
+        escape_slow(out, &bytes[clean..]);
+    }
+    out.push(b'"');
+}
+
+/// How many leading bytes need no escape, checked a word at a time (a clean word is the usual case).
+pub(super) fn clean_prefix(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut done = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        // Exact tests for "some byte is below 0x20" and "some byte is zero" (after xor with '"' or '\').
+        let control = w.wrapping_sub(ONES * 0x20) & !w;
+        let quote = (w ^ (ONES * u64::from(b'"'))).wrapping_sub(ONES) & !(w ^ (ONES * u64::from(b'"')));
+        let slash = (w ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES) & !(w ^ (ONES * u64::from(b'\\')));
+        if (control | quote | slash) & HIGH != 0 {
+            break;
+        }
+        done += 8;
+    }
+    done + bytes[done..].iter().position(|&b| needs_escape(b)).unwrap_or(bytes.len() - done)
+}
+
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+fn escape_slow(out: &mut Vec<u8>, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for &b in bytes {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0..0x20 => {
+                out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+            }
+            _ => out.push(b),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_are_escaped_like_serde_json() {
+        let mut all: String = (0u8..0x80).map(char::from).collect();
+        all.push_str("é€😀\u{7f}");
+        let mut cases = vec![String::new(), all.clone(), "plain ascii text over eight bytes".into()];
+        // Every position within and across words.
+        for len in 0..20 {
+            for at in 0..len {
+                for special in ['"', '\\', '\n', '\u{1}', '\u{1f}', ' ', '~', '\u{7f}', 'é'] {
+                    let mut s: String = "x".repeat(len);
+                    s.replace_range(at..=at, &special.to_string());
+                    cases.push(s);
+                }
+            }
+        }
+        for s in cases {
+            let mut out = Vec::new();
+            string(&mut out, &s);
+            assert_eq!(out, serde_json::to_vec(&s).expect("serialises"), "{s:?}");
+        }
+    }
+}

@@ -1,0 +1,551 @@
+//! The lossless OBIS map of a telegram message: every line, keyed by its reference, in the meter's order.
+//!
+//! A telegram has 20 to 60 lines. Holding each as a `String` key and a `String` (or `Vec<String>`) value cost
+//! about a hundred heap allocations per telegram, which was most of the parser's time. [`ObisMap`] keeps all keys
+//! and values in one text buffer with two index vectors: a handful of allocations whatever the telegram holds.
+//!
+//! On the wire it is a JSON object: one group is a string, zero or several groups an array
+//! (`"1-0:1.8.1": "001164.722*kWh"`, `"0-1:24.2.1": ["200310123504W", "01621.615*m3"]`). Keys keep the order
+//! the lines had in the telegram and are unique (the parser suffixes a repeated reference with `#2`, `#3`, ...).
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::ObisValue;
+
+/// A byte range of [`ObisMap::text`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    key: Span,
+    /// The entry's groups: `groups[first..end]`.
+    first: u32,
+    end: u32,
+    /// Written as an array (zero or several groups, or one group that arrived as an array).
+    list: bool,
+}
+
+/// Every data line of a telegram, in order: see the module documentation.
+#[derive(Clone)]
+pub struct ObisMap {
+    /// Keys and group texts. The parser starts it as a copy of the whole telegram and points into it.
+    text: String,
+    entries: Vec<Entry>,
+    groups: Vec<Span>,
+    /// No key or group holds a character JSON must escape (the encoder then copies them as they are).
+    plain: bool,
+}
+
+impl Default for ObisMap {
+    fn default() -> Self {
+        ObisMap { text: String::new(), entries: Vec::new(), groups: Vec::new(), plain: true }
+    }
+}
+
+/// One line's value groups, borrowed from an [`ObisMap`].
+#[derive(Clone, Copy)]
+pub struct ObisRef<'a> {
+    map: &'a ObisMap,
+    entry: Entry,
+}
+
+impl ObisMap {
+    /// An empty map.
+    #[must_use]
+    pub fn new() -> Self {
+        ObisMap::default()
+    }
+
+    /// An empty map with room for `lines` lines of `bytes` bytes of text in all, so it is not regrown.
+    #[must_use]
+    pub fn with_capacity(lines: usize, bytes: usize) -> Self {
+        ObisMap {
+            text: String::with_capacity(bytes),
+            entries: Vec::with_capacity(lines),
+            groups: Vec::with_capacity(lines + lines / 4),
+            plain: true,
+        }
+    }
+
+    /// An empty map whose buffer starts as a copy of `source` (a whole telegram): lines pushed with the same
+    /// `source` point into the copy instead of copying their pieces one by one.
+    pub(crate) fn with_source(source: &str, lines: usize) -> Self {
+        let mut text = String::with_capacity(source.len() + 64);
+        text.push_str(source);
+        ObisMap { text, entries: Vec::with_capacity(lines), groups: Vec::with_capacity(lines + lines / 4), plain: true }
+    }
+
+    /// Whether no key or group needs escaping in JSON.
+    pub(crate) fn is_plain(&self) -> bool {
+        self.plain
+    }
+
+    /// The number of lines.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there is no line.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The groups under `key`, if present.
+    #[must_use]
+    pub fn get(&self, key: &str) -> Option<ObisRef<'_>> {
+        self.position(key).map(|i| ObisRef { map: self, entry: self.entries[i] })
+    }
+
+    /// Whether `key` is present.
+    #[must_use]
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.position(key).is_some()
+    }
+
+    /// The keys, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> + '_ {
+        self.entries.iter().map(|e| self.slice(e.key))
+    }
+
+    /// The lines, in order.
+    #[must_use]
+    pub fn iter(&self) -> Iter<'_> {
+        Iter { map: self, entries: self.entries.iter() }
+    }
+
+    /// Sets the groups under `key`: a new key goes at the end, an existing one keeps its place.
+    pub fn insert(&mut self, key: &str, value: &ObisValue) {
+        match value {
+            ObisValue::One(one) => self.insert_groups(key, [one.as_str()], false),
+            ObisValue::Many(many) => self.insert_groups(key, many.iter().map(String::as_str), true),
+        }
+    }
+
+    /// [`ObisMap::insert`] from group texts; `list` writes the value as an array even with one group.
+    pub fn insert_groups<'g>(&mut self, key: &str, groups: impl IntoIterator<Item = &'g str>, list: bool) {
+        let first = to_u32(self.groups.len());
+        for group in groups {
+            let span = self.push_text(group);
+            self.groups.push(span);
+            self.plain &= plain(group);
+        }
+        let end = to_u32(self.groups.len());
+        let list = list || end - first != 1;
+        if let Some(i) = self.position(key) {
+            let entry = &mut self.entries[i];
+            (entry.first, entry.end, entry.list) = (first, end, list);
+        } else {
+            let key = self.push_text(key);
+            self.entries.push(Entry { key, first, end, list });
+        }
+        self.plain = self.plain && plain(key);
+    }
+
+    /// The key of the `i`-th line (empty past the end).
+    pub(crate) fn key_at(&self, i: usize) -> &str {
+        self.entries.get(i).map_or("", |e| self.slice(e.key))
+    }
+
+    /// Appends a line whose key the caller knows is new (the parser checks keys itself, cheaply). Keys and
+    /// groups that lie inside `source` (the text the map was made [`with_source`](ObisMap::with_source)) are
+    /// referenced, others copied. `plain`: the caller vouches that no key or group needs escaping.
+    pub(crate) fn push_new<'g>(
+        &mut self,
+        source: Option<&str>,
+        key: &str,
+        suffix: Option<u32>,
+        groups: impl IntoIterator<Item = &'g str>,
+        plain: bool,
+    ) {
+        let key = match suffix {
+            None => self.span_of(source, key),
+            Some(n) => {
+                let start = self.text.len();
+                self.text.push_str(key);
+                self.text.push('#');
+                self.text.push_str(itoa::Buffer::new().format(n));
+                Span { start: to_u32(start), end: to_u32(self.text.len()) }
+            }
+        };
+        let (first, end) = self.push_groups(source, groups);
+        self.entries.push(Entry { key, first, end, list: end - first != 1 });
+        self.plain &= plain;
+    }
+
+    /// Adds groups to the last line (a DSMR 2.2/3.0 gas reading continues on the next line).
+    pub(crate) fn extend_last<'g>(
+        &mut self,
+        source: Option<&str>,
+        groups: impl IntoIterator<Item = &'g str>,
+        plain: bool,
+    ) {
+        let Some(last) = self.entries.last().copied() else { return };
+        // The last entry's groups are the last spans, so new spans extend its range.
+        debug_assert_eq!(last.end as usize, self.groups.len());
+        if last.end as usize != self.groups.len() {
+            return;
+        }
+        let (_, end) = self.push_groups(source, groups);
+        if let Some(entry) = self.entries.last_mut() {
+            entry.end = end;
+            entry.list = entry.end - entry.first != 1;
+        }
+        self.plain &= plain;
+    }
+
+    fn push_groups<'g>(&mut self, source: Option<&str>, groups: impl IntoIterator<Item = &'g str>) -> (u32, u32) {
+        let first = to_u32(self.groups.len());
+        for group in groups {
+            let span = self.span_of(source, group);
+            self.groups.push(span);
+        }
+        (first, to_u32(self.groups.len()))
+    }
+
+    /// Where `part` is in the buffer: its place in `source` if it is a slice of it, else a fresh copy.
+    fn span_of(&mut self, source: Option<&str>, part: &str) -> Span {
+        if let Some(source) = source {
+            // Address arithmetic only (nothing is dereferenced): is `part` a slice of `source`?
+            let offset = (part.as_ptr() as usize).wrapping_sub(source.as_ptr() as usize);
+            if offset <= source.len() && part.len() <= source.len() - offset && self.text.len() >= source.len() {
+                return Span { start: to_u32(offset), end: to_u32(offset + part.len()) };
+            }
+        }
+        self.push_text(part)
+    }
+
+    fn push_text(&mut self, s: &str) -> Span {
+        let start = self.text.len();
+        self.text.push_str(s);
+        Span { start: to_u32(start), end: to_u32(self.text.len()) }
+    }
+
+    fn position(&self, key: &str) -> Option<usize> {
+        self.entries.iter().position(|e| self.slice(e.key) == key)
+    }
+
+    fn slice(&self, span: Span) -> &str {
+        // Spans are only made by `push_text`, at character boundaries of `text`.
+        self.text.get(span.start as usize..span.end as usize).unwrap_or_default()
+    }
+}
+
+/// The lines of an [`ObisMap`], in order: see [`ObisMap::iter`].
+#[derive(Clone, Debug)]
+pub struct Iter<'a> {
+    map: &'a ObisMap,
+    entries: std::slice::Iter<'a, Entry>,
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = (&'a str, ObisRef<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let &entry = self.entries.next()?;
+        Some((self.map.slice(entry.key), ObisRef { map: self.map, entry }))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.entries.size_hint()
+    }
+}
+
+impl ExactSizeIterator for Iter<'_> {}
+
+impl<'a> IntoIterator for &'a ObisMap {
+    type Item = (&'a str, ObisRef<'a>);
+    type IntoIter = Iter<'a>;
+
+    fn into_iter(self) -> Iter<'a> {
+        self.iter()
+    }
+}
+
+/// Whether JSON takes `s` without escapes.
+fn plain(s: &str) -> bool {
+    super::json::clean_prefix(s.as_bytes()) == s.len()
+}
+
+/// A telegram is at most a few KiB (the framer's cap), a datagram at most 64 KiB: offsets fit in `u32`.
+fn to_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+impl<'a> ObisRef<'a> {
+    /// The number of groups.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        (self.entry.end - self.entry.first) as usize
+    }
+
+    /// Whether the line has no group.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the value is written as an array (every line but those with exactly one group).
+    #[must_use]
+    pub fn is_list(&self) -> bool {
+        self.entry.list
+    }
+
+    /// The text of each group, in order.
+    #[must_use]
+    pub fn groups(&self) -> impl ExactSizeIterator<Item = &'a str> + 'a {
+        let map = self.map;
+        let spans = map.groups.get(self.entry.first as usize..self.entry.end as usize).unwrap_or_default();
+        spans.iter().map(move |&span| map.slice(span))
+    }
+
+    /// The `n`-th group's text (from 0).
+    #[must_use]
+    pub fn group(&self, n: usize) -> Option<&'a str> {
+        self.groups().nth(n)
+    }
+
+    /// The value as an owned [`ObisValue`].
+    #[must_use]
+    pub fn to_value(&self) -> ObisValue {
+        if self.entry.list {
+            ObisValue::Many(self.groups().map(str::to_owned).collect())
+        } else {
+            ObisValue::One(self.groups().next().unwrap_or_default().to_owned())
+        }
+    }
+}
+
+impl fmt::Display for ObisRef<'_> {
+    /// The groups as the meter wrote them: `(200310123504W)(01621.615*m3)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.groups().try_for_each(|g| write!(f, "({g})"))
+    }
+}
+
+impl fmt::Debug for ObisRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.entry.list {
+            f.debug_list().entries(self.groups()).finish()
+        } else {
+            fmt::Debug::fmt(self.groups().next().unwrap_or_default(), f)
+        }
+    }
+}
+
+impl PartialEq for ObisRef<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.entry.list == other.entry.list && self.groups().eq(other.groups())
+    }
+}
+
+impl PartialEq<ObisValue> for ObisRef<'_> {
+    fn eq(&self, other: &ObisValue) -> bool {
+        match other {
+            ObisValue::One(one) => !self.entry.list && self.groups().eq([one.as_str()]),
+            ObisValue::Many(many) => self.entry.list && self.groups().eq(many.iter().map(String::as_str)),
+        }
+    }
+}
+
+impl PartialEq for ObisMap {
+    /// Same keys with the same groups, in the same order (the buffer layout does not matter).
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl fmt::Debug for ObisMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl<'k> FromIterator<(&'k str, ObisValue)> for ObisMap {
+    fn from_iter<I: IntoIterator<Item = (&'k str, ObisValue)>>(iter: I) -> Self {
+        let mut map = ObisMap::new();
+        for (key, value) in iter {
+            map.insert(key, &value);
+        }
+        map
+    }
+}
+
+impl Serialize for ObisMap {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.len()))?;
+        for (key, value) in self {
+            map.serialize_entry(key, &value)?;
+        }
+        map.end()
+    }
+}
+
+impl Serialize for ObisRef<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.entry.list {
+            serializer.collect_seq(self.groups())
+        } else {
+            serializer.serialize_str(self.groups().next().unwrap_or_default())
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ObisMap {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(MapVisitor)
+    }
+}
+
+struct MapVisitor;
+
+impl<'de> Visitor<'de> for MapVisitor {
+    type Value = ObisMap;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object of OBIS references to a string or an array of strings")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<ObisMap, A::Error> {
+        let mut map = ObisMap::new();
+        while let Some(key) = access.next_key::<std::borrow::Cow<'de, str>>()? {
+            if map.contains_key(&key) {
+                return Err(de::Error::custom(format_args!("OBIS key {key:?} appears twice")));
+            }
+            let span = map.push_text(&key);
+            map.plain &= plain(&key);
+            let first = to_u32(map.groups.len());
+            let list = access.next_value_seed(GroupsSeed(&mut map))?;
+            let end = to_u32(map.groups.len());
+            map.entries.push(Entry { key: span, first, end, list });
+        }
+        Ok(map)
+    }
+}
+
+/// Reads one value (a string or an array of strings) straight into the map's buffer; says whether it was an array.
+struct GroupsSeed<'m>(&'m mut ObisMap);
+
+impl<'de> DeserializeSeed<'de> for GroupsSeed<'_> {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for GroupsSeed<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string or an array of strings")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
+        let span = self.0.push_text(v);
+        self.0.groups.push(span);
+        self.0.plain &= plain(v);
+        Ok(false)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+        while let Some(group) = seq.next_element::<std::borrow::Cow<'de, str>>()? {
+            let span = self.0.push_text(&group);
+            self.0.groups.push(span);
+            self.0.plain &= plain(&group);
+        }
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> ObisMap {
+        let mut map = ObisMap::new();
+        map.push_new(None, "1-0:1.8.1", None, ["001164.722*kWh"], true);
+        map.push_new(None, "0-1:24.3.0", None, ["090330120000", "00", "60", "1", "0-1:24.2.1", "m3"], true);
+        map.extend_last(None, ["00000.000"], true);
+        map.push_new(None, "0-0:96.13.0", None, [""], true);
+        map.push_new(None, "0-0:96.13.0", Some(2), [], true);
+        map
+    }
+
+    #[test]
+    fn keeps_order_groups_and_shape() {
+        let map = sample();
+        assert_eq!(map.keys().collect::<Vec<_>>(), ["1-0:1.8.1", "0-1:24.3.0", "0-0:96.13.0", "0-0:96.13.0#2"]);
+        assert_eq!(map.get("1-0:1.8.1").expect("present"), ObisValue::One("001164.722*kWh".into()));
+        let gas = map.get("0-1:24.3.0").expect("present");
+        assert_eq!((gas.len(), gas.group(6)), (7, Some("00000.000")));
+        assert_eq!(gas.to_string(), "(090330120000)(00)(60)(1)(0-1:24.2.1)(m3)(00000.000)");
+        assert_eq!(map.get("0-0:96.13.0").expect("present"), ObisValue::One(String::new()));
+        assert_eq!(map.get("0-0:96.13.0#2").expect("present"), ObisValue::Many(vec![]));
+        assert!(map.get("1-0:1.8.2").is_none());
+    }
+
+    #[test]
+    fn json_round_trip_keeps_order_and_shape() {
+        let map = sample();
+        let json = serde_json::to_string(&map).expect("serialises");
+        assert_eq!(
+            json,
+            r#"{"1-0:1.8.1":"001164.722*kWh","0-1:24.3.0":["090330120000","00","60","1","0-1:24.2.1","m3","00000.000"],"0-0:96.13.0":"","0-0:96.13.0#2":[]}"#
+        );
+        let back: ObisMap = serde_json::from_str(&json).expect("reads back");
+        assert_eq!(back, map);
+        let one_in_list: ObisMap = serde_json::from_str(r#"{"a":["x\"y"]}"#).expect("reads");
+        assert_eq!(one_in_list.get("a").expect("present"), ObisValue::Many(vec!["x\"y".into()]));
+        assert_eq!(serde_json::to_string(&one_in_list).expect("serialises"), r#"{"a":["x\"y"]}"#);
+    }
+
+    #[test]
+    fn lines_from_the_source_point_into_it() {
+        let source = "/X\r\n1-0:1.8.1(001164.722*kWh)\r\n!\r\n";
+        let mut map = ObisMap::with_source(source, 4);
+        let (key, rest) = source[4..].split_at(9);
+        map.push_new(Some(source), key, None, [&rest[1..15]], true);
+        map.push_new(Some(source), key, Some(2), ["not in the source"], true);
+        assert_eq!(map.text.len(), source.len() + "1-0:1.8.1#2".len() + "not in the source".len());
+        assert_eq!(map.get("1-0:1.8.1").expect("present"), ObisValue::One("001164.722*kWh".into()));
+        assert_eq!(map.get("1-0:1.8.1#2").expect("present"), ObisValue::One("not in the source".into()));
+        assert!(map.is_plain());
+        map.insert("x", &ObisValue::One("a\"b".into()));
+        assert!(!map.is_plain());
+        let read: ObisMap = serde_json::from_str(r#"{"a":"\n"}"#).expect("reads");
+        assert!(!read.is_plain());
+    }
+
+    #[test]
+    fn bad_json_is_an_error() {
+        for bad in [r#"{"a":"x","a":"y"}"#, r#"{"a":1}"#, r#"{"a":[1]}"#, r#"["a"]"#, r#"{"a":{"b":"c"}}"#] {
+            assert!(serde_json::from_str::<ObisMap>(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn insert_replaces_in_place() {
+        let mut map: ObisMap =
+            [("a", ObisValue::One("1".into())), ("b", ObisValue::Many(vec!["2".into(), "3".into()]))]
+                .into_iter()
+                .collect();
+        map.insert("a", &ObisValue::Many(vec!["9".into()]));
+        assert_eq!(map.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(map.get("a").expect("present"), ObisValue::Many(vec!["9".into()]));
+        let copy: ObisMap =
+            [("a", ObisValue::Many(vec!["9".into()])), ("b", ObisValue::Many(vec!["2".into(), "3".into()]))]
+                .into_iter()
+                .collect();
+        assert_eq!(map, copy, "equality ignores the buffer layout");
+    }
+}
