@@ -162,33 +162,40 @@ impl FromStr for Decimal {
             Some(b'+') => (false, &bytes[1..]),
             _ => (false, bytes),
         };
+        let (int, frac) = match digits.iter().position(|&b| b == b'.') {
+            Some(dot) => (&digits[..dot], Some(&digits[dot + 1..])),
+            None => (digits, None),
+        };
+        let frac_len = frac.map_or(0, <[u8]>::len);
+        // Up to 18 digits cannot overflow an i64: the loops need no checked arithmetic then.
+        let wide = int.len() + frac_len > 18;
+        let push = |mantissa: i64, b: u8| -> Result<i64, DecimalError> {
+            let digit = b.wrapping_sub(b'0');
+            if digit > 9 {
+                return Err(DecimalError::Character(char::from(b)));
+            }
+            if wide {
+                mantissa.checked_mul(10).and_then(|m| m.checked_add(i64::from(digit))).ok_or(DecimalError::Overflow)
+            } else {
+                Ok(mantissa * 10 + i64::from(digit))
+            }
+        };
         let mut mantissa: i64 = 0;
-        let mut scale: Option<u8> = None;
-        let mut any = false;
-        for &b in digits {
-            match b {
-                b'0'..=b'9' => {
-                    any = true;
-                    mantissa = mantissa
-                        .checked_mul(10)
-                        .and_then(|m| m.checked_add(i64::from(b - b'0')))
-                        .ok_or(DecimalError::Overflow)?;
-                    if let Some(sc) = scale.as_mut() {
-                        *sc += 1;
-                        if *sc > MAX_SCALE {
-                            return Err(DecimalError::Overflow);
-                        }
-                    }
-                }
-                b'.' if scale.is_none() => scale = Some(0),
-                _ => return Err(DecimalError::Character(char::from(b))),
+        for &b in int {
+            mantissa = push(mantissa, b)?;
+        }
+        for (i, &b) in frac.unwrap_or_default().iter().enumerate() {
+            mantissa = push(mantissa, b)?;
+            if i >= usize::from(MAX_SCALE) {
+                return Err(DecimalError::Overflow);
             }
         }
-        if !any {
+        if int.len() + frac_len == 0 {
             return Err(DecimalError::Empty);
         }
         let mantissa = if negative { -mantissa } else { mantissa };
-        Ok(Decimal { mantissa, scale: scale.unwrap_or(0) })
+        // `frac_len <= MAX_SCALE` was checked digit by digit.
+        Ok(Decimal { mantissa, scale: frac_len as u8 })
     }
 }
 
@@ -314,6 +321,89 @@ mod tests {
         whole_amps: "003" => 3, 0, "3";
         negative_power: "-00.450" => -450, 3, "-0.450";
         only_fraction: ".5" => 5, 1, "0.5";
+    }
+
+    /// The first version of [`Decimal::from_str`], kept as the reference the faster one must match.
+    fn reference_from_str(s: &str) -> Result<Decimal, DecimalError> {
+        let bytes = s.as_bytes();
+        let (negative, digits) = match bytes.first() {
+            Some(b'-') => (true, &bytes[1..]),
+            Some(b'+') => (false, &bytes[1..]),
+            _ => (false, bytes),
+        };
+        let mut mantissa: i64 = 0;
+        let mut scale: Option<u8> = None;
+        let mut any = false;
+        for &b in digits {
+            match b {
+                b'0'..=b'9' => {
+                    any = true;
+                    mantissa = mantissa
+                        .checked_mul(10)
+                        .and_then(|m| m.checked_add(i64::from(b - b'0')))
+                        .ok_or(DecimalError::Overflow)?;
+                    if let Some(sc) = scale.as_mut() {
+                        *sc += 1;
+                        if *sc > MAX_SCALE {
+                            return Err(DecimalError::Overflow);
+                        }
+                    }
+                }
+                b'.' if scale.is_none() => scale = Some(0),
+                _ => return Err(DecimalError::Character(char::from(b))),
+            }
+        }
+        if !any {
+            return Err(DecimalError::Empty);
+        }
+        let mantissa = if negative { -mantissa } else { mantissa };
+        Ok(Decimal { mantissa, scale: scale.unwrap_or(0) })
+    }
+
+    #[test]
+    fn from_str_matches_the_reference_version() {
+        const ALPHABET: &[u8] = b"0123456789.-+x ";
+        let mut inputs: Vec<String> = [
+            "",
+            ".",
+            "-",
+            "+.",
+            "-.5",
+            "99999999999999999999",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "1.0000000000000000",
+            "1.000000000000000",
+            "1.x000000000000000",
+            "0.0000000000000001x",
+            "922337203685477580.7",
+            "92233720368547758.07",
+        ]
+        .map(String::from)
+        .to_vec();
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..300_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 24) as usize;
+            let mut y = x;
+            let s: String = (0..len)
+                .map(|i| {
+                    y = y.rotate_left(7) ^ (i as u64);
+                    // Mostly digits, some dots, signs and junk.
+                    let pick = (y % 64) as usize;
+                    char::from(if pick < 50 { b'0' + (pick % 10) as u8 } else { ALPHABET[pick % ALPHABET.len()] })
+                })
+                .collect();
+            inputs.push(s);
+        }
+        for input in inputs {
+            let got = input.parse::<Decimal>().map(|d| (d.mantissa, d.scale));
+            let want = reference_from_str(&input).map(|d| (d.mantissa, d.scale));
+            assert_eq!(got, want, "{input:?}");
+        }
     }
 
     #[test]

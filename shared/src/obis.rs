@@ -172,49 +172,64 @@ impl FromStr for Obis {
     }
 }
 
+/// How many groups' texts [`Groups`] keeps from checking, so reading them needs no second scan (most lines
+/// have one group, M-Bus readings two).
+const INLINE: usize = 2;
+
 /// The value groups of a line, checked: `(a)(b)()`. Iterating yields the text inside each pair of parentheses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Groups<'a> {
     /// Starts with `(` and ends with `)` (or is empty); no `(` or `)` inside a group.
     text: &'a str,
-    len: usize,
+    len: u32,
+    /// Where the group after the inline ones starts in `text`.
+    rest_at: u32,
+    /// The first groups' texts, as byte ranges of `text` (kept small: a line is moved around by value).
+    head: [(u32, u32); INLINE],
     /// No group holds a control character, `"` or `\` (nothing to escape in JSON).
     plain: bool,
 }
 
 impl<'a> Groups<'a> {
-    /// Checks a sequence of groups. Whitespace at either end is ignored; `column_offset` is added to the
-    /// columns in errors (the groups' position within their line).
+    /// Checks a sequence of groups; `column_offset` is added to the columns in errors (the groups' position
+    /// within their line).
     pub fn parse(text: &'a str, column_offset: usize) -> Result<Groups<'a>, SyntaxError> {
         let bytes = text.as_bytes();
+        let mut groups = Groups { text, len: 0, rest_at: offset(bytes.len()), head: [(0, 0); INLINE], plain: true };
         let mut pos = 0;
-        let mut len = 0;
-        let mut plain = true;
         while let Some(&open) = bytes.get(pos) {
             if open != b'(' {
                 return Err(SyntaxError::Stray { column: column_offset + pos + 1, found: open });
             }
-            // Groups are a few bytes long: a plain loop beats a vectorised search's setup here.
+            if groups.len as usize == INLINE {
+                groups.rest_at = offset(pos);
+            }
             let mut i = pos + 1;
-            loop {
+            let close = loop {
+                i = find_special(bytes, i);
                 match bytes.get(i) {
-                    Some(b')') => break,
+                    Some(b')') => break i,
                     Some(b'(') => return Err(SyntaxError::Nested { column: column_offset + i + 1 }),
-                    Some(&b) => plain &= b >= 0x20 && b != b'"' && b != b'\\',
+                    Some(&b) => {
+                        groups.plain &= b >= 0x20 && b != b'"' && b != b'\\';
+                        i += 1;
+                    }
                     None => return Err(SyntaxError::Unclosed { column: column_offset + pos + 1 }),
                 }
-                i += 1;
+            };
+            if let Some(slot) = groups.head.get_mut(groups.len as usize) {
+                *slot = (offset(pos + 1), offset(close));
             }
-            pos = i + 1;
-            len += 1;
+            groups.len += 1;
+            pos = close + 1;
         }
-        Ok(Groups { text, len, plain })
+        Ok(groups)
     }
 
     /// How many groups there are.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.len
+        self.len as usize
     }
 
     /// Whether there is no group at all.
@@ -238,7 +253,31 @@ impl<'a> Groups<'a> {
     /// The groups' text, in order.
     #[must_use]
     pub fn iter(&self) -> GroupIter<'a> {
-        GroupIter { rest: self.text }
+        GroupIter {
+            text: self.text,
+            head: self.head,
+            next: 0,
+            inline: self.len().min(INLINE),
+            rest: self.text.get(self.rest_at as usize..).unwrap_or_default(),
+        }
+    }
+
+    /// Calls `f` with the byte range (within [`Groups::as_str`]) of each group's text, in order.
+    pub(crate) fn each_range(&self, mut f: impl FnMut(u32, u32)) {
+        for &(start, end) in self.head.iter().take(self.len()) {
+            f(start, end);
+        }
+        if self.len() <= INLINE {
+            return;
+        }
+        let bytes = self.text.as_bytes();
+        let mut pos = self.rest_at as usize;
+        // Checked by `Groups::parse`: `(` starts each group and the first `)` after it ends it.
+        while bytes.get(pos) == Some(&b'(') {
+            let Some(len) = bytes.get(pos + 1..).and_then(|b| b.iter().position(|&c| c == b')')) else { return };
+            f(offset(pos + 1), offset(pos + 1 + len));
+            pos += len + 2;
+        }
     }
 
     /// The checked text of all groups, parentheses included.
@@ -246,6 +285,41 @@ impl<'a> Groups<'a> {
     pub fn as_str(&self) -> &'a str {
         self.text
     }
+}
+
+/// A position within a line (lines are far shorter than 4 GiB: the framer caps telegrams at a few KiB).
+fn offset(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// The index of the first byte at or after `i` that may be `(`, `)`, `"`, `\` or a control character (or the
+/// length): eight bytes per step. It can stop early at an ordinary byte after a special one it skipped (the
+/// word tricks are exact only up to the first special byte), so callers look at the byte they get.
+fn find_special(bytes: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let Ok(word) = <[u8; 8]>::try_from(chunk) else { break };
+        let w = u64::from_le_bytes(word);
+        let special = (w.wrapping_sub(ONES * 0x20) & !w)
+            | zero(w ^ (ONES * u64::from(b'(')))
+            | zero(w ^ (ONES * u64::from(b')')))
+            | zero(w ^ (ONES * u64::from(b'"')))
+            | zero(w ^ (ONES * u64::from(b'\\')));
+        let special = special & HIGH;
+        if special != 0 {
+            return i + (special.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&b) = bytes.get(i) {
+        if b < 0x20 || matches!(b, b'(' | b')' | b'"' | b'\\') {
+            return i;
+        }
+        i += 1;
+    }
+    i
 }
 
 impl<'a> IntoIterator for &Groups<'a> {
@@ -269,6 +343,11 @@ impl<'a> IntoIterator for Groups<'a> {
 /// Iterator over the text of each group; see [`Groups::iter`].
 #[derive(Clone, Debug)]
 pub struct GroupIter<'a> {
+    text: &'a str,
+    head: [(u32, u32); INLINE],
+    next: usize,
+    inline: usize,
+    /// The groups after the inline ones, unread.
     rest: &'a str,
 }
 
@@ -276,6 +355,12 @@ impl<'a> Iterator for GroupIter<'a> {
     type Item = &'a str;
 
     fn next(&mut self) -> Option<&'a str> {
+        if self.next < self.inline {
+            let (start, end) = self.head.get(self.next).copied()?;
+            self.next += 1;
+            // `(` and `)` are ASCII, so both ends are character boundaries.
+            return self.text.get(start as usize..end as usize);
+        }
         // The text was checked by `Groups::parse`; the `?`s only keep this panic-free on principle.
         let body = self.rest.strip_prefix('(')?;
         let close = body.bytes().position(|b| b == b')')?;
@@ -568,6 +653,28 @@ mod tests {
         {
             assert_eq!(Groups::parse(text, 0).expect("parses").is_plain(), plain, "{text}");
         }
+    }
+
+    #[test]
+    fn groups_read_the_same_inline_and_scanned() {
+        for text in
+            ["", "()", "(a)", "(a)(b)", "(a)()(c)", "(1)(2)(3)(4)(5)", "(é)(\"x\")(\u{1})(long group text here)"]
+        {
+            let groups = Groups::parse(text, 0).expect("parses");
+            let want: Vec<&str> =
+                text.strip_prefix('(').map_or(vec![], |t| t.trim_end_matches(')').split(")(").collect());
+            assert_eq!(groups.iter().collect::<Vec<_>>(), want, "{text}");
+            assert_eq!(groups.len(), want.len());
+            for (n, w) in want.iter().enumerate() {
+                assert_eq!(groups.get(n), Some(*w));
+            }
+        }
+        // A special byte right before a word boundary, then ordinary bytes: the word trick may stop early.
+        let tricky = "(ab\"de)(f)()(ghijklmnopqrstuvwx)";
+        assert_eq!(
+            Groups::parse(tricky, 0).expect("parses").iter().collect::<Vec<_>>(),
+            ["ab\"de", "f", "", "ghijklmnopqrstuvwx"]
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::ObisValue;
+use crate::obis::Groups;
 
 /// A byte range of [`ObisMap::text`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,17 +170,34 @@ impl ObisMap {
     ) {
         let key = match suffix {
             None => self.span_of(source, key),
-            Some(n) => {
-                let start = self.text.len();
-                self.text.push_str(key);
-                self.text.push('#');
-                self.text.push_str(itoa::Buffer::new().format(n));
-                Span { start: to_u32(start), end: to_u32(self.text.len()) }
-            }
+            Some(_) => self.suffixed(key, suffix),
         };
         let (first, end) = self.push_groups(source, groups);
         self.entries.push(Entry { key, first, end, list: end - first != 1 });
         self.plain &= plain;
+    }
+
+    /// [`ObisMap::push_new`] for a parsed line: when the line lies in `source`, its groups' places are taken
+    /// from the parser's ranges, without walking the groups again.
+    pub(crate) fn push_line(&mut self, source: Option<&str>, key: &str, suffix: Option<u32>, groups: &Groups<'_>) {
+        let text = groups.as_str();
+        let base = source.and_then(|source| {
+            let offset = (text.as_ptr() as usize).wrapping_sub(source.as_ptr() as usize);
+            (offset <= source.len() && text.len() <= source.len() - offset && self.text.len() >= source.len())
+                .then(|| to_u32(offset))
+        });
+        let Some(base) = base else {
+            return self.push_new(source, key, suffix, groups.iter(), groups.is_plain());
+        };
+        let key = match suffix {
+            None => self.span_of(source, key),
+            Some(_) => self.suffixed(key, suffix),
+        };
+        let first = to_u32(self.groups.len());
+        groups.each_range(|start, end| self.groups.push(Span { start: base + start, end: base + end }));
+        let end = to_u32(self.groups.len());
+        self.entries.push(Entry { key, first, end, list: end - first != 1 });
+        self.plain &= groups.is_plain();
     }
 
     /// Adds groups to the last line (a DSMR 2.2/3.0 gas reading continues on the next line).
@@ -201,6 +219,17 @@ impl ObisMap {
             entry.list = entry.end - entry.first != 1;
         }
         self.plain &= plain;
+    }
+
+    /// Copies `key#n` into the buffer.
+    fn suffixed(&mut self, key: &str, suffix: Option<u32>) -> Span {
+        let start = self.text.len();
+        self.text.push_str(key);
+        if let Some(n) = suffix {
+            self.text.push('#');
+            self.text.push_str(itoa::Buffer::new().format(n));
+        }
+        Span { start: to_u32(start), end: to_u32(self.text.len()) }
     }
 
     fn push_groups<'g>(&mut self, source: Option<&str>, groups: impl IntoIterator<Item = &'g str>) -> (u32, u32) {
