@@ -43,11 +43,13 @@ pub struct ObisMap {
     groups: Vec<Span>,
     /// No key or group holds a character JSON must escape (the encoder then copies them as they are).
     plain: bool,
+    /// The length of the telegram copied at the start of `text` by [`ObisMap::with_source`] (`None` otherwise).
+    source_len: Option<usize>,
 }
 
 impl Default for ObisMap {
     fn default() -> Self {
-        ObisMap { text: String::new(), entries: Vec::new(), groups: Vec::new(), plain: true }
+        ObisMap { text: String::new(), entries: Vec::new(), groups: Vec::new(), plain: true, source_len: None }
     }
 }
 
@@ -73,6 +75,7 @@ impl ObisMap {
             entries: Vec::with_capacity(lines),
             groups: Vec::with_capacity(lines + lines / 4),
             plain: true,
+            source_len: None,
         }
     }
 
@@ -81,7 +84,13 @@ impl ObisMap {
     pub(crate) fn with_source(source: &str, lines: usize) -> Self {
         let mut text = String::with_capacity(source.len() + 64);
         text.push_str(source);
-        ObisMap { text, entries: Vec::with_capacity(lines), groups: Vec::with_capacity(lines + lines / 4), plain: true }
+        ObisMap {
+            text,
+            entries: Vec::with_capacity(lines),
+            groups: Vec::with_capacity(lines + lines / 4),
+            plain: true,
+            source_len: Some(source.len()),
+        }
     }
 
     /// Whether no key or group needs escaping in JSON.
@@ -183,7 +192,7 @@ impl ObisMap {
         let text = groups.as_str();
         let base = source.and_then(|source| {
             let offset = (text.as_ptr() as usize).wrapping_sub(source.as_ptr() as usize);
-            (offset <= source.len() && text.len() <= source.len() - offset && self.text.len() >= source.len())
+            (self.source_len == Some(source.len()) && offset <= source.len() && text.len() <= source.len() - offset)
                 .then(|| to_u32(offset))
         });
         let Some(base) = base else {
@@ -246,7 +255,7 @@ impl ObisMap {
         if let Some(source) = source {
             // Address arithmetic only (nothing is dereferenced): is `part` a slice of `source`?
             let offset = (part.as_ptr() as usize).wrapping_sub(source.as_ptr() as usize);
-            if offset <= source.len() && part.len() <= source.len() - offset && self.text.len() >= source.len() {
+            if self.source_len == Some(source.len()) && offset <= source.len() && part.len() <= source.len() - offset {
                 return Span { start: to_u32(offset), end: to_u32(offset + part.len()) };
             }
         }
