@@ -123,13 +123,16 @@ pub async fn run(
     second.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut watchdog = Watchdog::new(info.watchdog, info.started);
     let mut send_failures_logged = 0u64;
+    // One buffer for every telegram datagram: no allocation per telegram once it has grown to size.
+    let mut datagram = Vec::with_capacity(4096);
     loop {
         tokio::select! {
             // Telegrams first: a status datagram due at the same moment can wait a few microseconds.
             biased;
             item = queue.recv() => match item {
                 Some(item) => {
-                    let datagram = wire::encode(&Message::Telegram(item.message));
+                    datagram.clear();
+                    wire::encode_into(&Message::Telegram(item.message), &mut datagram);
                     if let Err(e) = sender.send(&datagram).await {
                         record_send_error(&health, &e, &mut send_failures_logged);
                     }

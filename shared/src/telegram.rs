@@ -34,12 +34,17 @@
 //! Tariff `0-0:96.14.0`: Dutch meters count low tariff in register 1 and normal in 2; Belgian meters the other
 //! way round. Luxembourg and other meters get no tariff name.
 
+use std::collections::HashMap;
+
 use jiff::tz::TimeZone;
 
 use crate::decimal::{Decimal, DecimalError};
 use crate::obis::{self, Groups, Line, Obis, SyntaxError};
 use crate::timestamp::{MeterTime, TimestampError};
 use crate::wire::{CapacityMonth, Device, DeviceKind, Dialect, LineError, ObisMap, PowerFailure, TariffName, Values};
+
+/// Lines checked against the Bloom filter and `keys`; past this many a telegram switches to counting in a hash map.
+const MAX_FILTERED: usize = 128;
 
 /// The most characters of a bad line kept in its [`LineError`].
 pub const MAX_ERROR_TEXT: usize = 200;
@@ -162,12 +167,15 @@ struct Builder<'z, 't> {
     source: Option<&'t str>,
     values: Values,
     obis: ObisMap,
-    /// The reference of each OBIS map entry, packed into a number: finding a repeated key compares numbers, and
-    /// only on a match the text.
+    /// The reference of each OBIS map entry, packed into a number (while there is no `index`).
     keys: Vec<u64>,
     /// A Bloom filter of the packed references seen: a new reference is nearly always told apart at once,
-    /// and only a hit (a repeat, or one in ten or so by chance) scans `keys`.
+    /// and only a hit (a repeat, or a chance collision) scans `keys`.
     seen: [u64; 4],
+    /// How many lines had each exact reference so far. Built at the first real repeat, or once a telegram has
+    /// more lines than the filter serves well; from then on every line is counted here (a telegram of
+    /// thousands of lines stays linear).
+    index: Option<HashMap<String, u32>>,
     errors: Vec<LineError>,
     devices: [Slot; 4],
     pending_gas: Option<PendingGas>,
@@ -189,6 +197,7 @@ impl<'z, 't> Builder<'z, 't> {
             },
             keys: Vec::with_capacity(lines),
             seen: [0; 4],
+            index: None,
             errors: Vec::new(),
             devices: Default::default(),
             pending_gas: None,
@@ -261,10 +270,13 @@ impl<'z, 't> Builder<'z, 't> {
     /// Adds a line to the OBIS map. A reference written before gets `#2`, `#3`, ... (references hold no `#`, so
     /// a suffixed key can only meet earlier suffixes of the same reference, and those are numbered in order).
     fn insert(&mut self, reference: &'t str, obis: Obis, groups: &Groups<'t>) {
-        let packed = pack(obis);
-        let suffix = if self.first_sight(packed) { None } else { self.suffix(reference, packed) };
+        let suffix = if self.index.is_none() && self.keys.len() < MAX_FILTERED && self.first_sight(pack(obis)) {
+            self.keys.push(pack(obis));
+            None
+        } else {
+            self.counted_suffix(reference)
+        };
         self.obis.push_line(self.source, reference, suffix, groups);
-        self.keys.push(packed);
     }
 
     /// Whether no line so far had this packed reference (and remembers it).
@@ -279,20 +291,24 @@ impl<'z, 't> Builder<'z, 't> {
         !self.keys.contains(&packed)
     }
 
-    /// The `#n` a line needs when its reference has the same fields as an earlier one, or `None` when the
-    /// earlier ones were spelled differently (`1-0:01.8.1` and `1-0:1.8.1` are different keys).
-    fn suffix(&self, reference: &str, packed: u64) -> Option<u32> {
-        let mut repeated = false;
-        let mut earlier_suffixes = 0;
-        for (i, _) in self.keys.iter().enumerate().filter(|(_, &k)| k == packed) {
-            let key = self.obis.key_at(i);
-            if key == reference {
-                repeated = true;
-            } else if key.strip_prefix(reference).is_some_and(|rest| rest.starts_with('#')) {
-                earlier_suffixes += 1;
+    /// Counts a line in `index` (building it from the lines so far on first use) and gives the `#n` it needs:
+    /// none the first time an exact reference appears (`1-0:01.8.1` and `1-0:1.8.1` are different keys).
+    fn counted_suffix(&mut self, reference: &str) -> Option<u32> {
+        let obis = &self.obis;
+        let index = self.index.get_or_insert_with(|| {
+            let mut index = HashMap::with_capacity(obis.len() * 2);
+            for key in obis.keys() {
+                let base = key.split_once('#').map_or(key, |(base, _)| base);
+                *index.entry(base.to_owned()).or_insert(0) += 1;
             }
-        }
-        repeated.then_some(earlier_suffixes + 2)
+            index
+        });
+        let n = match index.get_mut(reference) {
+            Some(n) => n,
+            None => index.entry(reference.to_owned()).or_insert(0),
+        };
+        *n += 1;
+        (*n > 1).then_some(*n)
     }
 
     /// A line that starts with `(`: the value line of a DSMR 2.2/3.0 gas reading.

@@ -43,13 +43,14 @@ pub struct ObisMap {
     groups: Vec<Span>,
     /// No key or group holds a character JSON must escape (the encoder then copies them as they are).
     plain: bool,
-    /// The length of the telegram copied at the start of `text` by [`ObisMap::with_source`] (`None` otherwise).
-    source_len: Option<usize>,
+    /// The address and length of the telegram copied at the start of `text` by [`ObisMap::with_source`]
+    /// (`None` otherwise): spans are taken from that `source` only.
+    source: Option<(usize, usize)>,
 }
 
 impl Default for ObisMap {
     fn default() -> Self {
-        ObisMap { text: String::new(), entries: Vec::new(), groups: Vec::new(), plain: true, source_len: None }
+        ObisMap { text: String::new(), entries: Vec::new(), groups: Vec::new(), plain: true, source: None }
     }
 }
 
@@ -75,7 +76,7 @@ impl ObisMap {
             entries: Vec::with_capacity(lines),
             groups: Vec::with_capacity(lines + lines / 4),
             plain: true,
-            source_len: None,
+            source: None,
         }
     }
 
@@ -89,7 +90,7 @@ impl ObisMap {
             entries: Vec::with_capacity(lines),
             groups: Vec::with_capacity(lines + lines / 4),
             plain: true,
-            source_len: Some(source.len()),
+            source: Some((source.as_ptr() as usize, source.len())),
         }
     }
 
@@ -161,11 +162,6 @@ impl ObisMap {
         self.plain = self.plain && plain(key);
     }
 
-    /// The key of the `i`-th line (empty past the end).
-    pub(crate) fn key_at(&self, i: usize) -> &str {
-        self.entries.get(i).map_or("", |e| self.slice(e.key))
-    }
-
     /// Appends a line whose key the caller knows is new (the parser checks keys itself, cheaply). Keys and
     /// groups that lie inside `source` (the text the map was made [`with_source`](ObisMap::with_source)) are
     /// referenced, others copied. `plain`: the caller vouches that no key or group needs escaping.
@@ -192,7 +188,7 @@ impl ObisMap {
         let text = groups.as_str();
         let base = source.and_then(|source| {
             let offset = (text.as_ptr() as usize).wrapping_sub(source.as_ptr() as usize);
-            (self.source_len == Some(source.len()) && offset <= source.len() && text.len() <= source.len() - offset)
+            (self.is_source(source) && offset <= source.len() && text.len() <= source.len() - offset)
                 .then(|| to_u32(offset))
         });
         let Some(base) = base else {
@@ -230,6 +226,12 @@ impl ObisMap {
         self.plain &= plain;
     }
 
+    /// Whether `source` is the very text this map was made [`with_source`](ObisMap::with_source) (same address
+    /// and length; addresses are only compared, never dereferenced).
+    fn is_source(&self, source: &str) -> bool {
+        self.source == Some((source.as_ptr() as usize, source.len()))
+    }
+
     /// Copies `key#n` into the buffer.
     fn suffixed(&mut self, key: &str, suffix: Option<u32>) -> Span {
         let start = self.text.len();
@@ -255,7 +257,7 @@ impl ObisMap {
         if let Some(source) = source {
             // Address arithmetic only (nothing is dereferenced): is `part` a slice of `source`?
             let offset = (part.as_ptr() as usize).wrapping_sub(source.as_ptr() as usize);
-            if self.source_len == Some(source.len()) && offset <= source.len() && part.len() <= source.len() - offset {
+            if self.is_source(source) && offset <= source.len() && part.len() <= source.len() - offset {
                 return Span { start: to_u32(offset), end: to_u32(offset + part.len()) };
             }
         }
