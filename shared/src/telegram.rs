@@ -43,7 +43,7 @@ use crate::obis::{self, Groups, Line, Obis, SyntaxError};
 use crate::timestamp::{MeterTime, TimestampError};
 use crate::wire::{CapacityMonth, Device, DeviceKind, Dialect, LineError, ObisMap, PowerFailure, TariffName, Values};
 
-/// Lines checked against the Bloom filter and `keys`; past this many a telegram switches to counting in a hash map.
+/// Lines checked for repeats by scanning `keys`; past this many a telegram switches to counting in a hash map.
 const MAX_FILTERED: usize = 128;
 
 /// The most characters of a bad line kept in its [`LineError`].
@@ -167,11 +167,9 @@ struct Builder<'z, 't> {
     source: Option<&'t str>,
     values: Values,
     obis: ObisMap,
-    /// The reference of each OBIS map entry, packed into a number (while there is no `index`).
+    /// The reference of each OBIS map entry, packed into a number (while there is no `index`): a repeat is
+    /// looked for by comparing numbers, and the text only counts once one matches.
     keys: Vec<u64>,
-    /// A Bloom filter of the packed references seen: a new reference is nearly always told apart at once,
-    /// and only a hit (a repeat, or a chance collision) scans `keys`.
-    seen: [u64; 4],
     /// How many lines had each exact reference so far. Built at the first real repeat, or once a telegram has
     /// more lines than the filter serves well; from then on every line is counted here (a telegram of
     /// thousands of lines stays linear).
@@ -196,7 +194,6 @@ impl<'z, 't> Builder<'z, 't> {
                 None => ObisMap::with_capacity(lines, len),
             },
             keys: Vec::with_capacity(lines),
-            seen: [0; 4],
             index: None,
             errors: Vec::new(),
             devices: Default::default(),
@@ -270,25 +267,14 @@ impl<'z, 't> Builder<'z, 't> {
     /// Adds a line to the OBIS map. A reference written before gets `#2`, `#3`, ... (references hold no `#`, so
     /// a suffixed key can only meet earlier suffixes of the same reference, and those are numbered in order).
     fn insert(&mut self, reference: &'t str, obis: Obis, groups: &Groups<'t>) {
-        let suffix = if self.index.is_none() && self.keys.len() < MAX_FILTERED && self.first_sight(pack(obis)) {
-            self.keys.push(pack(obis));
+        let packed = pack(obis);
+        let suffix = if self.index.is_none() && self.keys.len() < MAX_FILTERED && !self.keys.contains(&packed) {
+            self.keys.push(packed);
             None
         } else {
             self.counted_suffix(reference)
         };
         self.obis.push_line(self.source, reference, suffix, groups);
-    }
-
-    /// Whether no line so far had this packed reference (and remembers it).
-    fn first_sight(&mut self, packed: u64) -> bool {
-        // Fibonacci hashing: the top 8 bits pick one of 256 filter bits.
-        let bit = (packed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize;
-        let (word, mask) = (bit / 64, 1u64 << (bit % 64));
-        if self.seen[word] & mask == 0 {
-            self.seen[word] |= mask;
-            return true;
-        }
-        !self.keys.contains(&packed)
     }
 
     /// Counts a line in `index` (building it from the lines so far on first use) and gives the `#n` it needs:
