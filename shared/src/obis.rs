@@ -14,6 +14,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::wire::json;
+
 /// An OBIS reference: six value groups, the last one optional (`*255` means "current value").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Obis {
@@ -211,7 +213,7 @@ impl<'a> Groups<'a> {
                     Some(b')') => break i,
                     Some(b'(') => return Err(SyntaxError::Nested { column: column_offset + i + 1 }),
                     Some(&b) => {
-                        groups.plain &= b >= 0x20 && b != b'"' && b != b'\\';
+                        groups.plain &= !json::needs_escape(b);
                         i += 1;
                     }
                     None => return Err(SyntaxError::Unclosed { column: column_offset + pos + 1 }),
@@ -296,25 +298,17 @@ fn offset(n: usize) -> u32 {
 /// length): eight bytes per step. It can stop early at an ordinary byte after a special one it skipped (the
 /// word tricks are exact only up to the first special byte), so callers look at the byte they get.
 fn find_special(bytes: &[u8], mut i: usize) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let zero = |x: u64| x.wrapping_sub(ONES) & !x;
     while let Some(chunk) = bytes.get(i..i + 8) {
         let Ok(word) = <[u8; 8]>::try_from(chunk) else { break };
         let w = u64::from_le_bytes(word);
-        let special = (w.wrapping_sub(ONES * 0x20) & !w)
-            | zero(w ^ (ONES * u64::from(b'(')))
-            | zero(w ^ (ONES * u64::from(b')')))
-            | zero(w ^ (ONES * u64::from(b'"')))
-            | zero(w ^ (ONES * u64::from(b'\\')));
-        let special = special & HIGH;
+        let special = json::escape_bits(w) | json::byte_bits(w, b'(') | json::byte_bits(w, b')');
         if special != 0 {
             return i + (special.trailing_zeros() / 8) as usize;
         }
         i += 8;
     }
     while let Some(&b) = bytes.get(i) {
-        if b < 0x20 || matches!(b, b'(' | b')' | b'"' | b'\\') {
+        if json::needs_escape(b) || b == b'(' || b == b')' {
             return i;
         }
         i += 1;

@@ -293,19 +293,12 @@ pub(crate) fn string(out: &mut Vec<u8>, s: &str) {
 }
 
 /// How many leading bytes need no escape, checked a word at a time (a clean word is the usual case).
-pub(super) fn clean_prefix(bytes: &[u8]) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
+pub(crate) fn clean_prefix(bytes: &[u8]) -> usize {
     let mut done = 0;
     for chunk in bytes.chunks_exact(8) {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
-        let w = u64::from_le_bytes(word);
-        // Exact tests for "some byte is below 0x20" and "some byte is zero" (after xor with '"' or '\').
-        let control = w.wrapping_sub(ONES * 0x20) & !w;
-        let quote = (w ^ (ONES * u64::from(b'"'))).wrapping_sub(ONES) & !(w ^ (ONES * u64::from(b'"')));
-        let slash = (w ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES) & !(w ^ (ONES * u64::from(b'\\')));
-        if (control | quote | slash) & HIGH != 0 {
+        if escape_bits(u64::from_le_bytes(word)) != 0 {
             break;
         }
         done += 8;
@@ -313,7 +306,23 @@ pub(super) fn clean_prefix(bytes: &[u8]) -> usize {
     done + bytes[done..].iter().position(|&b| needs_escape(b)).unwrap_or(bytes.len() - done)
 }
 
-fn needs_escape(b: u8) -> bool {
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// The top bit of each byte of the little-endian word `w` that JSON must escape (below 0x20, `"` or `\`). The
+/// lowest bit set is always right; bits above a set one may be false alarms.
+pub(crate) fn escape_bits(w: u64) -> u64 {
+    ((w.wrapping_sub(ONES * 0x20) & !w) & HIGH) | byte_bits(w, b'"') | byte_bits(w, b'\\')
+}
+
+/// The top bit of each byte of `w` equal to `b`, on the same terms as [`escape_bits`].
+pub(crate) fn byte_bits(w: u64, b: u8) -> u64 {
+    let x = w ^ (ONES * u64::from(b));
+    x.wrapping_sub(ONES) & !x & HIGH
+}
+
+/// Whether JSON must escape this byte.
+pub(crate) fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }
 

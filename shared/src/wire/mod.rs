@@ -8,7 +8,7 @@
 //! (`"telegram"` or `"status"`), read `values.power_kw`. The schema is documented in the README and in
 //! `docs/message.schema.json`.
 
-mod json;
+pub(crate) mod json;
 mod obis_map;
 
 use serde::{Deserialize, Serialize};

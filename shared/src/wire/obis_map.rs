@@ -173,10 +173,7 @@ impl ObisMap {
         groups: impl IntoIterator<Item = &'g str>,
         plain: bool,
     ) {
-        let key = match suffix {
-            None => self.span_of(source, key),
-            Some(_) => self.suffixed(key, suffix),
-        };
+        let key = self.key_span(source, key, suffix);
         let (first, end) = self.push_groups(source, groups);
         self.entries.push(Entry { key, first, end, list: end - first != 1 });
         self.plain &= plain;
@@ -185,19 +182,10 @@ impl ObisMap {
     /// [`ObisMap::push_new`] for a parsed line: when the line lies in `source`, its groups' places are taken
     /// from the parser's ranges, without walking the groups again.
     pub(crate) fn push_line(&mut self, source: Option<&str>, key: &str, suffix: Option<u32>, groups: &Groups<'_>) {
-        let text = groups.as_str();
-        let base = source.and_then(|source| {
-            let offset = (text.as_ptr() as usize).wrapping_sub(source.as_ptr() as usize);
-            (self.is_source(source) && offset <= source.len() && text.len() <= source.len() - offset)
-                .then(|| to_u32(offset))
-        });
-        let Some(base) = base else {
+        let Some(base) = self.source_offset(source, groups.as_str()) else {
             return self.push_new(source, key, suffix, groups.iter(), groups.is_plain());
         };
-        let key = match suffix {
-            None => self.span_of(source, key),
-            Some(_) => self.suffixed(key, suffix),
-        };
+        let key = self.key_span(source, key, suffix);
         let first = to_u32(self.groups.len());
         groups.each_range(|start, end| self.groups.push(Span { start: base + start, end: base + end }));
         let end = to_u32(self.groups.len());
@@ -232,15 +220,22 @@ impl ObisMap {
         self.source == Some((source.as_ptr() as usize, source.len()))
     }
 
-    /// Copies `key#n` into the buffer.
-    fn suffixed(&mut self, key: &str, suffix: Option<u32>) -> Span {
+    /// A new line's key: the reference where it stands in `source`, or `reference#n` copied into the buffer.
+    fn key_span(&mut self, source: Option<&str>, key: &str, suffix: Option<u32>) -> Span {
+        let Some(n) = suffix else { return self.span_of(source, key) };
         let start = self.text.len();
         self.text.push_str(key);
-        if let Some(n) = suffix {
-            self.text.push('#');
-            self.text.push_str(itoa::Buffer::new().format(n));
-        }
+        self.text.push('#');
+        self.text.push_str(itoa::Buffer::new().format(n));
         Span { start: to_u32(start), end: to_u32(self.text.len()) }
+    }
+
+    /// Where `part` starts in `source`, if it is a slice of the text this map copied (address arithmetic only:
+    /// nothing is dereferenced).
+    fn source_offset(&self, source: Option<&str>, part: &str) -> Option<u32> {
+        let source = source.filter(|source| self.is_source(source))?;
+        let offset = (part.as_ptr() as usize).wrapping_sub(source.as_ptr() as usize);
+        (offset <= source.len() && part.len() <= source.len() - offset).then(|| to_u32(offset))
     }
 
     fn push_groups<'g>(&mut self, source: Option<&str>, groups: impl IntoIterator<Item = &'g str>) -> (u32, u32) {
@@ -254,14 +249,10 @@ impl ObisMap {
 
     /// Where `part` is in the buffer: its place in `source` if it is a slice of it, else a fresh copy.
     fn span_of(&mut self, source: Option<&str>, part: &str) -> Span {
-        if let Some(source) = source {
-            // Address arithmetic only (nothing is dereferenced): is `part` a slice of `source`?
-            let offset = (part.as_ptr() as usize).wrapping_sub(source.as_ptr() as usize);
-            if self.is_source(source) && offset <= source.len() && part.len() <= source.len() - offset {
-                return Span { start: to_u32(offset), end: to_u32(offset + part.len()) };
-            }
+        match self.source_offset(source, part) {
+            Some(start) => Span { start, end: start + to_u32(part.len()) },
+            None => self.push_text(part),
         }
-        self.push_text(part)
     }
 
     fn push_text(&mut self, s: &str) -> Span {
