@@ -1,9 +1,10 @@
 //! Times each stage of the engine separately: `cargo run --release -p p1hub-shared --example split_engine -- [PATH] [N]`.
+//! With `ONLY_PARSE=1` it runs nothing but the parser, for a profiler (`perf record`, `valgrind --tool=callgrind`).
 use std::hint::black_box;
 use std::time::Instant;
 
 use shared::engine::{Engine, EngineOptions, Event};
-use shared::frame::{Frame, Framer};
+use shared::frame::Framer;
 use shared::wire::{self, Message, Origin};
 
 fn per(n: u64, start: Instant) -> f64 {
@@ -64,7 +65,6 @@ fn main() -> std::io::Result<()> {
         black_box(&out);
     }
     let encode_ns = per(n, t);
-    let _ = Frame::Discarded { len: 0, reason: shared::frame::DiscardReason::Noise };
     println!(
         "frame {frame_ns:.0} ns, crc {crc_ns:.0} ns, parse {parse_ns:.0} ns, to_message (clone) {clone_ns:.0} ns, encode_into {encode_ns:.0} ns"
     );
