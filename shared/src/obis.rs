@@ -249,7 +249,20 @@ impl<'a> Groups<'a> {
     /// The `n`-th group's text (from 0).
     #[must_use]
     pub fn get(&self, n: usize) -> Option<&'a str> {
+        if n < INLINE {
+            return self.inline(n);
+        }
         self.iter().nth(n)
+    }
+
+    /// One of the first [`INLINE`] groups, straight from the ranges kept by checking.
+    fn inline(&self, n: usize) -> Option<&'a str> {
+        if n >= self.len() {
+            return None;
+        }
+        let &(start, end) = self.head.get(n)?;
+        // `(` and `)` are ASCII, so both ends are character boundaries.
+        self.text.get(start as usize..end as usize)
     }
 
     /// The groups' text, in order.

@@ -620,15 +620,14 @@ fn net(import: Option<Decimal>, export: Option<Decimal>) -> Option<Decimal> {
 }
 
 fn one<'a>(g: &Groups<'a>) -> Result<&'a str, ValueError> {
-    match (g.len(), g.iter().next()) {
+    match (g.len(), g.get(0)) {
         (1, Some(text)) => Ok(text),
         (found, _) => Err(ValueError::Groups { expected: "1", found }),
     }
 }
 
 fn two<'a>(g: &Groups<'a>) -> Result<(&'a str, &'a str), ValueError> {
-    let mut it = g.iter();
-    match (g.len(), it.next(), it.next()) {
+    match (g.len(), g.get(0), g.get(1)) {
         (2, Some(a), Some(b)) => Ok((a, b)),
         (found, _, _) => Err(ValueError::Groups { expected: "2", found }),
     }
