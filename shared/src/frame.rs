@@ -165,7 +165,10 @@ impl Framer {
                         }
                         Some(0) => match crate::dlms::frame_len(&self.buf, self.max_len) {
                             crate::dlms::FrameStatus::Complete(len) => {
-                                return Some(Frame::Encrypted(self.take(len, self.last_push_at)));
+                                // `scan_from` is 1 once an earlier push held only part of this frame.
+                                let first_at =
+                                    if self.scan_from == 0 { self.last_push_at } else { self.frame_started_at };
+                                return Some(Frame::Encrypted(self.take(len, first_at)));
                             }
                             // An encrypted frame's start arrived with this push, or an earlier one; keep the
                             // earlier instant if the frame spans pushes.
@@ -417,6 +420,23 @@ mod tests {
         f.push(&T1[10..], t1);
         let Some(Frame::Telegram(raw)) = f.next_frame() else { panic!("expected a telegram") };
         assert_eq!((raw.first_at, raw.last_at), (t0, t1));
+    }
+
+    #[test]
+    fn first_and_last_byte_times_of_an_encrypted_frame() {
+        let frame = crate::dlms::encrypt(&[1; 16], &[2; 16], *b"SAG12345", 1, T1);
+        let mut f = Framer::new();
+        let t0 = Instant::now();
+        let t1 = t0 + std::time::Duration::from_millis(40);
+        f.push(&frame[..30], t0);
+        assert_eq!(f.next_frame(), None);
+        f.push(&frame[30..], t1);
+        let Some(Frame::Encrypted(raw)) = f.next_frame() else { panic!("expected an encrypted frame") };
+        assert_eq!((raw.first_at, raw.last_at), (t0, t1));
+        // In one push, both are that push's.
+        f.push(&frame, t1);
+        let Some(Frame::Encrypted(raw)) = f.next_frame() else { panic!("expected an encrypted frame") };
+        assert_eq!((raw.first_at, raw.last_at), (t1, t1));
     }
 
     #[test]
