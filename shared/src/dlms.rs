@@ -35,7 +35,8 @@
 //! failure as a failed telegram. Likewise a complete frame seen with no key configured is one "encrypted meter: set
 //! `decryption_key`" error, not a stream of parse errors. Keys never reach logs: [`Decryptor`]'s `Debug` redacts them.
 //!
-//! How far the framer should skip after a failed frame: see [`Decryptor::has_authenticated`].
+//! A frame that fails is skipped whole, as far as its length field says; a frame cut short can therefore take the
+//! start of the next one with it (the framer finds the frame after that).
 
 use std::fmt;
 
@@ -168,19 +169,7 @@ fn header(buf: &[u8], max_len: usize) -> Result<Option<Header>, Invalid> {
         Some(&SYSTEM_TITLE_LEN) => {}
         Some(&found) => return Err(Invalid::SystemTitleLength { found }),
     }
-    let Some(&form) = buf.get(LENGTH_AT) else { return Ok(None) };
-    let (length, security_at) = match form {
-        0x00..=0x7F => (usize::from(form), LENGTH_AT + 1),
-        0x81 => match buf.get(LENGTH_AT + 1) {
-            Some(&n) => (usize::from(n), LENGTH_AT + 2),
-            None => return Ok(None),
-        },
-        0x82 => match buf.get(LENGTH_AT + 1..LENGTH_AT + 3) {
-            Some(&[hi, lo]) => (usize::from(u16::from_be_bytes([hi, lo])), LENGTH_AT + 3),
-            _ => return Ok(None),
-        },
-        found => return Err(Invalid::LengthForm { found }),
-    };
+    let Some((length, security_at)) = length_field(buf)? else { return Ok(None) };
     if length < MIN_LENGTH {
         return Err(Invalid::TooShort { length });
     }
@@ -318,11 +307,8 @@ impl Decryptor {
 
     /// `true` once any frame has passed authentication, i.e. the keys are known to be right.
     ///
-    /// Meant for the engine. Wrong-key detection: failures before the first success point at the configuration.
-    /// Resync after a failed frame: the "frame" may be noise that happened to look like a header (`DB 08 … 30`) or
-    /// a frame cut short that swallowed the start of the next one, so rescanning from its second byte (rather than
-    /// skipping all of it) loses no telegram behind it. Once the key is proven, a failure is most likely a
-    /// corrupted or cut frame, and the rescan is what recovers the next one.
+    /// The engine's wrong-key detection: failures before the first success point at the configuration; after it,
+    /// a failure is most likely a corrupted or cut frame.
     #[must_use]
     pub fn has_authenticated(&self) -> bool {
         self.last_counter.is_some()
@@ -392,14 +378,24 @@ fn nonce(system_title: [u8; 8], frame_counter: u32) -> GenericArray<u8, U12> {
     iv
 }
 
+/// The length field (short form, `81 n` or `82 hi lo`): the length it gives and where the security control byte
+/// follows it. `Ok(None)` while the field is incomplete.
+fn length_field(buf: &[u8]) -> Result<Option<(usize, usize)>, Invalid> {
+    let Some(&form) = buf.get(LENGTH_AT) else { return Ok(None) };
+    Ok(match form {
+        0x00..=0x7F => Some((usize::from(form), LENGTH_AT + 1)),
+        0x81 => buf.get(LENGTH_AT + 1).map(|&n| (usize::from(n), LENGTH_AT + 2)),
+        0x82 => match buf.get(LENGTH_AT + 1..LENGTH_AT + 3) {
+            Some(&[hi, lo]) => Some((usize::from(u16::from_be_bytes([hi, lo])), LENGTH_AT + 3)),
+            _ => None,
+        },
+        found => return Err(Invalid::LengthForm { found }),
+    })
+}
+
 /// The frame length a truncated-but-valid header declares, if its length field is whole (for error messages).
 fn declared_len(frame: &[u8]) -> Option<usize> {
-    match *frame.get(LENGTH_AT..)? {
-        [len @ 0x00..=0x7F, ..] => Some(LENGTH_AT + 1 + usize::from(len)),
-        [0x81, n, ..] => Some(LENGTH_AT + 2 + usize::from(n)),
-        [0x82, hi, lo, ..] => Some(LENGTH_AT + 3 + usize::from(u16::from_be_bytes([hi, lo]))),
-        _ => None,
-    }
+    length_field(frame).ok().flatten().map(|(length, security_at)| security_at + length)
 }
 
 /// Upper-case hex, for system titles in messages.

@@ -161,7 +161,6 @@ pub struct Engine {
     decryptor: Option<Decryptor>,
     counters: Counters,
     consecutive_decrypt_failures: u64,
-    decrypted_any: bool,
 }
 
 impl Engine {
@@ -174,7 +173,6 @@ impl Engine {
             decryptor: options.decryption.map(|d| Decryptor::new(&d.key, &d.authentication_key)),
             counters: Counters::default(),
             consecutive_decrypt_failures: 0,
-            decrypted_any: false,
         }
     }
 
@@ -245,12 +243,11 @@ impl Engine {
                 return Event::Rejected(Rejection::Decrypt {
                     error,
                     consecutive: self.consecutive_decrypt_failures,
-                    ever_succeeded: self.decrypted_any,
+                    ever_succeeded: decryptor.has_authenticated(),
                 });
             }
         };
         self.consecutive_decrypt_failures = 0;
-        self.decrypted_any = true;
         if decrypted.replayed {
             self.counters.replayed_frames += 1;
             let last = decryptor.last_counter().map_or(0, |(_, last)| last);
