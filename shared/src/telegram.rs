@@ -242,7 +242,7 @@ impl<'z, 't> Builder<'z, 't> {
             return;
         }
         if trimmed.first() == Some(&b'(') {
-            self.continuation(number, raw, trimmed);
+            self.continuation(number, raw, text);
             return;
         }
         self.pending_gas = None;
@@ -298,14 +298,11 @@ impl<'z, 't> Builder<'z, 't> {
     }
 
     /// A line that starts with `(`: the value line of a DSMR 2.2/3.0 gas reading.
-    fn continuation(&mut self, number: u32, raw: &'t [u8], trimmed: &'t [u8]) {
+    fn continuation(&mut self, number: u32, raw: &'t [u8], text: Result<&'t str, SyntaxError>) {
         let Some(pending) = self.pending_gas.take() else {
             return self.error(number, raw, "a value line without a 0-n:24.3.0 line before it".into());
         };
-        let groups = match std::str::from_utf8(trimmed) {
-            Ok(text) => Groups::parse(text, raw.len() - raw.trim_ascii_start().len()),
-            Err(e) => Err(SyntaxError::NotText { column: e.valid_up_to() + 1 }),
-        };
+        let groups = text.and_then(|line| Groups::parse(line.trim_ascii(), line.len() - line.trim_ascii_start().len()));
         let groups = match groups {
             Ok(groups) => groups,
             Err(err) => return self.error(number, raw, err.to_string()),
@@ -882,6 +879,21 @@ mod tests {
         let raw = ["090212160000", "00", "60", "1", "0-1:24.2.1", "m3", "00001.001"].map(String::from).to_vec();
         assert_eq!(p.obis.get("0-1:24.3.0").map(|v| v.to_value()), Some(ObisValue::Many(raw)));
         assert_eq!(p.obis.len(), 5);
+    }
+
+    #[test]
+    fn a_bad_value_line_names_its_column_in_the_whole_line() {
+        for (line, column) in [("   (0\u{1}\u{1}", "column 4"), ("\t(1)x", "column 5")] {
+            let text = format!(
+                "/ISk5\\2MT382-1000\r\n\r\n0-1:24.3.0(090212160000)(00)(60)(1)(0-1:24.2.1)(m3)\r\n{line}\r\n!\r\n"
+            );
+            let p = parse(text.as_bytes(), &ams());
+            assert!(p.errors.len() == 1 && p.errors[0].reason.contains(column), "{line:?}: {:?}", p.errors);
+        }
+        let mut text = b"/ISk5\\2MT382-1000\r\n\r\n0-1:24.3.0(090212160000)(00)(60)(1)(0-1:24.2.1)(m3)\r\n".to_vec();
+        text.extend_from_slice(b"   (0\xff)\r\n!\r\n");
+        let p = parse(&text, &ams());
+        assert!(p.errors.len() == 1 && p.errors[0].reason.contains("column 6"), "{:?}", p.errors);
     }
 
     #[test]
