@@ -425,11 +425,20 @@ pub fn parse(datagram: &[u8]) -> Result<Message, WireError> {
     if datagram.len() > MAX_DATAGRAM {
         return Err(WireError::TooLarge { len: datagram.len(), max: MAX_DATAGRAM });
     }
-    let probe: Probe = serde_json::from_slice(datagram).map_err(WireError::NotJson)?;
-    if probe.schema != u64::from(SCHEMA_VERSION) {
-        return Err(WireError::Schema { found: probe.schema });
+    // One full read in the usual case; only a datagram that does not read is looked at again, to say why.
+    match serde_json::from_slice::<Message>(datagram) {
+        Ok(message) => match message.schema() {
+            SCHEMA_VERSION => Ok(message),
+            found => Err(WireError::Schema { found: u64::from(found) }),
+        },
+        Err(error) => {
+            let probe: Probe = serde_json::from_slice(datagram).map_err(WireError::NotJson)?;
+            if probe.schema != u64::from(SCHEMA_VERSION) {
+                return Err(WireError::Schema { found: probe.schema });
+            }
+            Err(WireError::Malformed(error))
+        }
     }
-    serde_json::from_slice(datagram).map_err(WireError::Malformed)
 }
 
 impl Message {
@@ -439,6 +448,15 @@ impl Message {
         match self {
             Message::Telegram(t) => &t.origin,
             Message::Status(s) => &s.origin,
+        }
+    }
+
+    /// The schema version the message says it follows.
+    #[must_use]
+    pub fn schema(&self) -> u32 {
+        match self {
+            Message::Telegram(t) => t.schema,
+            Message::Status(s) => s.schema,
         }
     }
 }
@@ -531,6 +549,9 @@ mod tests {
     fn other_schema_versions_are_refused() {
         let err = parse(br#"{"schema":2,"type":"telegram"}"#).expect_err("refused");
         assert!(matches!(err, WireError::Schema { found: 2 }));
+        // A whole message that would read, but says another version.
+        let text = String::from_utf8(encode(&sample())).expect("text").replace("\"schema\":1", "\"schema\":2");
+        assert!(matches!(parse(text.as_bytes()), Err(WireError::Schema { found: 2 })), "{text}");
         assert!(matches!(parse(b"hello"), Err(WireError::NotJson(_))));
         assert!(matches!(parse(br#"{"schema":1,"type":"nope"}"#), Err(WireError::Malformed(_))));
         assert!(matches!(parse(&vec![b' '; MAX_DATAGRAM + 1]), Err(WireError::TooLarge { .. })));
