@@ -9,9 +9,6 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand};
 use shared::config::{Config, ConfigError, RawConfig};
 
-/// The configuration file looked for in the current directory when `--config` is not given.
-pub const DEFAULT_CONFIG_FILE: &str = shared::config::DEFAULT_FILE;
-
 /// `p1-listener`: reads the P1 port and multicasts every telegram.
 #[derive(Debug, Parser)]
 #[command(name = "p1-listener", version, about, long_about = None)]
@@ -19,31 +16,9 @@ pub struct Cli {
     /// Configuration file (default: ./p1.yml if it exists, else built-in defaults).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    #[arg(
-        long,
-        value_name = "SOURCE",
-        help = "Where telegrams come from: a serial device, tcp://HOST:PORT, file:PATH or simulate (listener.source)"
-    )]
-    pub source: Option<String>,
-    #[arg(
-        long,
-        visible_alias = "speed",
-        value_name = "PACE",
-        help = "Replay pace for file: sources: meter, max, or a gap such as 1s or 250ms (listener.replay)"
-    )]
-    pub replay: Option<String>,
-    #[arg(long, value_name = "ADDR:PORT", help = "Multicast group and port (multicast.group)")]
-    pub group: Option<String>,
-    #[arg(long, value_name = "IP", help = "Local address of the interface to send on (multicast.interface)")]
-    pub interface: Option<String>,
-    #[arg(
-        long,
-        value_name = "ADDR:PORT",
-        help = "Serve raw telegrams over TCP on this address; \"off\" disables (listener.raw_tcp)"
-    )]
-    pub raw_tcp: Option<String>,
-    #[arg(long, value_name = "HEX", help = "Key for encrypted meters, 32 hex digits (listener.decryption_key)")]
-    pub decryption_key: Option<String>,
+    /// Flags that override configuration keys; they may also follow a subcommand.
+    #[command(flatten)]
+    pub overrides: Overrides,
     /// Print the documented default p1.yml and exit.
     #[arg(long)]
     pub print_default_config: bool,
@@ -69,38 +44,58 @@ pub enum Command {
             help = "At the end, print the counters (telegrams, crc_failures, discarded_bytes, ...) as JSON on stderr"
         )]
         stats: bool,
-        /// Key for encrypted meters, 32 hex digits.
-        #[arg(long, value_name = "HEX")]
-        decryption_key: Option<String>,
     },
     /// Find the port settings, grab one telegram, save it and say what the meter is.
     Capture {
         /// Where to save the telegram (default: p1-capture-<UTC time>.txt).
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
-        /// The source to read (default: listener.source).
-        #[arg(long, value_name = "SOURCE")]
-        source: Option<String>,
         /// Seconds to wait for a valid telegram.
         #[arg(long, value_name = "SECS", default_value_t = 60)]
         timeout: u64,
     },
 }
 
-/// Flag values that override configuration keys.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Flag values that override configuration keys (`global`: accepted before or after a subcommand).
+#[derive(Clone, Debug, Default, PartialEq, Eq, clap::Args)]
 pub struct Overrides {
-    /// `listener.source`.
+    #[arg(
+        long,
+        global = true,
+        value_name = "SOURCE",
+        help = "Where telegrams come from: a serial device, tcp://HOST:PORT, file:PATH or simulate (listener.source)"
+    )]
     pub source: Option<String>,
-    /// `listener.replay`.
+    #[arg(
+        long,
+        global = true,
+        visible_alias = "speed",
+        value_name = "PACE",
+        help = "Replay pace for file: sources: meter, max, or a gap such as 1s or 250ms (listener.replay)"
+    )]
     pub replay: Option<String>,
-    /// `multicast.group`.
+    #[arg(long, global = true, value_name = "ADDR:PORT", help = "Multicast group and port (multicast.group)")]
     pub group: Option<String>,
-    /// `multicast.interface`.
+    #[arg(
+        long,
+        global = true,
+        value_name = "IP",
+        help = "Local address of the interface to send on (multicast.interface)"
+    )]
     pub interface: Option<String>,
-    /// `listener.raw_tcp`.
+    #[arg(
+        long,
+        global = true,
+        value_name = "ADDR:PORT",
+        help = "Serve raw telegrams over TCP on this address; \"off\" disables (listener.raw_tcp)"
+    )]
     pub raw_tcp: Option<String>,
-    /// `listener.decryption_key` (replaces `decryption_key_file`).
+    #[arg(
+        long,
+        global = true,
+        value_name = "HEX",
+        help = "Key for encrypted meters, 32 hex digits (listener.decryption_key)"
+    )]
     pub decryption_key: Option<String>,
 }
 
@@ -130,28 +125,9 @@ impl Overrides {
 }
 
 impl Cli {
-    /// The overrides given on the command line, subcommand flags winning over the top-level ones.
-    #[must_use]
-    pub fn overrides(&self) -> Overrides {
-        let mut o = Overrides {
-            source: self.source.clone(),
-            replay: self.replay.clone(),
-            group: self.group.clone(),
-            interface: self.interface.clone(),
-            raw_tcp: self.raw_tcp.clone(),
-            decryption_key: self.decryption_key.clone(),
-        };
-        match &self.command {
-            Some(Command::Parse { decryption_key: Some(k), .. }) => o.decryption_key = Some(k.clone()),
-            Some(Command::Capture { source: Some(s), .. }) => o.source = Some(s.clone()),
-            _ => {}
-        }
-        o
-    }
-
     /// Loads and validates the configuration with the flags applied. Also returns where it came from.
     pub fn load_config(&self) -> Result<(Config, String), ConfigError> {
-        load_config(self.config.as_deref(), Path::new("."), &self.overrides())
+        load_config(self.config.as_deref(), Path::new("."), &self.overrides)
     }
 }
 
@@ -227,10 +203,16 @@ mod tests {
     #[test]
     fn subcommand_flags_win() {
         let cli = Cli::parse_from(["p1-listener", "--source", "simulate", "capture", "--source", "/dev/ttyUSB1"]);
-        assert_eq!(cli.overrides().source.as_deref(), Some("/dev/ttyUSB1"));
+        assert_eq!(cli.overrides.source.as_deref(), Some("/dev/ttyUSB1"));
         let cli = Cli::parse_from(["p1-listener", "--source", "file:cap.txt", "--speed", "max"]);
-        assert_eq!(cli.overrides().replay.as_deref(), Some("max"));
+        assert_eq!(cli.overrides.replay.as_deref(), Some("max"));
         let cli = Cli::parse_from(["p1-listener", "parse", "cap.txt", "--stats", "--decryption-key", "AB"]);
-        assert_eq!(cli.overrides().decryption_key.as_deref(), Some("AB"));
+        assert_eq!(cli.overrides.decryption_key.as_deref(), Some("AB"));
+        // Every override flag is taken after either subcommand (capture refused --decryption-key before).
+        let cli = Cli::parse_from(["p1-listener", "capture", "--decryption-key", "CD", "--source", "simulate"]);
+        assert_eq!(
+            (cli.overrides.decryption_key.as_deref(), cli.overrides.source.as_deref()),
+            (Some("CD"), Some("simulate"))
+        );
     }
 }
