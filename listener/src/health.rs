@@ -57,6 +57,19 @@ impl Health {
     pub fn counters(&self) -> Counters {
         Counters { send_errors: self.send_errors, reconnects: self.reconnects, ..self.engine }
     }
+
+    /// Counts a telegram or status that was not sent; the new count when it is one to log (powers of two: the
+    /// first few failures are seen, a long outage does not flood the log).
+    pub fn count_send_error(&mut self) -> Option<u64> {
+        self.send_errors += 1;
+        self.send_errors.is_power_of_two().then_some(self.send_errors)
+    }
+
+    /// The bad input to log now, against the engine counters last copied in (see [`BadInputSummary::due`]).
+    pub fn bad_input_due(&mut self, now: Instant) -> Option<BadInput> {
+        let counters = self.engine;
+        self.summary.due(now, counters)
+    }
 }
 
 /// [`Health`] shared between tasks.
@@ -96,7 +109,7 @@ pub enum WatchdogChange {
 pub struct Watchdog {
     limit: Duration,
     started: Instant,
-    silent: bool,
+    /// While silent: the last telegram before the silence (or the start).
     silent_since: Option<Instant>,
 }
 
@@ -104,13 +117,13 @@ impl Watchdog {
     /// A watchdog that counts silence from `started` until the first telegram.
     #[must_use]
     pub fn new(limit: Duration, started: Instant) -> Self {
-        Watchdog { limit, started, silent: false, silent_since: None }
+        Watchdog { limit, started, silent_since: None }
     }
 
     /// Whether the meter is silent now (as of the last [`Watchdog::check`]).
     #[must_use]
     pub fn is_silent(&self) -> bool {
-        self.silent
+        self.silent_since.is_some()
     }
 
     /// Looks at the time since the last telegram; returns a change only on the transition, so each silence is
@@ -118,15 +131,13 @@ impl Watchdog {
     pub fn check(&mut self, now: Instant, last_telegram: Option<Instant>) -> Option<WatchdogChange> {
         let since = last_telegram.unwrap_or(self.started);
         let quiet = now.saturating_duration_since(since);
-        match (self.silent, quiet >= self.limit) {
-            (false, true) => {
-                self.silent = true;
+        match (self.silent_since, quiet >= self.limit) {
+            (None, true) => {
                 self.silent_since = Some(since);
                 Some(WatchdogChange::Silent { quiet })
             }
-            (true, false) => {
-                self.silent = false;
-                let began = self.silent_since.take().unwrap_or(since);
+            (Some(began), false) => {
+                self.silent_since = None;
                 Some(WatchdogChange::Recovered { after: since.saturating_duration_since(began) })
             }
             _ => None,
@@ -149,6 +160,8 @@ pub struct BadInput {
     pub replayed_frames: u64,
     /// The last rejection, as text.
     pub last: String,
+    /// The time this covers: since the previous summary (or since start).
+    pub period: Duration,
 }
 
 /// Rate-limits the log of bad input: the first problem is logged at once, later ones at most once per
@@ -194,23 +207,18 @@ impl BadInputSummary {
             decrypt_failures: counters.decrypt_failures.saturating_sub(before.decrypt_failures),
             replayed_frames: counters.replayed_frames.saturating_sub(before.replayed_frames),
             last: std::mem::take(&mut self.last),
+            period: now.saturating_duration_since(self.logged_at.unwrap_or(self.start)),
         };
         self.logged = counters;
         self.logged_at = Some(now);
         self.pending = false;
         Some(delta)
     }
-
-    /// The time the summary covers, for the log line: since the previous summary (or since start).
-    #[must_use]
-    pub fn period_before(&self, now: Instant) -> Duration {
-        now.saturating_duration_since(self.logged_at.unwrap_or(self.start))
-    }
 }
 
 /// Logs a summary of bad input.
-pub fn log_bad_input(bad: &BadInput, period: Duration) {
-    let secs = period.as_secs();
+pub fn log_bad_input(bad: &BadInput) {
+    let secs = bad.period.as_secs();
     if bad.crc_failures + bad.decrypt_failures + bad.replayed_frames > 0 {
         tracing::warn!(
             crc_failures = bad.crc_failures,
@@ -268,7 +276,7 @@ mod tests {
         counters.crc_failures = 1;
         summary.record("CRC mismatch".into());
         let first = summary.due(t0 + secs(1), counters).expect("the first problem is logged at once");
-        assert_eq!((first.crc_failures, first.last.as_str()), (1, "CRC mismatch"));
+        assert_eq!((first.crc_failures, first.last.as_str(), first.period), (1, "CRC mismatch", secs(1)));
 
         for i in 2..=50 {
             counters.crc_failures = i;
@@ -276,9 +284,8 @@ mod tests {
             summary.record(format!("CRC mismatch {i}"));
             assert_eq!(summary.due(t0 + secs(i), counters), None, "rate limited at {i} s");
         }
-        assert_eq!(summary.period_before(t0 + secs(61)), secs(60));
         let second = summary.due(t0 + secs(61), counters).expect("a minute later");
-        assert_eq!((second.crc_failures, second.discarded_bytes), (49, 490));
+        assert_eq!((second.crc_failures, second.discarded_bytes, second.period), (49, 490, secs(60)));
         assert_eq!(second.last, "CRC mismatch 50");
         assert_eq!(summary.due(t0 + secs(200), counters), None, "nothing new since");
     }
@@ -292,5 +299,7 @@ mod tests {
         health.send_errors = 1;
         let c = health.counters();
         assert_eq!((c.telegrams, c.crc_failures, c.reconnects, c.send_errors), (5, 2, 3, 1));
+        let logged: Vec<Option<u64>> = (0..7).map(|_| health.count_send_error()).collect();
+        assert_eq!(logged, [Some(2), None, Some(4), None, None, None, Some(8)]);
     }
 }

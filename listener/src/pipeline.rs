@@ -102,13 +102,8 @@ impl Pipeline {
         match self.out.try_send(item) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
-                let errors = {
-                    let mut h = self.health.lock();
-                    h.send_errors += 1;
-                    h.send_errors
-                };
-                // Powers of two: the first few are seen, a long outage does not flood the log.
-                if errors.is_power_of_two() {
+                let to_log = self.health.lock().count_send_error();
+                if let Some(errors) = to_log {
                     tracing::warn!(seq, send_errors = errors, "publisher queue full: telegram dropped");
                 }
             }
@@ -126,12 +121,13 @@ impl Pipeline {
     pub fn after_push(&mut self) {
         let now = tokio::time::Instant::now();
         let counters = self.engine.counters();
-        let mut health = self.health.lock();
-        health.engine = counters;
-        let period = health.summary.period_before(now);
-        if let Some(bad) = health.summary.due(now, counters) {
-            drop(health);
-            log_bad_input(&bad, period);
+        let bad = {
+            let mut health = self.health.lock();
+            health.engine = counters;
+            health.bad_input_due(now)
+        };
+        if let Some(bad) = bad {
+            log_bad_input(&bad);
         }
     }
 

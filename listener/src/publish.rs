@@ -122,7 +122,6 @@ pub async fn run(
     let mut second = tokio::time::interval(Duration::from_secs(1));
     second.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut watchdog = Watchdog::new(info.watchdog, info.started);
-    let mut send_failures_logged = 0u64;
     // One buffer for every telegram datagram: no allocation per telegram once it has grown to size.
     let mut datagram = Vec::with_capacity(4096);
     loop {
@@ -134,7 +133,7 @@ pub async fn run(
                     datagram.clear();
                     wire::encode_into(&Message::Telegram(item.message), &mut datagram);
                     if let Err(e) = sender.send(&datagram).await {
-                        record_send_error(&health, &e, &mut send_failures_logged);
+                        record_send_error(&health, &e);
                     }
                 }
                 None => break,
@@ -143,12 +142,10 @@ pub async fn run(
                 let now = Instant::now();
                 let (last, bad) = {
                     let mut h = health.lock();
-                    let period = h.summary.period_before(now);
-                    let counters = h.engine;
-                    (h.last_telegram_at, h.summary.due(now, counters).map(|bad| (bad, period)))
+                    (h.last_telegram_at, h.bad_input_due(now))
                 };
-                if let Some((bad, period)) = bad {
-                    log_bad_input(&bad, period);
+                if let Some(bad) = bad {
+                    log_bad_input(&bad);
                 }
                 if let Some(change) = watchdog.check(now, last) {
                     log_change(change);
@@ -162,7 +159,7 @@ pub async fn run(
                 }
                 let datagram = wire::encode(&Message::Status(status_message(&health, &info, watchdog.is_silent(), None)));
                 if let Err(e) = sender.send(&datagram).await {
-                    record_send_error(&health, &e, &mut send_failures_logged);
+                    record_send_error(&health, &e);
                 }
             },
         }
@@ -184,15 +181,9 @@ fn log_change(change: WatchdogChange) {
     }
 }
 
-fn record_send_error(health: &SharedHealth, e: &io::Error, logged: &mut u64) {
-    let errors = {
-        let mut h = health.lock();
-        h.send_errors += 1;
-        h.send_errors
-    };
-    // Powers of two: a persistent failure (interface down) is seen without flooding the log.
-    if errors.is_power_of_two() && errors > *logged {
-        *logged = errors;
+fn record_send_error(health: &SharedHealth, e: &io::Error) {
+    let to_log = health.lock().count_send_error();
+    if let Some(errors) = to_log {
         tracing::warn!(cause = %e, send_errors = errors, "datagram not sent");
     }
 }
