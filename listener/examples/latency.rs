@@ -42,6 +42,7 @@ fn args() -> anyhow::Result<Args> {
             other => anyhow::bail!("unknown argument {other}; use --bin PATH and --count N"),
         }
     }
+    anyhow::ensure!(count > 0, "--count must be at least 1");
     Ok(Args { bin, count })
 }
 
@@ -80,44 +81,11 @@ async fn main() -> anyhow::Result<()> {
         .spawn()
         .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", args.bin.display()))?;
 
-    let mut sim = Simulator::new(7);
-    let start = jiff::Timestamp::from_second(1_717_243_200)?;
-    let mut buf = vec![0u8; 65_536];
-    let mut telegram = |i: usize| {
-        let at = start.checked_add(jiff::SignedDuration::from_secs(i as i64)).unwrap_or(start);
-        sim.telegram_at(at.to_zoned(jiff::tz::TimeZone::UTC))
-    };
-
-    // Warm up until the listener has the port open and publishes.
-    let mut seq = 0;
-    for i in 0..50 {
-        master.write_all(&telegram(i)).await?;
-        if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(200), next_seq(&sub, &mut buf)).await {
-            seq = s;
-            break;
-        }
-    }
-    anyhow::ensure!(seq > 0, "the listener published nothing: is {} built?", args.bin.display());
-    // Drain what the warm-up left.
-    while let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(300), next_seq(&sub, &mut buf)).await {
-        seq = s;
-    }
-
-    let mut latencies = Vec::with_capacity(args.count);
-    for i in 0..args.count {
-        let t = telegram(1000 + i);
-        let bang = t.iter().rposition(|&b| b == b'!').unwrap_or(t.len() - 1);
-        master.write_all(&t[..=bang]).await?;
-        tokio::time::sleep(Duration::from_millis(2)).await;
-        let before = Instant::now();
-        master.write_all(&t[bang + 1..]).await?;
-        let got = next_seq(&sub, &mut buf).await?;
-        latencies.push(before.elapsed());
-        anyhow::ensure!(got == seq + 1, "expected seq {}, got {got}", seq + 1);
-        seq = got;
-    }
+    // Whatever the measurement ends in, the listener is stopped.
+    let measured = measure(&args, &mut master, &sub).await;
     let _ = Command::new("kill").args(["-TERM", &listener.id().to_string()]).status();
     let _ = listener.wait();
+    let mut latencies = measured?;
 
     latencies.sort();
     let pick = |q: f64| latencies[((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1];
@@ -132,4 +100,45 @@ async fn main() -> anyhow::Result<()> {
         us(pick(1.0))
     );
     Ok(())
+}
+
+/// Warms the listener up, then times `args.count` telegrams.
+async fn measure(args: &Args, master: &mut SerialStream, sub: &UdpSocket) -> anyhow::Result<Vec<Duration>> {
+    let mut sim = Simulator::new(7);
+    let start = jiff::Timestamp::from_second(1_717_243_200)?;
+    let mut buf = vec![0u8; 65_536];
+    let mut telegram = |i: usize| {
+        let at = start.checked_add(jiff::SignedDuration::from_secs(i as i64)).unwrap_or(start);
+        sim.telegram_at(at.to_zoned(jiff::tz::TimeZone::UTC))
+    };
+
+    // Warm up until the listener has the port open and publishes.
+    let mut seq = 0;
+    for i in 0..50 {
+        master.write_all(&telegram(i)).await?;
+        if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(200), next_seq(sub, &mut buf)).await {
+            seq = s;
+            break;
+        }
+    }
+    anyhow::ensure!(seq > 0, "the listener published nothing: is {} built?", args.bin.display());
+    // Drain what the warm-up left.
+    while let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(300), next_seq(sub, &mut buf)).await {
+        seq = s;
+    }
+
+    let mut latencies = Vec::with_capacity(args.count);
+    for i in 0..args.count {
+        let t = telegram(1000 + i);
+        let bang = t.iter().rposition(|&b| b == b'!').unwrap_or(t.len() - 1);
+        master.write_all(&t[..=bang]).await?;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let before = Instant::now();
+        master.write_all(&t[bang + 1..]).await?;
+        let got = next_seq(sub, &mut buf).await?;
+        latencies.push(before.elapsed());
+        anyhow::ensure!(got == seq + 1, "expected seq {}, got {got}", seq + 1);
+        seq = got;
+    }
+    Ok(latencies)
 }
