@@ -98,6 +98,9 @@ impl History {
     /// Adds a telegram's point, drops points older than the span, and keeps at most one point per slot.
     pub fn push(&mut self, msg: &TelegramMessage) {
         let point = Point::of(msg);
+        // A stamp within a span of the start of time (any sender can write one) is not charted: the chart's
+        // arithmetic would leave the calendar.
+        let Ok(oldest) = point.at.checked_sub(self.span) else { return };
         if let Some(last) = self.points.back() {
             if point.at < last.at {
                 return;
@@ -108,7 +111,6 @@ impl History {
             }
         }
         self.points.push_back(point);
-        let oldest = point.at - self.span;
         while self.points.front().is_some_and(|p| p.at < oldest) {
             self.points.pop_front();
         }

@@ -108,7 +108,8 @@ impl Period {
     pub fn parse_name(span: Span, name: &str, tz: &TimeZone) -> Option<Period> {
         let start = match span {
             Span::Minutes(_) => {
-                let (stamp, offset) = if name.len() > 13 { name.split_at(13) } else { (name, "") };
+                // Any file name can come here: `split_at_checked` is `None` inside a multi-byte character.
+                let (stamp, offset) = if name.len() > 13 { name.split_at_checked(13)? } else { (name, "") };
                 let civil = DateTime::strptime("%Y%m%d-%H%M", stamp).ok()?;
                 if offset.is_empty() {
                     tz.to_ambiguous_timestamp(civil).compatible().ok()?
@@ -386,6 +387,7 @@ mod tests {
         }
         assert_eq!(Period::parse_name(Span::Minutes(5), "20240331-0203", &tz), None, "not a period start");
         assert_eq!(Period::parse_name(Span::Minutes(5), "nonsense", &tz), None);
+        assert_eq!(Period::parse_name(Span::Minutes(5), "20240331-030é", &tz), None, "a character across byte 13");
         assert_eq!(Period::parse_name(Span::Day, "2024-02-30", &tz), None);
     }
 

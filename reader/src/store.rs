@@ -190,8 +190,10 @@ struct StreamClock {
 
 impl StreamClock {
     fn admit(&mut self, received_at: Timestamp, arrived: Timestamp) -> Timestamp {
-        // A stamp far in the future would drag every later telegram along with it: trust the reader's clock then.
-        let stamp = if received_at > arrived + MAX_AHEAD { arrived } else { received_at };
+        // A stamp far in the future would drag every later telegram along with it, and one before 1970 comes from
+        // no clock (and leaves too little calendar for period arithmetic): trust the reader's clock then.
+        let believable = Timestamp::UNIX_EPOCH <= received_at && received_at <= arrived + MAX_AHEAD;
+        let stamp = if believable { received_at } else { arrived };
         let t = self.floor.map_or(stamp, |f| f.max(stamp));
         self.floor = Some(t);
         self.last = Some((t, arrived));
@@ -358,7 +360,11 @@ impl Store {
             l.health.telegrams += 1;
             stats::bump(&self.stats.written);
         }
-        l.flush_weekly(cfg)?;
+        // A weekly log that cannot be written must not hold up the telegrams behind this one: the tick retries it
+        // and reports the error.
+        if let Err(e) = l.flush_weekly(cfg) {
+            debug!(cause = %e, "weekly log line not written yet; the tick retries");
+        }
         Ok(Outcome::Written)
     }
 
@@ -554,7 +560,7 @@ impl Listener {
                 return true;
             };
             let in_hour = msg.received_at >= hour.start;
-            let in_chart = msg.received_at >= last - chart_span;
+            let in_chart = msg.received_at >= last.checked_sub(chart_span).unwrap_or(Timestamp::MIN);
             if !in_hour && baseline.is_none() {
                 baseline = Some(*msg);
             }
@@ -911,12 +917,13 @@ fn repair_newest(dir: &Path, ext: &str) {
     }
 }
 
-/// The name of the newest (greatest) plain `*.ext` file in `dir`.
+/// The name of the newest (greatest) plain `*.ext` file in `dir`. Files set aside as `NAME~N.ext` are older than
+/// the `NAME.ext` that replaced them, though they sort after it, so they are left out.
 fn newest_with_extension(dir: &Path, ext: &str) -> Option<String> {
     fs::read_dir(dir)
         .ok()?
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| Path::new(n).extension().is_some_and(|e| e == ext))
+        .filter(|n| !n.contains('~') && Path::new(n).extension().is_some_and(|e| e == ext))
         .max()
 }
 

@@ -432,3 +432,53 @@ fn a_status_ahead_of_its_listeners_first_telegram_is_kept_for_the_page() {
     let page = fs::read_to_string(dir.path().join("meterkast/p1.html")).expect("page");
     assert!(page.contains("simulate open, meter silent"), "the status shows on the page");
 }
+
+#[test]
+fn a_stamp_at_the_edge_of_time_is_filed_without_a_panic() {
+    let dir = crate::testutil::tempdir();
+    let mut store = Store::open(config(dir.path()), Arc::default(), ts("2024-06-01T09:00:00Z"));
+    // Any listener on the LAN can send these: they read as valid messages.
+    for (seq, at) in [(1, "-009999-01-02T01:59:59Z"), (2, "2024-06-01T10:00:00Z"), (3, "-009999-01-02T01:59:59Z")] {
+        let msg = telegram("meterkast", "b1", seq, at);
+        let now = ts("2024-06-01T10:00:00Z");
+        let mut j = Job::new(Box::new(msg.clone()), encode(&Message::Telegram(Box::new(msg))), now);
+        assert_eq!(store.write(&mut j, now).expect("written"), Outcome::Written);
+        store.tick(ts("2024-06-01T10:00:01Z")).expect("tick");
+    }
+    drop(store);
+    // Filed by the reader's clock, like a stamp far ahead.
+    let rows = lines(&dir.path().join("meterkast/day/2024-06-01.csv"));
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    // A restart reads the details back, the extreme stamp included.
+    let mut store = Store::open(config(dir.path()), Arc::default(), ts("2024-06-01T10:00:02Z"));
+    write(&mut store, 4, ts("2024-06-01T10:00:10Z"));
+    store.tick(ts("2024-06-01T10:00:11Z")).expect("tick");
+}
+
+#[test]
+fn the_newest_file_is_the_live_one_not_one_set_aside() {
+    let dir = crate::testutil::tempdir();
+    for name in ["2024-W21.log", "2024-W22~1.log", "2024-W22.log", "2024-W22~2.log", "notes.txt"] {
+        fs::write(dir.path().join(name), "").expect("write");
+    }
+    assert_eq!(newest_with_extension(dir.path(), "log").as_deref(), Some("2024-W22.log"));
+}
+
+#[test]
+fn a_weekly_log_that_cannot_be_written_holds_up_no_telegram() {
+    let dir = crate::testutil::tempdir();
+    let m = dir.path().join("meterkast");
+    fs::create_dir_all(&m).expect("mkdir");
+    // A file where the weekly directory should be.
+    fs::write(m.join("weekly"), "in the way").expect("write");
+    let mut store = Store::open(config(dir.path()), Arc::default(), ts("2024-06-01T09:00:00Z"));
+    let mut t = ts("2024-06-01T10:59:50Z");
+    for seq in 1..=4 {
+        // The second telegram ends the hour, so a weekly line is due from then on.
+        assert_eq!(write(&mut store, seq, t), Outcome::Written, "telegram {seq}");
+        t += SignedDuration::from_secs(10);
+    }
+    let err = store.tick(t).expect_err("the tick reports the weekly log");
+    assert!(err.to_string().contains("weekly"), "{err}");
+    assert_eq!(lines(&m.join("details/2024-06-01.jsonl")).len(), 4);
+}
