@@ -56,21 +56,12 @@ impl Point {
         let f = |d: Option<Decimal>| d.map(Decimal::to_f64);
         let import = f(v.power_import_kw).or_else(|| f(v.power_kw).map(|p| p.max(0.0)));
         let export = f(v.power_export_kw).or_else(|| f(v.power_kw).map(|p| (-p).max(0.0)));
-        let phase = |net: Option<Decimal>, imp: Option<Decimal>, exp: Option<Decimal>| {
-            f(net).or(match (f(imp), f(exp)) {
-                (Some(i), Some(e)) => Some(i - e),
-                (i, _) => i,
-            })
-        };
         Point {
             at: msg.received_at,
             import,
             export,
-            phases: [
-                phase(v.power_l1_kw, v.power_import_l1_kw, v.power_export_l1_kw),
-                phase(v.power_l2_kw, v.power_import_l2_kw, v.power_export_l2_kw),
-                phase(v.power_l3_kw, v.power_import_l3_kw, v.power_export_l3_kw),
-            ],
+            // Net per phase, as the listener's parser derives it whenever either side is sent.
+            phases: [f(v.power_l1_kw), f(v.power_l2_kw), f(v.power_l3_kw)],
         }
     }
 }
@@ -191,10 +182,7 @@ pub fn render(page: &Page) -> String {
     );
 
     // Net power, large.
-    let net = v
-        .power_kw
-        .map(Decimal::to_f64)
-        .or_else(|| Some(v.power_import_kw?.to_f64() - v.power_export_kw.map_or(0.0, Decimal::to_f64)));
+    let net = v.power_kw.map(Decimal::to_f64);
     let (class, word) = match net {
         Some(p) if p < 0.0 => ("export", "exporting"),
         Some(_) => ("import", "importing"),
@@ -355,13 +343,7 @@ fn phases_table(h: &mut String, v: &Values) {
         if [net, imp, exp, volt, amp].iter().all(Option::is_none) {
             continue;
         }
-        let power = match (net, imp, exp) {
-            (Some(n), _, _) => kw(Some(n)),
-            (None, Some(i), Some(e)) if e.is_zero() || !i.is_zero() => kw(Some(i)),
-            (None, _, Some(e)) => format!("−{}", kw(Some(e))),
-            (None, Some(i), None) => kw(Some(i)),
-            (None, None, None) => "–".into(),
-        };
+        let power = kw(net);
         let counts = match (sags, swells) {
             (None, None) => "–".to_owned(),
             (a, b) => {

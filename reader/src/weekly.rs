@@ -112,12 +112,8 @@ impl HourSummary {
                 *last = Some(value);
             }
         }
-        let net = v.power_kw.map(Decimal::to_f64).or_else(|| match (v.power_import_kw, v.power_export_kw) {
-            (Some(i), Some(e)) => Some(i.to_f64() - e.to_f64()),
-            (Some(i), None) => Some(i.to_f64()),
-            _ => None,
-        });
-        if let Some(net) = net {
+        // The listener's parser derives the net power whenever either side is sent.
+        if let Some(net) = v.power_kw.map(Decimal::to_f64) {
             self.power_sum += net;
             self.power_count += 1;
         }
