@@ -127,8 +127,6 @@ pub struct App {
     pub size: (u16, u16),
     /// The user asked to quit.
     pub quit: bool,
-    /// When the last datagram of any kind arrived.
-    pub last_datagram_at: Option<Timestamp>,
     /// Datagrams that were not valid messages.
     pub invalid_datagrams: u64,
     /// Why the last one was not.
@@ -243,8 +241,9 @@ impl SeqStats {
         if missing == 0 {
             return SeqOutcome::InOrder;
         }
-        self.missing += missing;
-        self.total_missing += missing;
+        // Saturating: any sender can write a sequence number near the end of the range.
+        self.missing = self.missing.saturating_add(missing);
+        self.total_missing = self.total_missing.saturating_add(missing);
         self.gaps += 1;
         SeqOutcome::Gap { missing }
     }
@@ -359,21 +358,12 @@ impl Sample {
         let net = kw(v.power_kw);
         let import_kw = kw(v.power_import_kw).or(net.map(|n| n.max(0.0))).unwrap_or(0.0);
         let export_kw = kw(v.power_export_kw).or(net.map(|n| (-n).max(0.0))).unwrap_or(0.0);
-        let phase = |net: Option<Decimal>, imp: Option<Decimal>, exp: Option<Decimal>| {
-            kw(net).or_else(|| match (kw(imp), kw(exp)) {
-                (None, None) => None,
-                (i, e) => Some(i.unwrap_or(0.0) - e.unwrap_or(0.0)),
-            })
-        };
         Sample {
             at,
             import_kw,
             export_kw,
-            phases_kw: [
-                phase(v.power_l1_kw, v.power_import_l1_kw, v.power_export_l1_kw),
-                phase(v.power_l2_kw, v.power_import_l2_kw, v.power_export_l2_kw),
-                phase(v.power_l3_kw, v.power_import_l3_kw, v.power_export_l3_kw),
-            ],
+            // Net per phase, as the listener's parser derives it whenever either side is sent.
+            phases_kw: [kw(v.power_l1_kw), kw(v.power_l2_kw), kw(v.power_l3_kw)],
         }
     }
 }
@@ -396,7 +386,6 @@ impl App {
             help: false,
             size: (80, 24),
             quit: false,
-            last_datagram_at: None,
             invalid_datagrams: 0,
             last_invalid: None,
             ignored_meters: 0,
@@ -460,7 +449,6 @@ impl App {
 
     fn datagram(&mut self, message: Message, at: Timestamp) {
         self.advance(at);
-        self.last_datagram_at = Some(at);
         let listener = message.origin().listener.clone();
         let Some(meter) = self.meter_mut(&listener, at) else { return };
         match message {

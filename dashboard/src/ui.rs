@@ -363,26 +363,9 @@ fn overview(app: &App, meter: &Meter, t: &TelegramMessage, area: Rect, buf: &mut
     }
 }
 
-fn signed_or_side(net: Option<Decimal>, imp: Option<Decimal>, exp: Option<Decimal>) -> Option<Decimal> {
-    net.or_else(|| match (imp, exp) {
-        (Some(i), Some(e)) => i.checked_sub(e),
-        (Some(i), None) => Some(i),
-        (None, Some(e)) => Some(e.neg()),
-        (None, None) => None,
-    })
-}
-
-/// The net power as a signed decimal, from the meter's own value or import minus export.
-fn net_power(v: &Values) -> Option<Decimal> {
-    signed_or_side(v.power_kw, v.power_import_kw, v.power_export_kw)
-}
-
+/// A phase's net power (import minus export), as the listener's parser derives it whenever either side is sent.
 fn phase_power(v: &Values, phase: usize) -> Option<Decimal> {
-    match phase {
-        0 => signed_or_side(v.power_l1_kw, v.power_import_l1_kw, v.power_export_l1_kw),
-        1 => signed_or_side(v.power_l2_kw, v.power_import_l2_kw, v.power_export_l2_kw),
-        _ => signed_or_side(v.power_l3_kw, v.power_import_l3_kw, v.power_export_l3_kw),
-    }
+    [v.power_l1_kw, v.power_l2_kw, v.power_l3_kw].get(phase).copied().flatten()
 }
 
 fn voltages(v: &Values) -> [Option<Decimal>; 3] {
@@ -416,7 +399,7 @@ fn kw_text(d: Option<Decimal>) -> String {
 
 fn tiny(t: &TelegramMessage, health: Health, area: Rect, buf: &mut Buffer) {
     let v = &t.values;
-    let net = net_power(v);
+    let net = v.power_kw;
     let mut lines = vec![Line::from(vec![
         Span::styled(kw_text(net), Style::new().fg(direction_color(net)).bold()),
         Span::raw(" "),
@@ -433,7 +416,7 @@ fn tiny(t: &TelegramMessage, health: Health, area: Rect, buf: &mut Buffer) {
 
 fn power_row(t: &TelegramMessage, health: Health, area: Rect, buf: &mut Buffer) {
     let v = &t.values;
-    let net = net_power(v);
+    let net = v.power_kw;
     let text = net.map_or_else(|| "-".to_owned(), format::signed);
     let inner_height = area.height.saturating_sub(2);
     let phases_min = 40;
@@ -653,7 +636,10 @@ fn series(meter: &Meter, now: jiff::Timestamp, span: Duration, gap: Duration, co
     let mut segments: Vec<Vec<Sample>> = Vec::new();
     let mut current: Vec<Sample> = Vec::new();
     let mut last: Option<(jiff::Timestamp, i64)> = None;
-    for s in meter.history.iter().filter(|s| s.at >= start && s.at <= now) {
+    // The history is in arrival order: skip what is older than the chart without looking at it (a day at one
+    // telegram a second is 86 400 samples, and this runs every frame).
+    let first = meter.history.partition_point(|s| s.at < start);
+    for s in meter.history.range(first..).filter(|s| s.at >= start && s.at <= now) {
         let b = (elapsed(start, s.at).as_secs_f64() / bucket) as i64;
         if last.is_some_and(|(at, _)| elapsed(at, s.at) > gap) {
             segments.push(std::mem::take(&mut current));
