@@ -48,6 +48,41 @@ fn every_corpus_telegram_matches_the_schema() {
     assert!(checked >= 15, "only {checked} telegrams checked");
 }
 
+/// The message the listener publishes for `body` (a telegram up to and including `!`; a CRC is added).
+fn message_of(body: &str) -> Message {
+    let telegram = format!("{body}{:04X}\r\n", shared::crc::checksum(body.as_bytes()));
+    let mut engine = Engine::new(EngineOptions::default());
+    engine.push(telegram.as_bytes(), Instant::now());
+    match engine.next_event() {
+        Some(Event::Telegram(t)) => {
+            Message::Telegram(Box::new(t.into_message(origin(), 1, jiff::Timestamp::UNIX_EPOCH)))
+        }
+        other => panic!("not a telegram: {other:?}"),
+    }
+}
+
+#[test]
+fn values_the_corpus_does_not_hold_match_the_schema_too() {
+    let validator = validator();
+    // A tariff register other than 1 or 2 (some non-Dutch meters count more registers).
+    let msg = message_of("/XMX5TEST\r\n\r\n1-3:0.2.8(50)\r\n0-0:96.14.0(0003)\r\n!");
+    let Message::Telegram(t) = &msg else { unreachable!() };
+    assert_eq!(t.values.tariff, Some(3));
+    check(&validator, &msg, "tariff 3");
+    // A capacity history of more than 13 months.
+    let months: String = (1..=9)
+        .chain(10..=12)
+        .map(|m| format!("(23{m:02}01000000W)(23{m:02}10120000W)(03.{m:03}*kW)"))
+        .chain((1..=3).map(|m| format!("(24{m:02}01000000W)(24{m:02}10120000W)(04.{m:03}*kW)")))
+        .collect();
+    let msg = message_of(&format!(
+        "/FLU5\\253770234_A\r\n\r\n0-0:96.1.4(50217)\r\n0-0:98.1.0(15)(1-0:1.6.0)(1-0:1.6.0){months}\r\n!"
+    ));
+    let Message::Telegram(t) = &msg else { unreachable!() };
+    assert_eq!(t.values.capacity_history.len(), 15, "{:?}", t.errors);
+    check(&validator, &msg, "15 months of capacity history");
+}
+
 #[test]
 fn status_messages_match_the_schema() {
     let status = Message::Status(StatusMessage {
