@@ -853,18 +853,21 @@ fn open_with_header(path: &Path, header: Option<&str>, partial: bool) -> Result<
 
 /// Renames `NAME.ext` (or `NAME.csv.partial`) to the first free `NAME~N.ext` (a finished file).
 fn set_aside(path: &Path, partial: bool) -> io::Result<PathBuf> {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let name = if partial { name.trim_end_matches(".partial") } else { name };
+    let finished = if partial { path.with_extension("") } else { path.to_owned() };
+    let aside = free_aside_name(&finished)?;
+    linefile::rename_durable(path, &aside)?;
+    Ok(aside)
+}
+
+/// The first `NAME~N.ext` (N from 1) beside the finished name `NAME.ext` that no file has.
+fn free_aside_name(finished: &Path) -> io::Result<PathBuf> {
+    let name = finished.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let (stem, ext) = name.split_once('.').unwrap_or((name, ""));
-    let dir = path.parent().unwrap_or(Path::new("."));
-    for n in 1..1000 {
-        let candidate = dir.join(format!("{stem}~{n}.{ext}"));
-        if !candidate.exists() {
-            linefile::rename_durable(path, &candidate)?;
-            return Ok(candidate);
-        }
-    }
-    Err(io::Error::new(io::ErrorKind::AlreadyExists, "no free name to set the file aside"))
+    let dir = finished.parent().unwrap_or(Path::new("."));
+    (1..1000)
+        .map(|n| dir.join(format!("{stem}~{n}.{ext}")))
+        .find(|p| !p.exists())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::AlreadyExists, "no free name to set the file aside"))
 }
 
 /// Syncs and closes a slot's file; an interval file is renamed from `.csv.partial` to `.csv`.
@@ -890,18 +893,11 @@ fn finish_partial(dir: &Path, stem: &str) -> Result<(), StoreError> {
     }
     // Repair first, so a finished file never holds a torn line.
     drop(LineFile::open(&from).map_err(StoreError::io("cannot open", &from))?);
-    let to = if to.exists() { set_aside_target(&to) } else { to };
+    // A finished name that is taken (a restart with a wrong clock, or a copied partial) is never overwritten.
+    let to = if to.exists() { free_aside_name(&to).map_err(StoreError::io("no free name for", &to))? } else { to };
     linefile::rename_durable(&from, &to).map_err(StoreError::io("cannot rename", &from))?;
     debug!(file = %to.display(), "interval finished");
     Ok(())
-}
-
-/// `NAME~N.csv` for a finished name that is taken (a restart with a wrong clock, or a copied partial).
-fn set_aside_target(to: &Path) -> PathBuf {
-    let name = to.file_name().and_then(|n| n.to_str()).unwrap_or("file.csv");
-    let (stem, ext) = name.split_once('.').unwrap_or((name, "csv"));
-    let dir = to.parent().unwrap_or(Path::new("."));
-    (1..1000).map(|n| dir.join(format!("{stem}~{n}.{ext}"))).find(|p| !p.exists()).unwrap_or_else(|| to.to_owned())
 }
 
 /// Cuts a torn last line from the newest `*.ext` file in `dir`.
