@@ -407,6 +407,118 @@ impl<'a> Line<'a> {
     }
 }
 
+/// A data line read by [`Line::scan`]: the line, where it ends (before its line end) and where the next one starts.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Scanned<'a> {
+    pub(crate) line: Line<'a>,
+    pub(crate) end: usize,
+    pub(crate) next: usize,
+}
+
+impl<'a> Line<'a> {
+    /// Reads the line that starts at byte `start` of `text` in one pass, when it has the clean form nearly every
+    /// meter writes: `A-B:C.D.E[*F]` with fields of one to three digits, groups holding nothing JSON must escape,
+    /// then CR LF or LF. Anything else (spaces, letters in C, an error, the last line without a line end, ...)
+    /// gives `None`, and the caller reads that line with [`Line::parse_str`], which accepts every line this does
+    /// and gives the same [`Line`] for it (a test holds the two together), and explains errors.
+    #[allow(clippy::many_single_char_names)] // The standard names the groups A to F.
+    pub(crate) fn scan(text: &'a str, start: usize) -> Option<Scanned<'a>> {
+        let bytes = text.as_bytes();
+        let mut pos = start;
+        let a = short_field(bytes, &mut pos, b'-')?;
+        let b = short_field(bytes, &mut pos, b':')?;
+        let c = short_field(bytes, &mut pos, b'.')?;
+        let d = short_field(bytes, &mut pos, b'.')?;
+        let e = short_field(bytes, &mut pos, 0)?;
+        let f = if bytes.get(pos) == Some(&b'*') {
+            pos += 1;
+            Some(short_field(bytes, &mut pos, 0)?)
+        } else {
+            None
+        };
+        let at = pos;
+        let mut groups = Groups { text: "", len: 0, rest_at: 0, head: [(0, 0); INLINE], plain: true };
+        while bytes.get(pos) == Some(&b'(') {
+            if groups.len as usize == INLINE {
+                groups.rest_at = offset(pos - at);
+            }
+            let mut i = pos + 1;
+            // The search may run past this line's end; its CR or LF is a control byte, so it stops there.
+            let close = loop {
+                i = find_special(bytes, i);
+                match *bytes.get(i)? {
+                    b')' => break i,
+                    b if b == b'(' || json::needs_escape(b) => return None,
+                    _ => i += 1,
+                }
+            };
+            if let Some(slot) = groups.head.get_mut(groups.len as usize) {
+                *slot = (offset(pos + 1 - at), offset(close - at));
+            }
+            groups.len += 1;
+            pos = close + 1;
+        }
+        let end = pos;
+        let next = match bytes.get(end..end + 2) {
+            Some(b"\r\n") => end + 2,
+            _ if bytes.get(end) == Some(&b'\n') => end + 1,
+            _ => return None,
+        };
+        if groups.len as usize <= INLINE {
+            groups.rest_at = offset(end - at);
+        }
+        // Every boundary is next to an ASCII byte, so these are character boundaries.
+        groups.text = text.get(at..end)?;
+        let reference = text.get(start..at)?;
+        Some(Scanned { line: Line { reference, obis: Obis { a, b, c, d, e, f }, groups }, end, next })
+    }
+}
+
+/// One to three digits worth at most 255 at `pos`, followed by `sep` (consumed; `0`: anything but a digit, not
+/// consumed). `None` for anything else, including forms [`Obis::parse_prefix`] accepts (four digits with leading
+/// zeros, letters): [`Line::scan`] leaves those to it.
+fn short_field(bytes: &[u8], pos: &mut usize, sep: u8) -> Option<u8> {
+    let mut value: u32 = 0;
+    let start = *pos;
+    while let Some(&b) = bytes.get(*pos) {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            break;
+        }
+        value = value * 10 + u32::from(digit);
+        *pos += 1;
+        if *pos - start > 3 {
+            return None;
+        }
+    }
+    if *pos == start || value > 255 {
+        return None;
+    }
+    if sep != 0 {
+        if bytes.get(*pos) != Some(&sep) {
+            return None;
+        }
+        *pos += 1;
+    }
+    // At most 255, checked above.
+    Some(value as u8)
+}
+
+/// The line that starts at `start`: its byte range without the line end (LF, or CR LF), and where the next line
+/// starts (`None` after the last). A last line without LF counts unless it is empty. See [`lines`].
+pub(crate) fn line_at(bytes: &[u8], start: usize) -> Option<(std::ops::Range<usize>, Option<usize>)> {
+    let rest = bytes.get(start..)?;
+    let (mut end, next) = match memchr::memchr(b'\n', rest) {
+        Some(n) => (start + n, Some(start + n + 1)),
+        None if !rest.is_empty() => (bytes.len(), None),
+        None => return None,
+    };
+    if end > start && bytes.get(end - 1) == Some(&b'\r') {
+        end -= 1;
+    }
+    Some((start..end, next))
+}
+
 /// Moves an error's column right by `by` (for text that was trimmed before parsing).
 fn shift(err: SyntaxError, by: usize) -> SyntaxError {
     match err {
@@ -422,8 +534,6 @@ pub struct Lines<'a> {
     text: &'a [u8],
     /// Where the next line starts; `None` once the last line was yielded.
     start: Option<usize>,
-    /// The line ends, found by one vectorised scan over the whole text.
-    ends: memchr::Memchr<'a>,
     number: u32,
 }
 
@@ -431,32 +541,16 @@ pub struct Lines<'a> {
 /// its line end. A last line without LF is yielded too (unless empty). Never panics, whatever the bytes.
 #[must_use]
 pub fn lines(text: &[u8]) -> Lines<'_> {
-    Lines { text, start: Some(0), ends: memchr::memchr_iter(b'\n', text), number: 0 }
+    Lines { text, start: Some(0), number: 0 }
 }
 
 impl Lines<'_> {
     /// The next line's number and byte range (without its line end).
     fn next_range(&mut self) -> Option<(u32, std::ops::Range<usize>)> {
-        let start = self.start?;
-        let mut end = match self.ends.next() {
-            Some(end) => {
-                self.start = Some(end + 1);
-                end
-            }
-            None if start < self.text.len() => {
-                self.start = None;
-                self.text.len()
-            }
-            None => {
-                self.start = None;
-                return None;
-            }
-        };
-        if end > start && self.text.get(end - 1) == Some(&b'\r') {
-            end -= 1;
-        }
+        let (range, next) = line_at(self.text, self.start?)?;
+        self.start = next;
         self.number = self.number.saturating_add(1);
-        Some((self.number, start..end))
+        Some((self.number, range))
     }
 }
 
@@ -729,6 +823,75 @@ mod tests {
             if let Ok(l) = Line::parse(&line[..n]) {
                 let _ = l.groups.iter().count();
             }
+        }
+    }
+
+    /// [`Line::scan`] must accept only lines [`Line::parse_str`] accepts, and give the same [`Line`] for them.
+    fn scan_agrees(line: &str) {
+        for end in ["\r\n", "\n"] {
+            // Text before and after, so positions and the search past the line end are exercised.
+            let text = format!("/X\r\n{line}{end}1-0:1.8.1(5)\r\n");
+            let Some(scanned) = Line::scan(&text, 4) else { continue };
+            let general = Line::parse_str(line);
+            assert_eq!(Ok(scanned.line), general, "{line:?}");
+            assert_eq!(scanned.end, 4 + line.len(), "{line:?}");
+            assert_eq!(scanned.next, 4 + line.len() + end.len(), "{line:?}");
+            assert_eq!(
+                scanned.line.groups.iter().collect::<Vec<_>>(),
+                general.map(|l| l.groups.iter().collect::<Vec<_>>()).unwrap_or_default()
+            );
+        }
+    }
+
+    #[test]
+    fn the_one_pass_scan_reads_clean_lines_like_the_general_parser() {
+        let clean = [
+            "1-0:1.8.1(001164.722*kWh)",
+            "0-1:24.2.1(200310123504W)(01621.615*m3)",
+            "0-0:96.13.0()",
+            "1-0:99.97.0(2)(0-0:96.7.19)(101208152415W)(0000000240*s)(000101000001W)(2147483647*s)",
+            "1-0:1.7.0*255(00.100*kW)",
+            "1-0:01.8.1(1)",
+            "255-255:255.255.255*255(x)",
+            "1-0:1.8.1",
+            "0-0:96.13.0(\u{e9}t\u{e9} long text over several words)",
+        ];
+        for line in clean {
+            assert!(Line::scan(&format!("{line}\r\n"), 0).is_some(), "{line:?} is clean");
+            scan_agrees(line);
+        }
+        // Lines the scan leaves to the general parser (which accepts some and rejects others).
+        let other = [
+            " 1-0:1.8.1(1)",
+            "1-0:1.8.1(1) ",
+            "0-0:C.1.0(1)",
+            "1-0:0001.8.1(1)",
+            "1-0:256.8.1(1)",
+            "1-0:1.8(1)",
+            "1-0:1.8.1*(1)",
+            "1-0:1.8.1(1",
+            "1-0:1.8.1((1)",
+            "1-0:1.8.1(\"1\")",
+            "1-0:1.8.1(a\\b)",
+            "1-0:1.8.1(\t)",
+            "1-0:1.8.1(1)x",
+            "1-0:1.8.1.2(1)",
+            "-0:1.8.1(1)",
+            "1-0:1.8.1(1)\r",
+        ];
+        for line in other {
+            assert!(Line::scan(&format!("{line}\r\n"), 0).is_none(), "{line:?} is left to the general parser");
+        }
+        assert!(Line::scan("1-0:1.8.1(1)", 0).is_none(), "no line end");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 20_000, ..Default::default() })]
+        #[test]
+        fn the_one_pass_scan_agrees_on_generated_lines(
+            line in "[0-9]{1,4}-[0-9]{1,3}:[0-9CF]{1,3}[.][0-9]{1,3}[.][0-9]{1,4}([*][0-9]{0,3})?([(][0-9a-z*. ()\"\\\\\t\u{e9}-]{0,14}[)]?){0,4}[ x]?",
+        ) {
+            scan_agrees(&line);
         }
     }
 }

@@ -69,8 +69,7 @@ pub struct Parsed {
 pub fn parse(text: &[u8], zone: &TimeZone) -> Parsed {
     match std::str::from_utf8(text) {
         // The usual case: the whole telegram is checked as text once, not line by line.
-        Ok(whole) => Builder::new(zone, text.len(), Some(whole))
-            .run(obis::text_lines(whole).map(|(n, line)| (n, line.as_bytes(), Ok(line)))),
+        Ok(whole) => Builder::new(zone, text.len(), Some(whole)).run_text(whole),
         Err(_) => Builder::new(zone, text.len(), None).run(obis::lines(text).map(|(n, line)| {
             let text = std::str::from_utf8(line).map_err(|e| SyntaxError::NotText { column: e.valid_up_to() + 1 });
             (n, line, text)
@@ -213,16 +212,7 @@ impl<'z, 't> Builder<'z, 't> {
     fn run(mut self, mut lines: impl Iterator<Item = NumberedLine<'t>>) -> Parsed {
         let mut end = None;
         let header = match lines.next() {
-            Some((number, first, _)) if first.first() == Some(&b'/') => {
-                self.last_line = number;
-                String::from_utf8_lossy(&first[1..]).trim().to_owned()
-            }
-            Some((number, first, text)) => {
-                let reason = "the telegram does not start with an identification line '/XXX5…'";
-                self.error(number, first, reason.into());
-                self.line(number, first, text);
-                String::new()
-            }
+            Some((number, first, text)) => self.header(number, first, text),
             None => String::new(),
         };
         for (number, raw, text) in lines {
@@ -233,6 +223,58 @@ impl<'z, 't> Builder<'z, 't> {
             self.line(number, raw, text);
         }
         self.finish(header, end)
+    }
+
+    /// [`Builder::run`] for a telegram that is text: each data line in the clean form is read in one pass by
+    /// [`Line::scan`], straight from the telegram; any other line goes through [`Builder::line`] as in `run`.
+    fn run_text(mut self, text: &'t str) -> Parsed {
+        let bytes = text.as_bytes();
+        let mut number = 0u32;
+        let mut next = Some(0);
+        let mut header = None;
+        let mut end = None;
+        while let Some(start) = next {
+            if header.is_some() {
+                if let Some(scanned) = Line::scan(text, start) {
+                    number = number.saturating_add(1);
+                    self.last_line = number;
+                    self.pending_gas = None;
+                    let raw = bytes.get(start..scanned.end).unwrap_or_default();
+                    self.data_line(number, raw, &scanned.line);
+                    next = Some(scanned.next);
+                    continue;
+                }
+            }
+            let Some((range, after)) = obis::line_at(bytes, start) else { break };
+            next = after;
+            number = number.saturating_add(1);
+            // Lines end at LF or CR, which are never inside a multi-byte character.
+            let line = text.get(range).unwrap_or_default();
+            let raw = line.as_bytes();
+            if header.is_none() {
+                header = Some(self.header(number, raw, Ok(line)));
+                continue;
+            }
+            if let Some(crc) = raw.strip_prefix(b"!") {
+                end = Some(crc);
+                break;
+            }
+            self.line(number, raw, Ok(line));
+        }
+        self.finish(header.unwrap_or_default(), end)
+    }
+
+    /// Reads the first line: the identification line `/XXX5...`, whose text is returned (or, when the telegram
+    /// does not start with one, an error and the line read as data).
+    fn header(&mut self, number: u32, first: &'t [u8], text: Result<&'t str, SyntaxError>) -> String {
+        if first.first() == Some(&b'/') {
+            self.last_line = number;
+            return String::from_utf8_lossy(&first[1..]).trim().to_owned();
+        }
+        let reason = "the telegram does not start with an identification line '/XXX5…'";
+        self.error(number, first, reason.into());
+        self.line(number, first, text);
+        String::new()
     }
 
     fn line(&mut self, number: u32, raw: &'t [u8], text: Result<&'t str, SyntaxError>) {
@@ -250,13 +292,18 @@ impl<'z, 't> Builder<'z, 't> {
             Ok(line) => line,
             Err(err) => return self.error(number, raw, err.to_string()),
         };
+        self.data_line(number, raw, &line);
+    }
+
+    /// A data line that follows the grammar: into the OBIS map, and into the named values if its code is known.
+    fn data_line(&mut self, number: u32, raw: &'t [u8], line: &Line<'t>) {
         let o = line.obis;
         let old_gas = o.a == 0 && (1..=4).contains(&o.b) && (o.c, o.d, o.e) == (24, 3, 0);
         self.insert(line.reference, o, &line.groups);
         if !o.is_current() {
             return;
         }
-        if let Err(err) = self.interpret(&line) {
+        if let Err(err) = self.interpret(line) {
             self.error(number, raw, err.to_string());
         }
         if old_gas && line.groups.len() < 7 {
@@ -1075,6 +1122,55 @@ mod tests {
         let p = parse(b"/XMX5TEST\r\n\r\n1-0:1.7.0(01.000*kW)\r\n!ABCD\r\n\0garbage\r\n", &ams());
         assert_eq!(p.errors, vec![]);
         assert_eq!(p.obis.len(), 1);
+    }
+
+    /// The telegram read by the general line-by-line path only, without [`Line::scan`].
+    fn parse_general(text: &[u8], zone: &TimeZone) -> Parsed {
+        match std::str::from_utf8(text) {
+            Ok(whole) => Builder::new(zone, text.len(), Some(whole))
+                .run(obis::text_lines(whole).map(|(n, line)| (n, line.as_bytes(), Ok(line)))),
+            Err(_) => parse(text, zone),
+        }
+    }
+
+    #[test]
+    fn the_one_pass_reader_gives_what_the_general_one_gives() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata");
+        let mut telegrams = Vec::new();
+        for entry in std::fs::read_dir(dir).expect("testdata") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "txt") {
+                telegrams.push(std::fs::read(&path).expect("readable"));
+            }
+        }
+        assert!(telegrams.len() >= 15, "the corpus is there");
+        for text in &telegrams {
+            assert_eq!(parse(text, &ams()), parse_general(text, &ams()), "{}", String::from_utf8_lossy(text));
+        }
+        // Every byte of a telegram with every kind of line, changed in ways that make lines clean, unclean or bad.
+        let text = telegram(
+            "XMX5TEST",
+            &[
+                "1-3:0.2.8(50)",
+                "0-1:24.3.0(090212160000)(00)(60)(1)(0-1:24.2.1)(m3)",
+                "(00001.001)",
+                "1-0:99.97.0(1)(0-0:96.7.19)(101208152415W)(0000000240*s)",
+                "1-0:1.8.1(1)",
+                "1-0:1.8.1(2)",
+                "0-0:96.13.0(4142)",
+                "0-0:C.1.0(x)",
+            ],
+            "ABCD",
+        );
+        for i in 0..text.len() {
+            for replace in [b' ', b'(', b')', b'\n', b'\r', b'"', b'1', b'*', b'!', b'/'] {
+                let mut t = text.clone();
+                t[i] = replace;
+                assert_eq!(parse(&t, &ams()), parse_general(&t, &ams()), "{}", String::from_utf8_lossy(&t));
+            }
+            let cut = &text[..i];
+            assert_eq!(parse(cut, &ams()), parse_general(cut, &ams()), "{}", String::from_utf8_lossy(cut));
+        }
     }
 
     #[test]
