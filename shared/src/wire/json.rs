@@ -138,34 +138,29 @@ impl Json for DeviceKind {
     }
 }
 
-/// Writes the `Some` fields of a struct in order, as `"name":value`, comma-separated. `$sep` is the separator
-/// state: empty before the first field written, `,` after.
+/// Writes the `Some` fields of a struct in order, each as `,"name":value`.
 macro_rules! optional_fields {
-    ($out:ident, $sep:ident, $s:expr; $($name:ident),* $(,)?) => {$(
+    ($out:ident, $s:expr; $($name:ident),* $(,)?) => {$(
         if let Some(v) = &$s.$name {
-            $out.extend_from_slice($sep);
-            $out.extend_from_slice(concat!("\"", stringify!($name), "\":").as_bytes());
+            $out.extend_from_slice(concat!(",\"", stringify!($name), "\":").as_bytes());
             v.json($out);
-            $sep = b",";
         }
     )*};
 }
 
-/// Writes a non-empty list field (empty lists are left out), as `"name":[...]`.
-fn list_field<T>(out: &mut Vec<u8>, sep: &mut &'static [u8], name: &[u8], items: &[T], item: fn(&mut Vec<u8>, &T)) {
+/// Writes a non-empty list field (empty lists are left out), as `,"name":[...]`.
+fn list_field<T>(out: &mut Vec<u8>, name: &[u8], items: &[T], item: fn(&mut Vec<u8>, &T)) {
     if items.is_empty() {
         return;
     }
-    out.extend_from_slice(sep);
     out.extend_from_slice(name);
     list(out, items, item);
-    *sep = b",";
 }
 
 fn values(out: &mut Vec<u8>, v: &Values) {
-    let mut sep: &'static [u8] = b"";
-    out.push(b'{');
-    optional_fields!(out, sep, v;
+    // Every field is written with a comma before it; the first one's comma becomes the opening brace.
+    let start = out.len();
+    optional_fields!(out, v;
         meter_time, equipment_id, version, tariff, tariff_name,
         energy_import_kwh, energy_import_t1_kwh, energy_import_t2_kwh,
         energy_export_kwh, energy_export_t1_kwh, energy_export_t2_kwh,
@@ -179,14 +174,18 @@ fn values(out: &mut Vec<u8>, v: &Values) {
         voltage_swells_l1, voltage_swells_l2, voltage_swells_l3,
         power_failures, long_power_failures,
     );
-    list_field(out, &mut sep, b"\"power_failure_log\":", &v.power_failure_log, power_failure);
-    optional_fields!(out, sep, v;
+    list_field(out, b",\"power_failure_log\":", &v.power_failure_log, power_failure);
+    optional_fields!(out, v;
         text_message, breaker_state, limiter_kw, fuse_a,
         capacity_demand_kw, capacity_peak_kw, capacity_peak_at,
     );
-    list_field(out, &mut sep, b"\"capacity_history\":", &v.capacity_history, capacity_month);
-    optional_fields!(out, sep, v; gas_m3, gas_at, water_m3, water_at, heat_gj, heat_at);
-    list_field(out, &mut sep, b"\"devices\":", &v.devices, device);
+    list_field(out, b",\"capacity_history\":", &v.capacity_history, capacity_month);
+    optional_fields!(out, v; gas_m3, gas_at, water_m3, water_at, heat_gj, heat_at);
+    list_field(out, b",\"devices\":", &v.devices, device);
+    match out.get_mut(start) {
+        Some(comma) => *comma = b'{',
+        None => out.push(b'{'),
+    }
     out.push(b'}');
 }
 
@@ -213,9 +212,7 @@ fn device(out: &mut Vec<u8>, d: &Device) {
     uint(out, u64::from(d.channel));
     out.extend_from_slice(b",\"kind\":");
     d.kind.json(out);
-    let mut sep: &'static [u8] = b",";
-    optional_fields!(out, sep, d; type_code, id, value, unit, at, valve);
-    let _ = sep;
+    optional_fields!(out, d; type_code, id, value, unit, at, valve);
     out.push(b'}');
 }
 
@@ -231,13 +228,15 @@ fn line_error(out: &mut Vec<u8>, e: &LineError) {
 
 fn obis(out: &mut Vec<u8>, map: &ObisMap) {
     // What a parsed telegram's map holds needs no escapes (the parser checked while reading the groups).
-    let write: fn(&mut Vec<u8>, &str) = if map.is_plain() { quoted } else { string };
+    if map.is_plain() {
+        return map.write_plain_json(out);
+    }
     out.push(b'{');
     for (i, (key, value)) in map.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        write(out, key);
+        string(out, key);
         out.push(b':');
         if value.is_list() {
             out.push(b'[');
@@ -245,22 +244,14 @@ fn obis(out: &mut Vec<u8>, map: &ObisMap) {
                 if j > 0 {
                     out.push(b',');
                 }
-                write(out, group);
+                string(out, group);
             }
             out.push(b']');
         } else {
-            write(out, value.groups().next().unwrap_or_default());
+            string(out, value.groups().next().unwrap_or_default());
         }
     }
     out.push(b'}');
-}
-
-/// A string known to need no escapes.
-fn quoted(out: &mut Vec<u8>, s: &str) {
-    out.reserve(s.len() + 2);
-    out.push(b'"');
-    out.extend_from_slice(s.as_bytes());
-    out.push(b'"');
 }
 
 fn list<T>(out: &mut Vec<u8>, items: &[T], item: fn(&mut Vec<u8>, &T)) {

@@ -261,6 +261,36 @@ impl ObisMap {
         Span { start: to_u32(start), end: to_u32(self.text.len()) }
     }
 
+    /// Appends the map as a JSON object when it [is plain](ObisMap::is_plain), copying keys and groups as they
+    /// are (the caller checks; [`super::json`] escapes the others). Short pieces are copied as one 16-byte block
+    /// and the excess cut off, which costs less than a copy of their exact length.
+    pub(super) fn write_plain_json(&self, out: &mut Vec<u8>) {
+        let text = self.text.as_bytes();
+        out.push(b'{');
+        for (i, entry) in self.entries.iter().enumerate() {
+            out.extend_from_slice(if i == 0 { b"\"" } else { b",\"" });
+            copy_span(out, text, entry.key);
+            let groups = self.groups.get(entry.first as usize..entry.end as usize).unwrap_or_default();
+            match groups {
+                [one] if !entry.list => {
+                    out.extend_from_slice(b"\":\"");
+                    copy_span(out, text, *one);
+                    out.push(b'"');
+                }
+                _ => {
+                    out.extend_from_slice(b"\":[");
+                    for (j, &group) in groups.iter().enumerate() {
+                        out.extend_from_slice(if j == 0 { b"\"" } else { b",\"" });
+                        copy_span(out, text, group);
+                        out.push(b'"');
+                    }
+                    out.push(b']');
+                }
+            }
+        }
+        out.push(b'}');
+    }
+
     fn position(&self, key: &str) -> Option<usize> {
         self.entries.iter().position(|e| self.slice(e.key) == key)
     }
@@ -300,6 +330,21 @@ impl<'a> IntoIterator for &'a ObisMap {
     fn into_iter(self) -> Iter<'a> {
         self.iter()
     }
+}
+
+/// Appends `text[span]`: see [`ObisMap::write_plain_json`].
+fn copy_span(out: &mut Vec<u8>, text: &[u8], span: Span) {
+    let (start, end) = (span.start as usize, span.end as usize);
+    let len = end.saturating_sub(start);
+    if len <= 16 {
+        if let Some(block) = text.get(start..start + 16).and_then(|b| <&[u8; 16]>::try_from(b).ok()) {
+            let at = out.len();
+            out.extend_from_slice(block);
+            out.truncate(at + len);
+            return;
+        }
+    }
+    out.extend_from_slice(text.get(start..end).unwrap_or_default());
 }
 
 /// Whether JSON takes `s` without escapes.
