@@ -255,3 +255,24 @@ fn encode_into_appends() {
     assert_eq!(&out[..6], b"prefix");
     assert_eq!(&out[6..], &wire::encode(&msg)[..]);
 }
+
+#[test]
+fn sparse_messages_encode_like_serde() {
+    let mut r = Rng(11);
+    let mut msg = random_message(&mut r);
+    msg.values = Values::default();
+    msg.obis = ObisMap::new();
+    msg.errors.clear();
+    same_bytes(&Message::Telegram(Box::new(msg.clone())), "no values, no lines");
+    // A map without escapes takes the block-copy path: one group, one group that arrived as a list, none, several.
+    for (key, value) in [
+        ("1-0:1.8.1", ObisValue::One("001164.722*kWh".into())),
+        ("0-0:96.13.0", ObisValue::One(String::new())),
+        ("1-0:99.97.0", ObisValue::Many(vec!["1".into()])),
+        ("1-0:99.97.0#2", ObisValue::Many(vec![])),
+        ("0-1:24.2.1", ObisValue::Many(vec!["200310123504W".into(), "a group longer than sixteen bytes".into()])),
+    ] {
+        msg.obis.insert(key, &value);
+        same_bytes(&Message::Telegram(Box::new(msg.clone())), key);
+    }
+}
