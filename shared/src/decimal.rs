@@ -141,6 +141,43 @@ impl Decimal {
     }
 }
 
+impl Decimal {
+    /// Reads an unsigned `digits[.digits]` at the start of `bytes` (at most 18 digits, 15 of them decimals) and
+    /// says how many bytes it took: the one-pass form of [`str::parse`] for the values meters write, stopping
+    /// at the first byte that does not continue the number. `None` when there is no digit, a sign, or too many
+    /// digits; callers then fall back to `parse`, which agrees on everything this accepts (tested) and explains
+    /// what it does not.
+    #[must_use]
+    pub fn parse_prefix(bytes: &[u8]) -> Option<(Decimal, usize)> {
+        let mut mantissa: i64 = 0;
+        let mut pos = 0;
+        let mut digits = 0;
+        let mut point = None;
+        while let Some(&b) = bytes.get(pos) {
+            let digit = b.wrapping_sub(b'0');
+            if digit <= 9 {
+                // Eighteen digits cannot overflow an i64; past that the general parser checks.
+                if digits == 18 {
+                    return None;
+                }
+                mantissa = mantissa * 10 + i64::from(digit);
+                digits += 1;
+            } else if b == b'.' && point.is_none() {
+                point = Some(pos);
+            } else {
+                break;
+            }
+            pos += 1;
+        }
+        let scale = point.map_or(0, |at| pos - at - 1);
+        if digits == 0 || scale > usize::from(MAX_SCALE) {
+            return None;
+        }
+        // `scale <= MAX_SCALE` was checked.
+        Some((Decimal { mantissa, scale: scale as u8 }, pos))
+    }
+}
+
 impl PartialEq for Decimal {
     fn eq(&self, other: &Self) -> bool {
         let scale = self.scale.max(other.scale);
@@ -456,6 +493,43 @@ mod tests {
             d.write_json(&mut out);
             let want = serde_json::to_vec(&d).expect("serialises");
             assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&want), "{d:?}");
+        }
+    }
+
+    #[test]
+    fn parse_prefix_agrees_with_parse() {
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut cases: Vec<String> = [
+            "0",
+            "1.",
+            ".5",
+            ".",
+            "",
+            "-1",
+            "+1",
+            "00.000",
+            "1.2.3",
+            "123456789012345678",
+            "1234567890123456789",
+            "0.123456789012345",
+            "0.1234567890123456",
+            "99999999999999999.9",
+        ]
+        .map(String::from)
+        .to_vec();
+        for _ in 0..50_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 24) as usize;
+            cases.push((0..len).map(|i| b"0123456789.9*k-"[((x >> (i * 3 % 60)) % 15) as usize] as char).collect());
+        }
+        for text in cases {
+            let Some((value, used)) = Decimal::parse_prefix(text.as_bytes()) else { continue };
+            let general: Decimal = text[..used].parse().expect("the general parser accepts what parse_prefix reads");
+            assert_eq!((value.mantissa, value.scale), (general.mantissa, general.scale), "{text:?}");
+            let next = text.as_bytes().get(used);
+            assert!(next.is_none_or(|&b| !b.is_ascii_digit() && b != b'.' || text[..used].contains('.')), "{text:?}");
         }
     }
 

@@ -693,6 +693,14 @@ fn number(text: &str) -> Result<Decimal, ValueError> {
 
 /// A number in `q`'s unit (or none), or in its thousandth (rescaled exactly, and noted in `milli`).
 fn quantity(text: &str, q: Quantity, milli: &mut bool) -> Result<Decimal, ValueError> {
+    // The usual `00.412*kW` in one pass; anything else (other units, signs, errors) the general way below.
+    if let Some((value, used)) = Decimal::parse_prefix(text.as_bytes()) {
+        match text.as_bytes().get(used) {
+            None => return Ok(value),
+            Some(b'*') if text.get(used + 1..).is_some_and(|u| u.eq_ignore_ascii_case(q.unit())) => return Ok(value),
+            Some(_) => {}
+        }
+    }
     let (digits, unit) = split_unit(text);
     let value = number(digits)?;
     match unit {
@@ -714,6 +722,28 @@ fn reading_value(text: &str) -> Result<(Decimal, Option<&str>), ValueError> {
 
 /// A whole number of digits only, with an optional expected unit (`0000000240*s`).
 fn integer(text: &str, unit: Option<&'static str>) -> Result<u64, ValueError> {
+    // The usual `00004` or `0000000240*s` in one pass; anything else the general way below.
+    let bytes = text.as_bytes();
+    let mut n: u64 = 0;
+    let mut used = 0;
+    while let Some(&b) = bytes.get(used) {
+        let digit = b.wrapping_sub(b'0');
+        // Nineteen digits always fit a u64.
+        if digit > 9 || used == 19 {
+            break;
+        }
+        n = n * 10 + u64::from(digit);
+        used += 1;
+    }
+    if used > 0 {
+        match (bytes.get(used), unit) {
+            (None, _) => return Ok(n),
+            (Some(b'*'), Some(want)) if text.get(used + 1..).is_some_and(|u| u.eq_ignore_ascii_case(want)) => {
+                return Ok(n);
+            }
+            _ => {}
+        }
+    }
     let bad = || ValueError::Integer { text: text.to_owned() };
     let (digits, found) = split_unit(text);
     if let (Some(found), Some(want)) = (found, unit) {
