@@ -169,6 +169,9 @@ struct Builder<'z, 't> {
     /// The reference of each OBIS map entry, packed into a number (while there is no `index`): a repeat is
     /// looked for by comparing numbers, and the text only counts once one matches.
     keys: Vec<u64>,
+    /// A 256-bit filter over `keys`: a reference whose bit is clear is certainly new, so most lines skip the
+    /// scan of `keys`.
+    seen: [u64; 4],
     /// How many lines had each exact reference so far. Built at the first real repeat, or once a telegram has
     /// more lines than the filter serves well; from then on every line is counted here (a telegram of
     /// thousands of lines stays linear).
@@ -193,6 +196,7 @@ impl<'z, 't> Builder<'z, 't> {
                 None => ObisMap::with_capacity(lines, len),
             },
             keys: Vec::with_capacity(lines),
+            seen: [0; 4],
             index: None,
             errors: Vec::new(),
             devices: Default::default(),
@@ -240,7 +244,7 @@ impl<'z, 't> Builder<'z, 't> {
                     self.last_line = number;
                     self.pending_gas = None;
                     let raw = bytes.get(start..scanned.end).unwrap_or_default();
-                    self.data_line(number, raw, &scanned.line);
+                    self.data_line(number, raw, &scanned.line, Some(start));
                     next = Some(scanned.next);
                     continue;
                 }
@@ -292,14 +296,15 @@ impl<'z, 't> Builder<'z, 't> {
             Ok(line) => line,
             Err(err) => return self.error(number, raw, err.to_string()),
         };
-        self.data_line(number, raw, &line);
+        self.data_line(number, raw, &line, None);
     }
 
     /// A data line that follows the grammar: into the OBIS map, and into the named values if its code is known.
-    fn data_line(&mut self, number: u32, raw: &'t [u8], line: &Line<'t>) {
+    /// `at`: where the line starts in `source`, when the caller knows.
+    fn data_line(&mut self, number: u32, raw: &'t [u8], line: &Line<'t>, at: Option<usize>) {
         let o = line.obis;
         let old_gas = o.a == 0 && (1..=4).contains(&o.b) && (o.c, o.d, o.e) == (24, 3, 0);
-        self.insert(line.reference, o, &line.groups);
+        self.insert(line.reference, o, &line.groups, at);
         if !o.is_current() {
             return;
         }
@@ -313,15 +318,25 @@ impl<'z, 't> Builder<'z, 't> {
 
     /// Adds a line to the OBIS map. A reference written before gets `#2`, `#3`, ... (references hold no `#`, so
     /// a suffixed key can only meet earlier suffixes of the same reference, and those are numbered in order).
-    fn insert(&mut self, reference: &'t str, obis: Obis, groups: &Groups<'t>) {
+    fn insert(&mut self, reference: &'t str, obis: Obis, groups: &Groups<'t>, at: Option<usize>) {
         let packed = pack(obis);
-        let suffix = if self.index.is_none() && self.keys.len() < MAX_FILTERED && !self.keys.contains(&packed) {
-            self.keys.push(packed);
-            None
-        } else {
-            self.counted_suffix(reference)
-        };
-        self.obis.push_line(self.source, reference, suffix, groups);
+        let bit = (packed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize;
+        let (word, mask) = (bit / 64, 1u64 << (bit % 64));
+        let fresh = self.seen.get(word).is_some_and(|w| w & mask == 0);
+        let suffix =
+            if self.index.is_none() && self.keys.len() < MAX_FILTERED && (fresh || !self.keys.contains(&packed)) {
+                self.keys.push(packed);
+                if let Some(w) = self.seen.get_mut(word) {
+                    *w |= mask;
+                }
+                None
+            } else {
+                self.counted_suffix(reference)
+            };
+        match (at, self.source) {
+            (Some(at), Some(_)) => self.obis.push_at(at, reference, suffix, groups),
+            _ => self.obis.push_line(self.source, reference, suffix, groups),
+        }
     }
 
     /// Counts a line in `index` (building it from the lines so far on first use) and gives the `#n` it needs:

@@ -193,6 +193,22 @@ impl ObisMap {
         self.plain &= groups.is_plain();
     }
 
+    /// [`ObisMap::push_line`] for a line that starts at byte `at` of the `source` this map was made
+    /// [`with_source`](ObisMap::with_source) from: the places of its key and groups follow from `at`.
+    pub(crate) fn push_at(&mut self, at: usize, reference: &str, suffix: Option<u32>, groups: &Groups<'_>) {
+        debug_assert!(self.source.is_some_and(|(_, len)| at + reference.len() + groups.as_str().len() <= len));
+        let key = match suffix {
+            None => Span { start: to_u32(at), end: to_u32(at + reference.len()) },
+            Some(_) => self.key_span(None, reference, suffix),
+        };
+        let base = to_u32(at + reference.len());
+        let first = to_u32(self.groups.len());
+        groups.each_range(|start, end| self.groups.push(Span { start: base + start, end: base + end }));
+        let end = to_u32(self.groups.len());
+        self.entries.push(Entry { key, first, end, list: end - first != 1 });
+        self.plain &= groups.is_plain();
+    }
+
     /// Adds groups to the last line (a DSMR 2.2/3.0 gas reading continues on the next line).
     pub(crate) fn extend_last<'g>(
         &mut self,
