@@ -284,7 +284,11 @@ impl ObisMap {
         let text = self.text.as_bytes();
         out.push(b'{');
         for (i, entry) in self.entries.iter().enumerate() {
-            out.extend_from_slice(if i == 0 { b"\"" } else { b",\"" });
+            // Constant-length pieces only: those are copied inline, without a call.
+            if i > 0 {
+                out.push(b',');
+            }
+            out.push(b'"');
             copy_span(out, text, entry.key);
             let groups = self.groups.get(entry.first as usize..entry.end as usize).unwrap_or_default();
             match groups {
@@ -296,7 +300,10 @@ impl ObisMap {
                 _ => {
                     out.extend_from_slice(b"\":[");
                     for (j, &group) in groups.iter().enumerate() {
-                        out.extend_from_slice(if j == 0 { b"\"" } else { b",\"" });
+                        if j > 0 {
+                            out.push(b',');
+                        }
+                        out.push(b'"');
                         copy_span(out, text, group);
                         out.push(b'"');
                     }
