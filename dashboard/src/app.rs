@@ -572,7 +572,7 @@ mod tests {
             encrypted: false,
             dialect: Dialect::Dsmr5,
             header: "XMX5".into(),
-            values: Values { power_kw: Some(power.parse().expect("decimal")), ..Values::default() },
+            values: Box::new(Values { power_kw: Some(power.parse().expect("decimal")), ..Values::default() }),
             obis: shared::wire::ObisMap::new(),
             errors: vec![],
         }))

@@ -57,7 +57,7 @@ pub struct Parsed {
     /// The identification line without its leading `/`.
     pub header: String,
     /// Named values.
-    pub values: Values,
+    pub values: Box<Values>,
     /// Every data line, keyed by its reference as written, in order.
     pub obis: ObisMap,
     /// Lines that could not be read.
@@ -164,7 +164,7 @@ struct Builder<'z, 't> {
     zone: &'z TimeZone,
     /// The whole telegram when it is text: the OBIS map refers into its copy of it.
     source: Option<&'t str>,
-    values: Values,
+    values: Box<Values>,
     obis: ObisMap,
     /// The reference of each OBIS map entry, packed into a number (while there is no `index`): a repeat is
     /// looked for by comparing numbers, and the text only counts once one matches.
@@ -190,7 +190,7 @@ impl<'z, 't> Builder<'z, 't> {
         Builder {
             zone,
             source,
-            values: Values::default(),
+            values: Box::default(),
             obis: match source {
                 Some(text) => ObisMap::with_source(text, lines),
                 None => ObisMap::with_capacity(lines, len),

@@ -229,7 +229,7 @@ fn random_message(r: &mut Rng) -> TelegramMessage {
             Dialect::Other,
         ][r.below(7) as usize],
         header: r.text(),
-        values,
+        values: Box::new(values),
         obis,
         errors: (0..r.below(3))
             .map(|_| LineError { line: r.next() as u32, text: r.text(), reason: r.text() })
@@ -260,7 +260,7 @@ fn encode_into_appends() {
 fn sparse_messages_encode_like_serde() {
     let mut r = Rng(11);
     let mut msg = random_message(&mut r);
-    msg.values = Values::default();
+    msg.values = Box::default();
     msg.obis = ObisMap::new();
     msg.errors.clear();
     same_bytes(&Message::Telegram(Box::new(msg.clone())), "no values, no lines");

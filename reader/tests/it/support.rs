@@ -102,7 +102,7 @@ pub fn telegram(listener: &str, boot: &str, seq: u64, at: Timestamp) -> Telegram
         encrypted: false,
         dialect: Dialect::Dsmr5,
         header: "XMX5LGBBLA4402915485".into(),
-        values,
+        values: Box::new(values),
         obis,
         errors: vec![],
     }

@@ -69,8 +69,9 @@ pub struct TelegramMessage {
     pub dialect: Dialect,
     /// The identification line without its leading `/` (e.g. `XMX5LGBBLA4402915485`).
     pub header: String,
-    /// Named, typed values.
-    pub values: Values,
+    /// Named, typed values (boxed: the struct is over a kilobyte, and a message is moved from parser to
+    /// publisher several times).
+    pub values: Box<Values>,
     /// Every data line, keyed by its OBIS reference exactly as the meter wrote it, in the meter's order, lossless:
     /// see [`ObisMap`].
     pub obis: ObisMap,
@@ -501,7 +502,7 @@ mod tests {
             encrypted: false,
             dialect: Dialect::Dsmr5,
             header: "XMX5LGBBLA4402915485".into(),
-            values,
+            values: Box::new(values),
             obis,
             errors: vec![],
         }))
