@@ -39,7 +39,58 @@ pub const MAX_SCALE: u8 = 15;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Decimal {
     mantissa: i64,
-    scale: u8,
+    decimals: Scale,
+}
+
+/// A number of decimals, 0 to [`MAX_SCALE`]. An enum rather than a `u8` so that `Option<Decimal>` takes 16 bytes
+/// instead of 24 (the unused values mark `None`): the named values hold three dozen of them, and the message is
+/// built, moved and freed for every telegram.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(u8)]
+enum Scale {
+    #[default]
+    S0,
+    S1,
+    S2,
+    S3,
+    S4,
+    S5,
+    S6,
+    S7,
+    S8,
+    S9,
+    S10,
+    S11,
+    S12,
+    S13,
+    S14,
+    S15,
+}
+
+impl Scale {
+    const ALL: [Scale; 16] = [
+        Scale::S0,
+        Scale::S1,
+        Scale::S2,
+        Scale::S3,
+        Scale::S4,
+        Scale::S5,
+        Scale::S6,
+        Scale::S7,
+        Scale::S8,
+        Scale::S9,
+        Scale::S10,
+        Scale::S11,
+        Scale::S12,
+        Scale::S13,
+        Scale::S14,
+        Scale::S15,
+    ];
+
+    /// `n` decimals; callers keep `n <= MAX_SCALE` (a larger `n` is taken as [`MAX_SCALE`]).
+    fn of(n: u8) -> Scale {
+        Scale::ALL[usize::from(n.min(MAX_SCALE))]
+    }
 }
 
 /// Why a text is not a [`Decimal`].
@@ -59,24 +110,23 @@ pub enum DecimalError {
 
 impl Decimal {
     /// Zero, with no decimals.
-    pub const ZERO: Decimal = Decimal { mantissa: 0, scale: 0 };
+    pub const ZERO: Decimal = Decimal { mantissa: 0, decimals: Scale::S0 };
 
     /// `mantissa / 10^scale`. A scale above [`MAX_SCALE`] is clamped by dividing the mantissa (rounding toward
     /// zero), which never happens for numbers a meter writes.
     #[must_use]
-    pub fn new(mantissa: i64, scale: u8) -> Self {
-        let mut d = Decimal { mantissa, scale };
-        while d.scale > MAX_SCALE {
-            d.mantissa /= 10;
-            d.scale -= 1;
+    pub fn new(mut mantissa: i64, mut scale: u8) -> Self {
+        while scale > MAX_SCALE {
+            mantissa /= 10;
+            scale -= 1;
         }
-        d
+        Decimal { mantissa, decimals: Scale::of(scale) }
     }
 
     /// A whole number.
     #[must_use]
     pub fn from_int(n: i64) -> Self {
-        Decimal { mantissa: n, scale: 0 }
+        Decimal { mantissa: n, decimals: Scale::S0 }
     }
 
     /// The integer mantissa.
@@ -88,33 +138,33 @@ impl Decimal {
     /// The number of decimals.
     #[must_use]
     pub fn scale(self) -> u8 {
-        self.scale
+        self.decimals as u8
     }
 
     /// The nearest `f64`.
     #[must_use]
     pub fn to_f64(self) -> f64 {
         // Both operands are exact doubles while |mantissa| < 2^53, so the quotient is correctly rounded.
-        self.mantissa as f64 / POW10[usize::from(self.scale)] as f64
+        self.mantissa as f64 / POW10[usize::from(self.scale())] as f64
     }
 
     /// The value scaled to `scale` decimals, or `None` on overflow.
     fn rescaled(self, scale: u8) -> Option<i64> {
-        let up = scale.checked_sub(self.scale)?;
+        let up = scale.checked_sub(self.scale())?;
         self.mantissa.checked_mul(*POW10.get(usize::from(up))?)
     }
 
     /// `self - other`, exactly, at the larger of the two scales. `None` on overflow.
     #[must_use]
     pub fn checked_sub(self, other: Decimal) -> Option<Decimal> {
-        let scale = self.scale.max(other.scale);
+        let scale = self.scale().max(other.scale());
         Some(Decimal::new(self.rescaled(scale)?.checked_sub(other.rescaled(scale)?)?, scale))
     }
 
     /// `self + other`, exactly, at the larger of the two scales. `None` on overflow.
     #[must_use]
     pub fn checked_add(self, other: Decimal) -> Option<Decimal> {
-        let scale = self.scale.max(other.scale);
+        let scale = self.scale().max(other.scale());
         Some(Decimal::new(self.rescaled(scale)?.checked_add(other.rescaled(scale)?)?, scale))
     }
 
@@ -122,7 +172,7 @@ impl Decimal {
     #[must_use]
     #[allow(clippy::should_implement_trait)] // An inherent method keeps call sites free of a trait import.
     pub fn neg(self) -> Decimal {
-        Decimal { mantissa: self.mantissa.saturating_neg(), scale: self.scale }
+        Decimal { mantissa: self.mantissa.saturating_neg(), decimals: self.decimals }
     }
 
     /// Whether the value is zero.
@@ -174,13 +224,13 @@ impl Decimal {
             return None;
         }
         // `scale <= MAX_SCALE` was checked.
-        Some((Decimal { mantissa, scale: scale as u8 }, pos))
+        Some((Decimal { mantissa, decimals: Scale::of(scale as u8) }, pos))
     }
 }
 
 impl PartialEq for Decimal {
     fn eq(&self, other: &Self) -> bool {
-        let scale = self.scale.max(other.scale);
+        let scale = self.scale().max(other.scale());
         match (self.rescaled(scale), other.rescaled(scale)) {
             (Some(a), Some(b)) => a == b,
             _ => false,
@@ -232,14 +282,14 @@ impl FromStr for Decimal {
         }
         let mantissa = if negative { -mantissa } else { mantissa };
         // `frac_len <= MAX_SCALE` was checked digit by digit.
-        Ok(Decimal { mantissa, scale: frac_len as u8 })
+        Ok(Decimal { mantissa, decimals: Scale::of(frac_len as u8) })
     }
 }
 
 impl fmt::Display for Decimal {
     /// Writes all the decimals the meter wrote, without leading zeros: `0230.0` → `230.0`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scale = usize::from(self.scale);
+        let scale = usize::from(self.scale());
         let digits = self.mantissa.unsigned_abs().to_string();
         let sign = if self.mantissa < 0 { "-" } else { "" };
         if scale == 0 {
@@ -259,11 +309,11 @@ impl Decimal {
     /// trailing zeros dropped (keeping `.0`). Numbers a meter never writes
     /// (more digits, or so large or small that the float formatter switches to exponents) take the float path.
     pub(crate) fn write_json(self, out: &mut Vec<u8>) {
-        if self.scale == 0 {
+        if self.scale() == 0 {
             out.extend_from_slice(itoa::Buffer::new().format(self.mantissa).as_bytes());
             return;
         }
-        let (mut digits, mut scale) = (self.mantissa.unsigned_abs(), usize::from(self.scale));
+        let (mut digits, mut scale) = (self.mantissa.unsigned_abs(), usize::from(self.scale()));
         while scale > 0 && digits % 10 == 0 {
             digits /= 10;
             scale -= 1;
@@ -303,7 +353,7 @@ impl Decimal {
 
 impl Serialize for Decimal {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        if self.scale == 0 {
+        if self.scale() == 0 {
             serializer.serialize_i64(self.mantissa)
         } else {
             serializer.serialize_f64(self.to_f64())
@@ -394,7 +444,7 @@ mod tests {
             return Err(DecimalError::Empty);
         }
         let mantissa = if negative { -mantissa } else { mantissa };
-        Ok(Decimal { mantissa, scale: scale.unwrap_or(0) })
+        Ok(Decimal::new(mantissa, scale.unwrap_or(0)))
     }
 
     #[test]
@@ -437,8 +487,8 @@ mod tests {
             inputs.push(s);
         }
         for input in inputs {
-            let got = input.parse::<Decimal>().map(|d| (d.mantissa, d.scale));
-            let want = reference_from_str(&input).map(|d| (d.mantissa, d.scale));
+            let got = input.parse::<Decimal>().map(|d| (d.mantissa, d.scale()));
+            let want = reference_from_str(&input).map(|d| (d.mantissa, d.scale()));
             assert_eq!(got, want, "{input:?}");
         }
     }
@@ -527,7 +577,7 @@ mod tests {
         for text in cases {
             let Some((value, used)) = Decimal::parse_prefix(text.as_bytes()) else { continue };
             let general: Decimal = text[..used].parse().expect("the general parser accepts what parse_prefix reads");
-            assert_eq!((value.mantissa, value.scale), (general.mantissa, general.scale), "{text:?}");
+            assert_eq!((value.mantissa, value.scale()), (general.mantissa, general.scale()), "{text:?}");
             let next = text.as_bytes().get(used);
             assert!(next.is_none_or(|&b| !b.is_ascii_digit() && b != b'.' || text[..used].contains('.')), "{text:?}");
         }

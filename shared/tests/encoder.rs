@@ -260,7 +260,7 @@ fn encode_into_appends() {
 fn sparse_messages_encode_like_serde() {
     let mut r = Rng(11);
     let mut msg = random_message(&mut r);
-    msg.values = Box::default();
+    *msg.values = Values::default();
     msg.obis = ObisMap::new();
     msg.errors.clear();
     same_bytes(&Message::Telegram(Box::new(msg.clone())), "no values, no lines");
