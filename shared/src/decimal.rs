@@ -322,33 +322,72 @@ impl Decimal {
             out.extend_from_slice(b"0.0");
             return;
         }
-        let mut buf = itoa::Buffer::new();
-        let text = buf.format(digits).as_bytes();
+        let significant = digits.ilog10() as usize + 1;
         // The power of ten of the first significant digit.
-        let exponent = text.len() as isize - scale as isize - 1;
+        let exponent = significant as isize - scale as isize - 1;
         // `to_f64` is correctly rounded only while the mantissa itself is an exact double.
-        if text.len() > 15 || !(-5..=14).contains(&exponent) || self.mantissa.unsigned_abs() > 1 << 53 {
+        if significant > 15 || !(-5..=14).contains(&exponent) || self.mantissa.unsigned_abs() > 1 << 53 {
             // Serialising an f64 into a Vec cannot fail.
             let _ = serde_json::to_writer(out, &self.to_f64());
             return;
         }
-        if self.mantissa < 0 {
-            out.push(b'-');
+        // `[-]int.frac`: at most 15 integer digits (the exponent is at most 14), at least one (`0.5`), and 1 to 15
+        // decimals (`.0` for a whole number), so 32 bytes always hold it. Digits are written two at a time from the
+        // end into a buffer of `0`s, which supplies the zeros of `0.00…` and `.0`.
+        let negative = usize::from(self.mantissa < 0);
+        let int_len = significant.saturating_sub(scale).max(1);
+        let len = negative + int_len + 1 + scale.max(1);
+        let mut buf = [b'0'; 32];
+        if negative == 1 {
+            buf[0] = b'-';
         }
+        buf[negative + int_len] = b'.';
+        let mut pos = len;
+        let mut rest = digits;
         if scale == 0 {
-            out.extend_from_slice(text);
-            out.extend_from_slice(b".0");
-        } else if text.len() > scale {
-            let (int, frac) = text.split_at(text.len() - scale);
-            out.extend_from_slice(int);
-            out.push(b'.');
-            out.extend_from_slice(frac);
+            pos -= 2;
         } else {
-            out.extend_from_slice(b"0.");
-            out.resize(out.len() + scale - text.len(), b'0');
-            out.extend_from_slice(text);
+            let mut left = scale;
+            while left >= 2 {
+                pos -= 2;
+                put_pair(&mut buf, pos, rest % 100);
+                rest /= 100;
+                left -= 2;
+            }
+            if left == 1 {
+                pos -= 1;
+                // Below 10: one digit.
+                buf[pos] = b'0' + (rest % 10) as u8;
+                rest /= 10;
+            }
+            pos -= 1;
         }
+        while rest >= 100 {
+            pos -= 2;
+            put_pair(&mut buf, pos, rest % 100);
+            rest /= 100;
+        }
+        if rest >= 10 {
+            put_pair(&mut buf, pos - 2, rest);
+        } else if rest > 0 {
+            // Below 10: one digit.
+            buf[pos - 1] = b'0' + rest as u8;
+        }
+        // One block of constant length, then the excess cut off: cheaper than a copy of the exact length.
+        let at = out.len();
+        out.extend_from_slice(&buf);
+        out.truncate(at + len);
     }
+}
+
+/// Two ASCII digits for every number below 100.
+const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819202122232425262728293031323334353637383940414243444546474849\
+5051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
+
+/// Writes `n` (below 100) as two digits at `buf[pos..pos + 2]`.
+fn put_pair(buf: &mut [u8; 32], pos: usize, n: u64) {
+    let n = (n % 100) as usize * 2;
+    buf[pos..pos + 2].copy_from_slice(&PAIRS[n..n + 2]);
 }
 
 impl Serialize for Decimal {
