@@ -248,6 +248,7 @@ impl<'a> Groups<'a> {
 
     /// The `n`-th group's text (from 0).
     #[must_use]
+    #[inline]
     pub fn get(&self, n: usize) -> Option<&'a str> {
         if n < INLINE {
             return self.inline(n);
@@ -422,6 +423,7 @@ impl<'a> Line<'a> {
     /// gives `None`, and the caller reads that line with [`Line::parse_str`], which accepts every line this does
     /// and gives the same [`Line`] for it (a test holds the two together), and explains errors.
     #[allow(clippy::many_single_char_names)] // The standard names the groups A to F.
+    #[inline]
     pub(crate) fn scan(text: &'a str, start: usize) -> Option<Scanned<'a>> {
         let bytes = text.as_bytes();
         let mut pos = start;

@@ -195,6 +195,7 @@ impl ObisMap {
 
     /// [`ObisMap::push_line`] for a line that starts at byte `at` of the `source` this map was made
     /// [`with_source`](ObisMap::with_source) from: the places of its key and groups follow from `at`.
+    #[inline]
     pub(crate) fn push_at(&mut self, at: usize, reference: &str, suffix: Option<u32>, groups: &Groups<'_>) {
         debug_assert!(self.source.is_some_and(|(_, len)| at + reference.len() + groups.as_str().len() <= len));
         let key = match suffix {
