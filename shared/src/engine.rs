@@ -16,7 +16,7 @@ use jiff::tz::TimeZone;
 
 use crate::dlms::{DecryptError, Decryptor};
 use crate::frame::{split_trailer, DiscardReason, Frame, Framer, RawFrame};
-use crate::telegram::Parsed;
+use crate::telegram::{Parsed, Parser};
 use crate::wire::{Counters, CrcStatus, Origin, TelegramMessage, SCHEMA_VERSION};
 
 /// Keys for encrypted meters.
@@ -157,6 +157,7 @@ impl Rejection {
 #[derive(Debug)]
 pub struct Engine {
     framer: Framer,
+    parser: Parser,
     timezone: TimeZone,
     decryptor: Option<Decryptor>,
     counters: Counters,
@@ -169,6 +170,7 @@ impl Engine {
     pub fn new(options: EngineOptions) -> Self {
         Engine {
             framer: Framer::with_max_len(options.max_telegram_bytes),
+            parser: Parser::default(),
             timezone: options.timezone,
             decryptor: options.decryption.map(|d| Decryptor::new(&d.key, &d.authentication_key)),
             counters: Counters::default(),
@@ -217,7 +219,7 @@ impl Engine {
             }
             CrcStatus::Ok
         };
-        let parsed = crate::telegram::parse(&raw.bytes, &self.timezone);
+        let parsed = self.parser.parse(&raw.bytes, &self.timezone);
         self.counters.telegrams += 1;
         self.counters.line_errors += parsed.errors.len() as u64;
         Event::Telegram(Box::new(Checked {

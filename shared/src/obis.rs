@@ -422,23 +422,21 @@ impl<'a> Line<'a> {
     /// then CR LF or LF. Anything else (spaces, letters in C, an error, the last line without a line end, ...)
     /// gives `None`, and the caller reads that line with [`Line::parse_str`], which accepts every line this does
     /// and gives the same [`Line`] for it (a test holds the two together), and explains errors.
-    #[allow(clippy::many_single_char_names)] // The standard names the groups A to F.
+    ///
+    /// `known` is the reference read at the same place in the previous telegram (see [`KnownRef`]): when the line
+    /// starts with it, it is not read again; otherwise the reference is read and `known` updated.
     #[inline]
-    pub(crate) fn scan(text: &'a str, start: usize) -> Option<Scanned<'a>> {
+    pub(crate) fn scan(text: &'a str, start: usize, known: &mut Option<KnownRef>) -> Option<Scanned<'a>> {
         let bytes = text.as_bytes();
-        let mut pos = start;
-        let a = short_field(bytes, &mut pos, b'-')?;
-        let b = short_field(bytes, &mut pos, b':')?;
-        let c = short_field(bytes, &mut pos, b'.')?;
-        let d = short_field(bytes, &mut pos, b'.')?;
-        let e = short_field(bytes, &mut pos, 0)?;
-        let f = if bytes.get(pos) == Some(&b'*') {
-            pos += 1;
-            Some(short_field(bytes, &mut pos, 0)?)
-        } else {
-            None
+        let (obis, at) = match known.as_ref().and_then(|k| k.at(bytes, start)) {
+            Some(hit) => hit,
+            None => {
+                let (obis, at) = scan_reference(bytes, start)?;
+                *known = KnownRef::new(bytes, start, at, obis);
+                (obis, at)
+            }
         };
-        let at = pos;
+        let mut pos = at;
         let mut groups = Groups { text: "", len: 0, rest_at: 0, head: [(0, 0); INLINE], plain: true };
         while bytes.get(pos) == Some(&b'(') {
             if groups.len as usize == INLINE {
@@ -472,8 +470,71 @@ impl<'a> Line<'a> {
         // Every boundary is next to an ASCII byte, so these are character boundaries.
         groups.text = text.get(at..end)?;
         let reference = text.get(start..at)?;
-        Some(Scanned { line: Line { reference, obis: Obis { a, b, c, d, e, f }, groups }, end, next })
+        Some(Scanned { line: Line { reference, obis, groups }, end, next })
     }
+}
+
+/// The reference `A-B:C.D.E[*F]` of [`Line::scan`] at `start`, and where it ends.
+#[allow(clippy::many_single_char_names)] // The standard names the groups A to F.
+#[inline]
+fn scan_reference(bytes: &[u8], start: usize) -> Option<(Obis, usize)> {
+    let mut pos = start;
+    let a = short_field(bytes, &mut pos, b'-')?;
+    let b = short_field(bytes, &mut pos, b':')?;
+    let c = short_field(bytes, &mut pos, b'.')?;
+    let d = short_field(bytes, &mut pos, b'.')?;
+    let e = short_field(bytes, &mut pos, 0)?;
+    let f = if bytes.get(pos) == Some(&b'*') {
+        pos += 1;
+        Some(short_field(bytes, &mut pos, 0)?)
+    } else {
+        None
+    };
+    Some((Obis { a, b, c, d, e, f }, pos))
+}
+
+/// A reference [`Line::scan`] read, kept to recognise it at the same place in the next telegram: meters send the
+/// same lines in the same order every time, so comparing the first 16 bytes of a line with these (one masked
+/// 128-bit comparison) replaces reading the reference field by field.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct KnownRef {
+    /// The reference's bytes, the rest zero.
+    word: u128,
+    /// Ones over the reference's bytes.
+    mask: u128,
+    len: usize,
+    obis: Obis,
+}
+
+impl KnownRef {
+    /// The reference `bytes[start..end]`, read as `obis`; `None` when its line has fewer than 16 bytes left or
+    /// the reference is longer than 16.
+    fn new(bytes: &[u8], start: usize, end: usize, obis: Obis) -> Option<KnownRef> {
+        let len = end.checked_sub(start).filter(|&len| len < 16)?;
+        let mask = (1u128 << (len * 8)) - 1;
+        Some(KnownRef { word: window(bytes, start)? & mask, mask, len, obis })
+    }
+
+    /// The reference and where it ends, if the line at `start` begins with this one. The byte after it must not
+    /// let [`scan_reference`] read on (a digit, or `*` after `E`), so a hit gives what reading would give.
+    #[inline]
+    fn at(&self, bytes: &[u8], start: usize) -> Option<(Obis, usize)> {
+        if (window(bytes, start)? ^ self.word) & self.mask != 0 {
+            return None;
+        }
+        let end = start + self.len;
+        match bytes.get(end) {
+            Some(b) if b.is_ascii_digit() || (*b == b'*' && self.obis.f.is_none()) => None,
+            _ => Some((self.obis, end)),
+        }
+    }
+}
+
+/// The 16 bytes at `start`, little-endian, if there are that many.
+#[inline]
+fn window(bytes: &[u8], start: usize) -> Option<u128> {
+    let chunk = bytes.get(start..start.checked_add(16)?)?;
+    Some(u128::from_le_bytes(<[u8; 16]>::try_from(chunk).ok()?))
 }
 
 /// One to three digits worth at most 255 at `pos`, followed by `sep` (consumed; `0`: anything but a digit, not
@@ -833,8 +894,12 @@ mod tests {
         for end in ["\r\n", "\n"] {
             // Text before and after, so positions and the search past the line end are exercised.
             let text = format!("/X\r\n{line}{end}1-0:1.8.1(5)\r\n");
-            let Some(scanned) = Line::scan(&text, 4) else { continue };
+            let mut known = None;
+            let Some(scanned) = Line::scan(&text, 4, &mut known) else { continue };
             let general = Line::parse_str(line);
+            // Read again, now recognised by the reference kept from the first time.
+            let again = Line::scan(&text, 4, &mut known).map(|s| s.line);
+            assert_eq!(again, Some(scanned.line), "{line:?} read again");
             assert_eq!(Ok(scanned.line), general, "{line:?}");
             assert_eq!(scanned.end, 4 + line.len(), "{line:?}");
             assert_eq!(scanned.next, 4 + line.len() + end.len(), "{line:?}");
@@ -859,7 +924,7 @@ mod tests {
             "0-0:96.13.0(\u{e9}t\u{e9} long text over several words)",
         ];
         for line in clean {
-            assert!(Line::scan(&format!("{line}\r\n"), 0).is_some(), "{line:?} is clean");
+            assert!(Line::scan(&format!("{line}\r\n"), 0, &mut None).is_some(), "{line:?} is clean");
             scan_agrees(line);
         }
         // Lines the scan leaves to the general parser (which accepts some and rejects others).
@@ -882,9 +947,12 @@ mod tests {
             "1-0:1.8.1(1)\r",
         ];
         for line in other {
-            assert!(Line::scan(&format!("{line}\r\n"), 0).is_none(), "{line:?} is left to the general parser");
+            assert!(
+                Line::scan(&format!("{line}\r\n"), 0, &mut None).is_none(),
+                "{line:?} is left to the general parser"
+            );
         }
-        assert!(Line::scan("1-0:1.8.1(1)", 0).is_none(), "no line end");
+        assert!(Line::scan("1-0:1.8.1(1)", 0, &mut None).is_none(), "no line end");
     }
 
     proptest::proptest! {
@@ -894,6 +962,25 @@ mod tests {
             line in "[0-9]{1,4}-[0-9]{1,3}:[0-9CF]{1,3}[.][0-9]{1,3}[.][0-9]{1,4}([*][0-9]{0,3})?([(][0-9a-z*. ()\"\\\\\t\u{e9}-]{0,14}[)]?){0,4}[ x]?",
         ) {
             scan_agrees(&line);
+        }
+
+        #[test]
+        fn a_reference_kept_from_one_line_never_misreads_another(
+            first in "[0-9]{1,3}-[0-9]{1,2}:[0-9]{1,3}[.][0-9]{1,3}[.][0-9]{1,3}([*][0-9]{1,3})?[(][0-9]{0,20}[)]",
+            second in "[0-9]{1,3}-[0-9]{1,2}:[0-9]{1,3}[.][0-9]{1,3}[.][0-9]{1,3}([*][0-9*]{0,3})?[(]?[0-9]{0,20}[)]?",
+            cut in 0usize..24,
+        ) {
+            // The second line often shares a prefix with the first: cut the first and graft the second on.
+            let second = format!("{}{}", &first[..cut.min(first.len())], second);
+            for line in [first.as_str(), second.as_str()] {
+                let mut known = None;
+                let text = format!("{first}\r\n{line}\r\n1-0:1.8.1(5)\r\n");
+                let _ = Line::scan(&text, 0, &mut known);
+                let at = first.len() + 2;
+                if let Some(scanned) = Line::scan(&text, at, &mut known) {
+                    proptest::prop_assert_eq!(Ok(scanned.line), Line::parse_str(line), "{:?} after {:?}", line, first);
+                }
+            }
         }
     }
 }
