@@ -428,13 +428,12 @@ impl<'a> Line<'a> {
     #[inline]
     pub(crate) fn scan(text: &'a str, start: usize, known: &mut Option<KnownRef>) -> Option<Scanned<'a>> {
         let bytes = text.as_bytes();
-        let (obis, at) = match known.as_ref().and_then(|k| k.at(bytes, start)) {
-            Some(hit) => hit,
-            None => {
-                let (obis, at) = scan_reference(bytes, start)?;
-                *known = KnownRef::new(bytes, start, at, obis);
-                (obis, at)
-            }
+        let (obis, at) = if let Some(hit) = known.as_ref().and_then(|k| k.at(bytes, start)) {
+            hit
+        } else {
+            let (obis, at) = scan_reference(bytes, start)?;
+            *known = KnownRef::new(bytes, start, at, obis);
+            (obis, at)
         };
         let mut pos = at;
         let mut groups = Groups { text: "", len: 0, rest_at: 0, head: [(0, 0); INLINE], plain: true };
