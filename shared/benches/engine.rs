@@ -20,7 +20,7 @@ fn end_to_end(engine: &mut Engine, telegram: &[u8], origin: &Origin, seq: u64, o
     let mut len = 0;
     while let Some(event) = engine.next_event() {
         if let Event::Telegram(checked) = event {
-            let msg = checked.into_message(origin.clone(), seq, jiff::Timestamp::UNIX_EPOCH);
+            let msg = checked.into_message(origin.clone(), seq, received_at());
             out.clear();
             wire::encode_into(&Message::Telegram(Box::new(msg)), out);
             len += out.len();
@@ -85,3 +85,8 @@ fn framing_noise(c: &mut Criterion) {
 
 criterion_group!(benches, telegrams, framing_noise);
 criterion_main!(benches);
+
+/// A realistic receive time (the encoder writes it with its milliseconds), fixed so runs compare.
+fn received_at() -> jiff::Timestamp {
+    jiff::Timestamp::from_millisecond(1_795_248_371_193).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}

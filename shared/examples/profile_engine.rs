@@ -23,7 +23,7 @@ fn main() -> std::io::Result<()> {
         engine.push(&telegram, t0);
         while let Some(event) = engine.next_event() {
             if let Event::Telegram(checked) = event {
-                let msg = checked.into_message(origin.clone(), seq, jiff::Timestamp::UNIX_EPOCH);
+                let msg = checked.into_message(origin.clone(), seq, received_at());
                 let t1 = Instant::now();
                 out.clear();
                 wire::encode_into(&Message::Telegram(Box::new(msg)), &mut out);
@@ -44,4 +44,9 @@ fn main() -> std::io::Result<()> {
         bytes / n.max(1) as usize
     );
     Ok(())
+}
+
+/// A realistic receive time (the encoder writes it with its milliseconds), fixed so runs compare.
+fn received_at() -> jiff::Timestamp {
+    jiff::Timestamp::from_millisecond(1_795_248_371_193).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
 }
