@@ -1,7 +1,17 @@
 #![no_main]
-//! The parser on its own: any bytes, as if they had passed the CRC.
+//! The parser on its own: any bytes, as if they had passed the CRC. Differential: the one-pass reader (fresh, and
+//! with the references kept from every input before) must give what the general line-by-line path gives.
+use std::sync::Mutex;
+
 use libfuzzer_sys::fuzz_target;
+use shared::telegram::{parse, parse_general, Parser};
+
+static PARSER: Mutex<Option<Parser>> = Mutex::new(None);
 
 fuzz_target!(|data: &[u8]| {
-    let _ = shared::telegram::parse(data, &jiff::tz::TimeZone::UTC);
+    let zone = jiff::tz::TimeZone::UTC;
+    let general = parse_general(data, &zone);
+    assert_eq!(parse(data, &zone), general);
+    let mut kept = PARSER.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    assert_eq!(kept.get_or_insert_with(Parser::default).parse(data, &zone), general);
 });

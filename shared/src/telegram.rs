@@ -92,6 +92,18 @@ impl Parser {
     }
 }
 
+/// The telegram read by the general line-by-line path only, without [`Line::scan`] or kept references: what
+/// [`parse`] and [`Parser::parse`] must always agree with. For differential tests and fuzzing.
+#[doc(hidden)]
+#[must_use]
+pub fn parse_general(text: &[u8], zone: &TimeZone) -> Parsed {
+    match std::str::from_utf8(text) {
+        Ok(whole) => Builder::new(zone, text.len(), Some(whole))
+            .run(obis::text_lines(whole).map(|(n, line)| (n, line.as_bytes(), Ok(line)))),
+        Err(_) => parse_bytes(text, zone),
+    }
+}
+
 /// [`parse`] for a telegram that is not all UTF-8: line by line, each checked on its own.
 fn parse_bytes(text: &[u8], zone: &TimeZone) -> Parsed {
     Builder::new(zone, text.len(), None).run(obis::lines(text).map(|(n, line)| {
@@ -1196,15 +1208,6 @@ mod tests {
         let p = parse(b"/XMX5TEST\r\n\r\n1-0:1.7.0(01.000*kW)\r\n!ABCD\r\n\0garbage\r\n", &ams());
         assert_eq!(p.errors, vec![]);
         assert_eq!(p.obis.len(), 1);
-    }
-
-    /// The telegram read by the general line-by-line path only, without [`Line::scan`].
-    fn parse_general(text: &[u8], zone: &TimeZone) -> Parsed {
-        match std::str::from_utf8(text) {
-            Ok(whole) => Builder::new(zone, text.len(), Some(whole))
-                .run(obis::text_lines(whole).map(|(n, line)| (n, line.as_bytes(), Ok(line)))),
-            Err(_) => parse(text, zone),
-        }
     }
 
     #[test]
