@@ -222,7 +222,10 @@ impl Simulator {
 
         // A single-phase inverter on L1: it lowers L1's net power and raises its voltage.
         let solar = self.solar_kw(now);
-        let phases = [l1 - solar, l2, l3];
+        // Switch-mode supplies and motors: a few watts of flicker every second, as a real meter shows (without it
+        // the power could sit still for minutes around the solar peak).
+        let flicker = |i: u64| 0.006 * (n(35 + i, 1) - 0.5);
+        let phases = [l1 - solar + flicker(0), l2 + flicker(1), l3 + flicker(2)];
         let mut voltages = [0.0; 3];
         for (i, v) in voltages.iter_mut().enumerate() {
             let load = phases[i].max(0.0);
