@@ -374,9 +374,9 @@ impl<'z, 't> Builder<'z, 't> {
             } else {
                 self.counted_suffix(reference)
             };
-        match (at, self.source) {
-            (Some(at), Some(_)) => self.obis.push_at(at, reference, suffix, groups),
-            _ => self.obis.push_line(self.source, reference, suffix, groups),
+        match at {
+            Some(at) => self.obis.push_at(at, reference, suffix, groups),
+            None => self.obis.push_line(self.source, reference, suffix, groups),
         }
     }
 

@@ -179,18 +179,14 @@ impl ObisMap {
         self.plain &= plain;
     }
 
-    /// [`ObisMap::push_new`] for a parsed line: when the line lies in `source`, its groups' places are taken
-    /// from the parser's ranges, without walking the groups again.
+    /// [`ObisMap::push_new`] for a parsed line: when the line lies in `source` (its groups right after its
+    /// reference), it goes in by its place there ([`ObisMap::push_at`]), without walking the groups again.
     pub(crate) fn push_line(&mut self, source: Option<&str>, key: &str, suffix: Option<u32>, groups: &Groups<'_>) {
-        let Some(base) = self.source_offset(source, groups.as_str()) else {
-            return self.push_new(source, key, suffix, groups.iter(), groups.is_plain());
-        };
-        let key = self.key_span(source, key, suffix);
-        let first = to_u32(self.groups.len());
-        groups.each_range(|start, end| self.groups.push(Span { start: base + start, end: base + end }));
-        let end = to_u32(self.groups.len());
-        self.entries.push(Entry { key, first, end, list: end - first != 1 });
-        self.plain &= groups.is_plain();
+        let at = self.source_offset(source, key).map(|at| at as usize);
+        match (at, self.source_offset(source, groups.as_str())) {
+            (Some(at), Some(base)) if at + key.len() == base as usize => self.push_at(at, key, suffix, groups),
+            _ => self.push_new(source, key, suffix, groups.iter(), groups.is_plain()),
+        }
     }
 
     /// [`ObisMap::push_line`] for a line that starts at byte `at` of the `source` this map was made
