@@ -587,6 +587,12 @@ mod tests {
     }
 
     #[test]
+    fn an_optional_decimal_takes_two_words() {
+        // What `Scale` is for: the named values hold three dozen of these.
+        assert_eq!(std::mem::size_of::<Option<Decimal>>(), 16);
+    }
+
+    #[test]
     fn parse_prefix_agrees_with_parse() {
         let mut x: u64 = 0x2545_F491_4F6C_DD1D;
         let mut cases: Vec<String> = [
