@@ -12,6 +12,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::digits::put_pair;
+
 /// Powers of ten that are exact in both `i64` and `f64`.
 const POW10: [i64; 16] = [
     1,
@@ -309,6 +311,19 @@ impl Decimal {
     /// trailing zeros dropped (keeping `.0`). Numbers a meter never writes
     /// (more digits, or so large or small that the float formatter switches to exponents) take the float path.
     pub(crate) fn write_json(self, out: &mut Vec<u8>) {
+        let scale = usize::from(self.scale());
+        // What meters write: up to 8 digits and a few decimals. The bound on the scale also keeps every such number
+        // at or above 1e-5, where the float formatter still writes plain digits.
+        if let Ok(n @ ..100_000_000) = u32::try_from(self.mantissa.unsigned_abs()) {
+            if scale <= 5 {
+                return write_short(out, self.mantissa < 0, n, scale);
+            }
+        }
+        self.write_json_general(out);
+    }
+
+    /// [`Decimal::write_json`] for any number.
+    fn write_json_general(self, out: &mut Vec<u8>) {
         if self.scale() == 0 {
             out.extend_from_slice(itoa::Buffer::new().format(self.mantissa).as_bytes());
             return;
@@ -380,15 +395,53 @@ impl Decimal {
     }
 }
 
-/// Two ASCII digits for every number below 100.
-const PAIRS: &[u8; 200] =
-    b"0001020304050607080910111213141516171819202122232425262728293031323334353637383940414243444546474849\
-5051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
+/// The eight decimal digits of `n` (below 10^8, zero-padded), one per byte, the most significant first in memory
+/// (the lowest byte of the little-endian word): three rounds of splitting every lane in two at once, with
+/// multiply-and-shift divisions that are exact in these ranges (x / 100 = x * 10486 >> 20 for x < 10^4,
+/// x / 10 = x * 103 >> 10 for x < 100).
+fn digit_bytes(n: u32) -> u64 {
+    let n = u64::from(n);
+    let v = (n / 10_000) | ((n % 10_000) << 32);
+    let hundreds = ((v * 10_486) >> 20) & 0x0000_007F_0000_007F;
+    let v = hundreds | ((v - hundreds * 100) << 16);
+    let tens = ((v * 103) >> 10) & 0x000F_000F_000F_000F;
+    tens | ((v - tens * 10) << 8)
+}
 
-/// Writes `n` (below 100) as two digits at `buf[pos..pos + 2]`.
-fn put_pair(buf: &mut [u8; 32], pos: usize, n: u64) {
-    let n = (n % 100) as usize * 2;
-    buf[pos..pos + 2].copy_from_slice(&PAIRS[n..n + 2]);
+/// Writes `[-]n / 10^scale` as [`Decimal::write_json`] does, for `n` below 10^8 and `scale` at most 5: the digits
+/// are made all at once ([`digit_bytes`]), leading zeros skipped and trailing decimal zeros dropped by counting
+/// zero bytes, and the integer and fraction copied as 8-byte blocks.
+fn write_short(out: &mut Vec<u8>, negative: bool, n: u32, scale: usize) {
+    if n == 0 {
+        out.extend_from_slice(if scale == 0 { b"0" } else { b"0.0" });
+        return;
+    }
+    let digits = digit_bytes(n);
+    let ascii = digits | 0x3030_3030_3030_3030;
+    // Zero digits are zero bytes: leading ones at the low end of the word, trailing ones at the high end.
+    let leading = (digits.trailing_zeros() / 8) as usize;
+    let trailing = (digits.leading_zeros() / 8) as usize;
+    let mut buf = [0u8; 24];
+    let mut len = usize::from(negative);
+    buf[0] = b'-';
+    // `n` is not zero, so `leading` is at most 7 and the shifts stay below 64.
+    let int_len = (8 - scale).saturating_sub(leading);
+    if int_len == 0 {
+        buf[len] = b'0';
+        len += 1;
+    } else {
+        buf[len..len + 8].copy_from_slice(&(ascii >> (leading * 8)).to_le_bytes());
+        len += int_len;
+    }
+    if scale > 0 {
+        buf[len] = b'.';
+        buf[len + 1..len + 9].copy_from_slice(&(ascii >> ((8 - scale) * 8)).to_le_bytes());
+        // At least one decimal stays (`230.0`).
+        len += 1 + scale.saturating_sub(trailing).max(1);
+    }
+    let at = out.len();
+    out.extend_from_slice(&buf);
+    out.truncate(at + len);
 }
 
 impl Serialize for Decimal {
@@ -583,6 +636,36 @@ mod tests {
             d.write_json(&mut out);
             let want = serde_json::to_vec(&d).expect("serialises");
             assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&want), "{d:?}");
+        }
+    }
+
+    /// The fast writer of short numbers against the general one, over every number below 10^5 and spread samples
+    /// up to 10^8, at every scale it takes.
+    #[test]
+    fn short_numbers_are_written_as_the_general_writer_writes_them() {
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let samples = (0..100_000u32).chain((0..200_000).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % 100_000_000) as u32
+        }));
+        let (mut fast, mut general) = (Vec::new(), Vec::new());
+        for n in samples.chain([99_999_999, 10_000_000, 12_345_678, 10_000_001]) {
+            assert_eq!(
+                digit_bytes(n) | 0x3030_3030_3030_3030,
+                u64::from_le_bytes(*format!("{n:08}").as_bytes().first_chunk().expect("8"))
+            );
+            for scale in 0..=5u8 {
+                for m in [i64::from(n), -i64::from(n)] {
+                    let d = Decimal::new(m, scale);
+                    fast.clear();
+                    general.clear();
+                    d.write_json(&mut fast);
+                    d.write_json_general(&mut general);
+                    assert_eq!(String::from_utf8_lossy(&fast), String::from_utf8_lossy(&general), "{d:?}");
+                }
+            }
         }
     }
 

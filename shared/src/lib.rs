@@ -7,7 +7,7 @@
 //! - [`obis`]: OBIS references and the generic line grammar.
 //! - [`telegram`]: a checked telegram parsed into named values and a lossless OBIS map.
 //! - [`engine`]: framer + CRC + decryption + parser in one push-based state machine, with counters.
-//! - [`decimal`], [`timestamp`]: exact meter numbers and meter times.
+//! - [`decimal`], [`timestamp`]: exact meter numbers and meter times (written with two-digit tables, `digits`).
 //! - [`wire`]: the multicast datagram (the only place that builds or reads one).
 //! - [`netif`]: an interface's index from its IPv6 address (for IPv6 multicast).
 //! - [`columns`]: named CSV columns over a message.
@@ -19,6 +19,7 @@ pub mod columns;
 pub mod config;
 pub mod crc;
 pub mod decimal;
+mod digits;
 pub mod dlms;
 pub mod engine;
 pub mod frame;

@@ -13,6 +13,8 @@ use jiff::civil::DateTime;
 use jiff::tz::{Offset, TimeZone};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::digits::put_pair;
+
 /// A meter's local time and its UTC offset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MeterTime {
@@ -83,30 +85,92 @@ impl MeterTime {
     /// Writes `YYYY-MM-DDThh:mm:ss+hh:mm` into a fixed buffer: this runs for every stamp of every telegram (a
     /// Belgian one has 30), and going through `fmt` machinery costs several times more.
     pub(crate) fn rfc3339(&self) -> [u8; 25] {
-        fn two(out: &mut [u8], v: i32) {
-            let v = v.unsigned_abs() % 100;
-            out[0] = b'0' + (v / 10) as u8;
-            out[1] = b'0' + (v % 10) as u8;
-        }
         let l = &self.local;
         let mut out = *b"0000-00-00T00:00:00+00:00";
-        let year = i32::from(l.year()).clamp(0, 9999);
-        two(&mut out[0..2], year / 100);
-        two(&mut out[2..4], year % 100);
-        two(&mut out[5..7], i32::from(l.month()));
-        two(&mut out[8..10], i32::from(l.day()));
-        two(&mut out[11..13], i32::from(l.hour()));
-        two(&mut out[14..16], i32::from(l.minute()));
-        two(&mut out[17..19], i32::from(l.second()));
+        write_date_time(&mut out, i32::from(l.year()), l.month(), l.day(), l.hour(), l.minute(), l.second());
         let secs = self.offset.seconds();
         if secs < 0 {
             out[19] = b'-';
         }
-        let abs = secs.abs();
-        two(&mut out[20..22], abs / 3600);
-        two(&mut out[23..25], abs % 3600 / 60);
+        let abs = u64::from(secs.unsigned_abs());
+        put_pair(&mut out, 20, abs / 3600);
+        put_pair(&mut out, 23, abs % 3600 / 60);
         out
     }
+}
+
+/// Writes `YYYY-MM-DDThh:mm:ss` over the first 19 bytes of `out` (the year clamped to 0..=9999, every field taken
+/// modulo 100 per pair: callers pass fields of a valid civil time).
+fn write_date_time(out: &mut [u8], year: i32, month: i8, day: i8, hour: i8, minute: i8, second: i8) {
+    let year = year.clamp(0, 9999).unsigned_abs();
+    let field = |v: i8| u64::from(v.unsigned_abs());
+    put_pair(out, 0, u64::from(year / 100));
+    put_pair(out, 2, u64::from(year % 100));
+    put_pair(out, 5, field(month));
+    put_pair(out, 8, field(day));
+    put_pair(out, 11, field(hour));
+    put_pair(out, 14, field(minute));
+    put_pair(out, 17, field(second));
+}
+
+/// The last second of 9999-12-31 UTC: the fast writer below covers 1970 up to here.
+const MAX_FAST_SECOND: i64 = 253_402_300_799;
+
+/// Appends `at` exactly as jiff's `Display` writes it (`2026-11-21T08:06:11.193Z`, trailing zeros of the fraction
+/// dropped, no fraction for a whole second), without going through `fmt`: the listener writes one per telegram.
+/// Instants before 1970 or with sub-millisecond digits go through `Display` itself.
+pub(crate) fn write_utc(out: &mut Vec<u8>, at: jiff::Timestamp) {
+    let (second, nanos) = (at.as_second(), at.subsec_nanosecond());
+    if !(0..=MAX_FAST_SECOND).contains(&second) || nanos < 0 || nanos % 1_000_000 != 0 {
+        use std::io::Write as _;
+        // Writing into a Vec cannot fail.
+        let _ = write!(out, "{at}");
+        return;
+    }
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's `civil_from_days`, for non-negative days).
+    let days = second / 86_400;
+    let secs = second % 86_400;
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let mut buf = *b"0000-00-00T00:00:00.000Z";
+    // Every value fits its type: year <= 9999, the others below 100.
+    let small = |v: i64| v as i8;
+    write_date_time(
+        &mut buf,
+        year as i32,
+        small(month),
+        small(day),
+        small(secs / 3600),
+        small(secs % 3600 / 60),
+        small(secs % 60),
+    );
+    let millis = nanos / 1_000_000;
+    let len = if millis == 0 {
+        buf[19] = b'Z';
+        20
+    } else {
+        let m = millis.unsigned_abs();
+        buf[20] = b'0' + (m / 100) as u8;
+        put_pair(&mut buf, 21, u64::from(m % 100));
+        // Trailing zeros dropped, then the `Z`.
+        let digits = if m % 100 == 0 {
+            1
+        } else if m % 10 == 0 {
+            2
+        } else {
+            3
+        };
+        buf[20 + digits] = b'Z';
+        21 + digits
+    };
+    out.extend_from_slice(&buf[..len]);
 }
 
 impl fmt::Display for MeterTime {
@@ -207,5 +271,49 @@ mod tests {
         assert_eq!(json, "\"2020-10-25T02:30:00+02:00\"");
         let back: MeterTime = serde_json::from_str(&json).expect("reads back");
         assert_eq!(back, s);
+    }
+
+    #[test]
+    fn utc_instants_are_written_as_jiff_writes_them() {
+        let mut cases: Vec<i64> = vec![0, 1, 10, 100, 120, 999, 1_000, 86_399_999, 86_400_000, 951_782_400_000];
+        cases.extend([1_795_248_371_193, 1_795_248_371_000, 1_795_248_371_500, 1_795_248_371_050]);
+        cases.extend([jiff::Timestamp::MAX.as_second() * 1000, -1, -86_400_000, -62_135_596_800_000]);
+        // Every day from 1970 to beyond 2400 (leap years, century rules), at varying times of day.
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        for day in 0..160_000i64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            cases.push(day * 86_400_000 + (x % 86_400_000) as i64);
+        }
+        for ms in cases {
+            let at = jiff::Timestamp::from_millisecond(ms).unwrap_or_else(|e| panic!("{ms}: {e}"));
+            let mut out = Vec::new();
+            write_utc(&mut out, at);
+            assert_eq!(String::from_utf8_lossy(&out), at.to_string(), "{ms} ms");
+        }
+        // Finer than milliseconds: jiff's own writer.
+        let at = jiff::Timestamp::new(1_795_248_371, 123_456_789).expect("in range");
+        let mut out = Vec::new();
+        write_utc(&mut out, at);
+        assert_eq!(String::from_utf8_lossy(&out), "2026-11-21T08:06:11.123456789Z");
+    }
+
+    #[test]
+    fn meter_times_are_written_as_jiff_writes_them() {
+        let zone = ams();
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let at = jiff::Timestamp::from_second((x % 4_000_000_000) as i64).expect("in range");
+            let zoned = at.to_zoned(zone.clone());
+            let time = MeterTime { local: zoned.datetime(), offset: zoned.offset() };
+            let expected = format!("{}", zoned.strftime("%Y-%m-%dT%H:%M:%S%:z"));
+            assert_eq!(time.to_string(), expected);
+        }
+        let west = MeterTime { local: DateTime::constant(2024, 1, 2, 3, 4, 5, 0), offset: Offset::constant(-5) };
+        assert_eq!(west.to_string(), "2024-01-02T03:04:05-05:00");
     }
 }

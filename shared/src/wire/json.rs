@@ -7,14 +7,12 @@
 //! stays the definition; tests compare the two byte for byte over the corpus and over generated messages), with
 //! field names as constants, strings checked eight bytes at a time and decimals written from their digits.
 
-use std::io::Write as _;
-
 use super::{
     CapacityMonth, CrcStatus, Device, DeviceKind, Dialect, LineError, ObisMap, PowerFailure, TariffName,
     TelegramMessage, Values,
 };
 use crate::decimal::Decimal;
-use crate::timestamp::MeterTime;
+use crate::timestamp::{write_utc, MeterTime};
 
 /// Appends `message` as `{"type":"telegram",...}`.
 pub(super) fn telegram(out: &mut Vec<u8>, m: &TelegramMessage) {
@@ -27,8 +25,9 @@ pub(super) fn telegram(out: &mut Vec<u8>, m: &TelegramMessage) {
     out.extend_from_slice(b",\"seq\":");
     uint(out, m.seq);
     out.extend_from_slice(b",\"received_at\":\"");
-    // jiff's `Display` is what its `Serialize` writes; it never holds a quote or a control character.
-    let _ = write!(out, "{}", m.received_at);
+    // jiff's `Display` (which `write_utc` reproduces) is what its `Serialize` writes; it never holds a quote or a
+    // control character.
+    write_utc(out, m.received_at);
     out.extend_from_slice(b"\",\"duration_ms\":");
     uint(out, m.duration_ms);
     out.extend_from_slice(match m.crc {

@@ -24,14 +24,38 @@ struct Span {
     end: u32,
 }
 
+/// One line: its key and its groups, `groups[first..end]`. 16 bytes, so that the entries of a typical telegram
+/// (40 to 60 lines) fit an allocation the allocator serves from its per-thread cache.
 #[derive(Clone, Copy, Debug)]
 struct Entry {
     key: Span,
-    /// The entry's groups: `groups[first..end]`.
     first: u32,
-    end: u32,
-    /// Written as an array (zero or several groups, or one group that arrived as an array).
-    list: bool,
+    /// `end`, with [`Entry::LIST`] set when the value is written as an array.
+    end_list: u32,
+}
+
+impl Entry {
+    /// The top bit of `end_list`. Group indexes stay below it: 2^31 spans would take 16 GiB.
+    const LIST: u32 = 1 << 31;
+
+    /// `list`: written as an array (always so for zero or several groups; one group that arrived as an array).
+    fn new(key: Span, first: u32, end: u32, list: bool) -> Self {
+        let list = list || end.wrapping_sub(first) != 1;
+        Entry { key, first, end_list: (end & !Entry::LIST) | if list { Entry::LIST } else { 0 } }
+    }
+
+    fn end(self) -> u32 {
+        self.end_list & !Entry::LIST
+    }
+
+    fn list(self) -> bool {
+        self.end_list & Entry::LIST != 0
+    }
+
+    /// The entry's groups, as indexes into [`ObisMap::groups`].
+    fn range(self) -> std::ops::Range<usize> {
+        self.first as usize..self.end() as usize
+    }
 }
 
 /// Every data line of a telegram, in order: see the module documentation.
@@ -151,13 +175,12 @@ impl ObisMap {
             self.plain &= plain(group);
         }
         let end = to_u32(self.groups.len());
-        let list = list || end - first != 1;
         if let Some(i) = self.position(key) {
             let entry = &mut self.entries[i];
-            (entry.first, entry.end, entry.list) = (first, end, list);
+            *entry = Entry::new(entry.key, first, end, list);
         } else {
             let key = self.push_text(key);
-            self.entries.push(Entry { key, first, end, list });
+            self.entries.push(Entry::new(key, first, end, list));
         }
         self.plain = self.plain && plain(key);
     }
@@ -175,7 +198,7 @@ impl ObisMap {
     ) {
         let key = self.key_span(source, key, suffix);
         let (first, end) = self.push_groups(source, groups);
-        self.entries.push(Entry { key, first, end, list: end - first != 1 });
+        self.entries.push(Entry::new(key, first, end, false));
         self.plain &= plain;
     }
 
@@ -202,7 +225,7 @@ impl ObisMap {
         let first = to_u32(self.groups.len());
         groups.each_range(|start, end| self.groups.push(Span { start: base + start, end: base + end }));
         let end = to_u32(self.groups.len());
-        self.entries.push(Entry { key, first, end, list: end - first != 1 });
+        self.entries.push(Entry::new(key, first, end, false));
         self.plain &= groups.is_plain();
     }
 
@@ -215,14 +238,13 @@ impl ObisMap {
     ) {
         let Some(last) = self.entries.last().copied() else { return };
         // The last entry's groups are the last spans, so new spans extend its range.
-        debug_assert_eq!(last.end as usize, self.groups.len());
-        if last.end as usize != self.groups.len() {
+        debug_assert_eq!(last.end() as usize, self.groups.len());
+        if last.end() as usize != self.groups.len() {
             return;
         }
         let (_, end) = self.push_groups(source, groups);
         if let Some(entry) = self.entries.last_mut() {
-            entry.end = end;
-            entry.list = entry.end - entry.first != 1;
+            *entry = Entry::new(entry.key, entry.first, end, false);
         }
         self.plain &= plain;
     }
@@ -287,9 +309,9 @@ impl ObisMap {
             }
             out.push(b'"');
             copy_span(out, text, entry.key);
-            let groups = self.groups.get(entry.first as usize..entry.end as usize).unwrap_or_default();
+            let groups = self.groups.get(entry.range()).unwrap_or_default();
             match groups {
-                [one] if !entry.list => {
+                [one] if !entry.list() => {
                     out.extend_from_slice(b"\":\"");
                     copy_span(out, text, *one);
                     out.push(b'"');
@@ -381,7 +403,7 @@ impl<'a> ObisRef<'a> {
     /// The number of groups.
     #[must_use]
     pub fn len(&self) -> usize {
-        (self.entry.end - self.entry.first) as usize
+        self.entry.range().len()
     }
 
     /// Whether the line has no group.
@@ -393,14 +415,14 @@ impl<'a> ObisRef<'a> {
     /// Whether the value is written as an array (every line but those with exactly one group).
     #[must_use]
     pub fn is_list(&self) -> bool {
-        self.entry.list
+        self.entry.list()
     }
 
     /// The text of each group, in order.
     #[must_use]
     pub fn groups(&self) -> impl ExactSizeIterator<Item = &'a str> + 'a {
         let map = self.map;
-        let spans = map.groups.get(self.entry.first as usize..self.entry.end as usize).unwrap_or_default();
+        let spans = map.groups.get(self.entry.range()).unwrap_or_default();
         spans.iter().map(move |&span| map.slice(span))
     }
 
@@ -413,7 +435,7 @@ impl<'a> ObisRef<'a> {
     /// The value as an owned [`ObisValue`].
     #[must_use]
     pub fn to_value(&self) -> ObisValue {
-        if self.entry.list {
+        if self.entry.list() {
             ObisValue::Many(self.groups().map(str::to_owned).collect())
         } else {
             ObisValue::One(self.groups().next().unwrap_or_default().to_owned())
@@ -430,7 +452,7 @@ impl fmt::Display for ObisRef<'_> {
 
 impl fmt::Debug for ObisRef<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.entry.list {
+        if self.entry.list() {
             f.debug_list().entries(self.groups()).finish()
         } else {
             fmt::Debug::fmt(self.groups().next().unwrap_or_default(), f)
@@ -440,15 +462,15 @@ impl fmt::Debug for ObisRef<'_> {
 
 impl PartialEq for ObisRef<'_> {
     fn eq(&self, other: &Self) -> bool {
-        self.entry.list == other.entry.list && self.groups().eq(other.groups())
+        self.entry.list() == other.entry.list() && self.groups().eq(other.groups())
     }
 }
 
 impl PartialEq<ObisValue> for ObisRef<'_> {
     fn eq(&self, other: &ObisValue) -> bool {
         match other {
-            ObisValue::One(one) => !self.entry.list && self.groups().eq([one.as_str()]),
-            ObisValue::Many(many) => self.entry.list && self.groups().eq(many.iter().map(String::as_str)),
+            ObisValue::One(one) => !self.entry.list() && self.groups().eq([one.as_str()]),
+            ObisValue::Many(many) => self.entry.list() && self.groups().eq(many.iter().map(String::as_str)),
         }
     }
 }
@@ -488,7 +510,7 @@ impl Serialize for ObisMap {
 
 impl Serialize for ObisRef<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        if self.entry.list {
+        if self.entry.list() {
             serializer.collect_seq(self.groups())
         } else {
             serializer.serialize_str(self.groups().next().unwrap_or_default())
@@ -522,7 +544,7 @@ impl<'de> Visitor<'de> for MapVisitor {
             let first = to_u32(map.groups.len());
             let list = access.next_value_seed(GroupsSeed(&mut map))?;
             let end = to_u32(map.groups.len());
-            map.entries.push(Entry { key: span, first, end, list });
+            map.entries.push(Entry::new(span, first, end, list));
         }
         Ok(map)
     }
