@@ -219,7 +219,7 @@ impl Engine {
             }
             CrcStatus::Ok
         };
-        let parsed = self.parser.parse(&raw.bytes, &self.timezone);
+        let parsed = self.parser.parse_frame(&raw.bytes, &self.timezone);
         self.counters.telegrams += 1;
         self.counters.line_errors += parsed.errors.len() as u64;
         Event::Telegram(Box::new(Checked {

@@ -36,6 +36,7 @@
 
 use std::collections::HashMap;
 
+use bytes::Bytes;
 use jiff::tz::TimeZone;
 
 use crate::decimal::{Decimal, DecimalError};
@@ -84,10 +85,16 @@ const MAX_KNOWN: usize = 256;
 impl Parser {
     /// Parses one framed telegram: see [`parse`].
     pub fn parse(&mut self, text: &[u8], zone: &TimeZone) -> Parsed {
-        match std::str::from_utf8(text) {
+        self.parse_frame(&Bytes::copy_from_slice(text), zone)
+    }
+
+    /// [`Parser::parse`] for a telegram already held in [`Bytes`] (as the framer hands them out): the OBIS map
+    /// keeps a reference to `frame` instead of a copy of it.
+    pub fn parse_frame(&mut self, frame: &Bytes, zone: &TimeZone) -> Parsed {
+        match std::str::from_utf8(frame) {
             // The usual case: the whole telegram is checked as text once, not line by line.
-            Ok(whole) => Builder::new(zone, text.len(), Some(whole)).run_text(whole, &mut self.known),
-            Err(_) => parse_bytes(text, zone),
+            Ok(whole) => Builder::new(zone, frame.len(), Some((frame, whole))).run_text(whole, &mut self.known),
+            Err(_) => parse_bytes(frame, zone),
         }
     }
 }
@@ -97,8 +104,9 @@ impl Parser {
 #[doc(hidden)]
 #[must_use]
 pub fn parse_general(text: &[u8], zone: &TimeZone) -> Parsed {
-    match std::str::from_utf8(text) {
-        Ok(whole) => Builder::new(zone, text.len(), Some(whole))
+    let frame = Bytes::copy_from_slice(text);
+    match std::str::from_utf8(&frame) {
+        Ok(whole) => Builder::new(zone, text.len(), Some((&frame, whole)))
             .run(obis::text_lines(whole).map(|(n, line)| (n, line.as_bytes(), Ok(line)))),
         Err(_) => parse_bytes(text, zone),
     }
@@ -219,17 +227,18 @@ struct Builder<'z, 't> {
 }
 
 impl<'z, 't> Builder<'z, 't> {
-    fn new(zone: &'z TimeZone, len: usize, source: Option<&'t str>) -> Self {
+    /// `source`: the telegram, when it is text, both as the frame that holds it and as that frame's text.
+    fn new(zone: &'z TimeZone, len: usize, source: Option<(&Bytes, &'t str)>) -> Self {
         // A data line takes 20 to 30 bytes (25 on average in a DSMR 5 telegram). Erring low keeps the line tables
         // of a typical telegram small enough for the allocator's per-thread cache; a telegram of short lines
         // grows them once.
         let lines = len / 24 + 4;
         Builder {
             zone,
-            source,
+            source: source.map(|(_, text)| text),
             values: Box::default(),
             obis: match source {
-                Some(text) => ObisMap::with_source(text, lines),
+                Some((frame, text)) => ObisMap::with_shared(frame.clone(), text, lines),
                 None => ObisMap::with_capacity(lines, len),
             },
             keys: Vec::with_capacity(lines),

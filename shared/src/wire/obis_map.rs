@@ -14,6 +14,8 @@ use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use bytes::Bytes;
+
 use super::ObisValue;
 use crate::obis::Groups;
 
@@ -59,22 +61,35 @@ impl Entry {
 }
 
 /// Every data line of a telegram, in order: see the module documentation.
+///
+/// A span below `shared.len()` is a piece of `shared`, one from there on a piece of `text` (at `start -
+/// shared.len()`); a span never straddles the two.
 #[derive(Clone)]
 pub struct ObisMap {
-    /// Keys and group texts. The parser starts it as a copy of the whole telegram and points into it.
+    /// The telegram the parser read, shared with the frame it came in (a reference count, not a copy): scanned
+    /// keys and groups point into it. Empty for maps built otherwise.
+    shared: Bytes,
+    /// Keys and group texts that are not in `shared` (suffixed keys, maps built by `insert` or read from JSON).
     text: String,
     entries: Vec<Entry>,
     groups: Vec<Span>,
     /// No key or group holds a character JSON must escape (the encoder then copies them as they are).
     plain: bool,
-    /// The address and length of the telegram copied at the start of `text` by [`ObisMap::with_source`]
-    /// (`None` otherwise): spans are taken from that `source` only.
+    /// The address and length of `shared` as the parser reads it, given to [`ObisMap::with_shared`] (`None`
+    /// otherwise): pieces are referenced, not copied, only when they lie in that very text.
     source: Option<(usize, usize)>,
 }
 
 impl Default for ObisMap {
     fn default() -> Self {
-        ObisMap { text: String::new(), entries: Vec::new(), groups: Vec::new(), plain: true, source: None }
+        ObisMap {
+            shared: Bytes::new(),
+            text: String::new(),
+            entries: Vec::new(),
+            groups: Vec::new(),
+            plain: true,
+            source: None,
+        }
     }
 }
 
@@ -96,6 +111,7 @@ impl ObisMap {
     #[must_use]
     pub fn with_capacity(lines: usize, bytes: usize) -> Self {
         ObisMap {
+            shared: Bytes::new(),
             text: String::with_capacity(bytes),
             entries: Vec::with_capacity(lines),
             groups: Vec::with_capacity(lines + lines / 4),
@@ -104,17 +120,18 @@ impl ObisMap {
         }
     }
 
-    /// An empty map whose buffer starts as a copy of `source` (a whole telegram): lines pushed with the same
-    /// `source` point into the copy instead of copying their pieces one by one.
-    pub(crate) fn with_source(source: &str, lines: usize) -> Self {
-        let mut text = String::with_capacity(source.len() + 64);
-        text.push_str(source);
+    /// An empty map that keeps `frame` (a whole telegram) and points into it: lines pushed with `source`, the
+    /// text of `frame` itself, are referenced instead of copied. Were `source` ever not `frame`'s own bytes, its
+    /// pieces would be copied as for any other map.
+    pub(crate) fn with_shared(frame: Bytes, source: &str, lines: usize) -> Self {
+        let same = frame.as_ptr() == source.as_ptr() && frame.len() == source.len();
         ObisMap {
-            text,
+            shared: if same { frame } else { Bytes::new() },
+            text: String::new(),
             entries: Vec::with_capacity(lines),
             groups: Vec::with_capacity(lines + lines / 4),
             plain: true,
-            source: Some((source.as_ptr() as usize, source.len())),
+            source: same.then_some((source.as_ptr() as usize, source.len())),
         }
     }
 
@@ -258,11 +275,11 @@ impl ObisMap {
     /// A new line's key: the reference where it stands in `source`, or `reference#n` copied into the buffer.
     fn key_span(&mut self, source: Option<&str>, key: &str, suffix: Option<u32>) -> Span {
         let Some(n) = suffix else { return self.span_of(source, key) };
-        let start = self.text.len();
+        let start = self.shared.len() + self.text.len();
         self.text.push_str(key);
         self.text.push('#');
         self.text.push_str(itoa::Buffer::new().format(n));
-        Span { start: to_u32(start), end: to_u32(self.text.len()) }
+        Span { start: to_u32(start), end: to_u32(self.shared.len() + self.text.len()) }
     }
 
     /// Where `part` starts in `source`, if it is a slice of the text this map copied (address arithmetic only:
@@ -291,16 +308,16 @@ impl ObisMap {
     }
 
     fn push_text(&mut self, s: &str) -> Span {
-        let start = self.text.len();
+        let start = self.shared.len() + self.text.len();
         self.text.push_str(s);
-        Span { start: to_u32(start), end: to_u32(self.text.len()) }
+        Span { start: to_u32(start), end: to_u32(start + s.len()) }
     }
 
     /// Appends the map as a JSON object when it [is plain](ObisMap::is_plain), copying keys and groups as they
     /// are (the caller checks; [`super::json`] escapes the others). Short pieces are copied as one 16-byte block
     /// and the excess cut off, which costs less than a copy of their exact length.
     pub(super) fn write_plain_json(&self, out: &mut Vec<u8>) {
-        let text = self.text.as_bytes();
+        let text = Pieces { shared: &self.shared, text: self.text.as_bytes() };
         out.push(b'{');
         for (i, entry) in self.entries.iter().enumerate() {
             // Constant-length pieces only: those are copied inline, without a call.
@@ -338,8 +355,14 @@ impl ObisMap {
     }
 
     fn slice(&self, span: Span) -> &str {
-        // Spans are only made by `push_text`, at character boundaries of `text`.
-        self.text.get(span.start as usize..span.end as usize).unwrap_or_default()
+        let (start, end) = (span.start as usize, span.end as usize);
+        match end.checked_sub(self.shared.len()) {
+            // Spans in `shared` are pieces of the text the parser read (valid UTF-8, cut at ASCII bytes), so
+            // the check always passes; it is what keeps this free of `unsafe`.
+            None | Some(0) => self.shared.get(start..end).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or_default(),
+            // Spans in `text` are made by `push_text` at character boundaries.
+            Some(end) => self.text.get(start - self.shared.len()..end).unwrap_or_default(),
+        }
     }
 }
 
@@ -374,9 +397,27 @@ impl<'a> IntoIterator for &'a ObisMap {
     }
 }
 
-/// Appends `text[span]`: see [`ObisMap::write_plain_json`].
-fn copy_span(out: &mut Vec<u8>, text: &[u8], span: Span) {
-    let (start, end) = (span.start as usize, span.end as usize);
+/// The two buffers an [`ObisMap`]'s spans point into.
+#[derive(Clone, Copy)]
+struct Pieces<'a> {
+    shared: &'a [u8],
+    text: &'a [u8],
+}
+
+/// Appends the bytes of `span`: see [`ObisMap::write_plain_json`].
+#[allow(
+    clippy::inline_always,
+    reason = "runs twice per line; left to the compiler it became a call, +500 instructions per DSMR 5 telegram \
+              (scripts/count-instructions)"
+)]
+#[inline(always)]
+fn copy_span(out: &mut Vec<u8>, pieces: Pieces<'_>, span: Span) {
+    let (mut start, mut end) = (span.start as usize, span.end as usize);
+    let mut text = pieces.shared;
+    if start >= text.len() {
+        (start, end) = (start - text.len(), end - text.len());
+        text = pieces.text;
+    }
     let len = end.saturating_sub(start);
     if len <= 16 {
         if let Some(block) = text.get(start..start + 16).and_then(|b| <&[u8; 16]>::try_from(b).ok()) {
@@ -629,12 +670,20 @@ mod tests {
 
     #[test]
     fn lines_from_the_source_point_into_it() {
-        let source = "/X\r\n1-0:1.8.1(001164.722*kWh)\r\n!\r\n";
-        let mut map = ObisMap::with_source(source, 4);
+        let frame = Bytes::from_static(b"/X\r\n1-0:1.8.1(001164.722*kWh)\r\n!\r\n");
+        let source = std::str::from_utf8(&frame).expect("text");
+        // A text that is not the frame's own bytes is not taken for it.
+        assert!(ObisMap::with_shared(frame.clone(), "/X\r\n", 4).shared.is_empty());
+        let mut map = ObisMap::with_shared(frame.clone(), source, 4);
+        // Only the very bytes of the frame are referenced: an equal copy elsewhere is copied in.
+        let copy = source.to_owned();
+        map.push_new(Some(&copy), "copied", None, ["in"], true);
+        assert_eq!(map.text, "copiedin");
         let (key, rest) = source[4..].split_at(9);
         map.push_new(Some(source), key, None, [&rest[1..15]], true);
         map.push_new(Some(source), key, Some(2), ["not in the source"], true);
-        assert_eq!(map.text.len(), source.len() + "1-0:1.8.1#2".len() + "not in the source".len());
+        assert_eq!(map.text, "copiedin1-0:1.8.1#2not in the source");
+        assert_eq!(map.keys().collect::<Vec<_>>(), ["copied", "1-0:1.8.1", "1-0:1.8.1#2"]);
         assert_eq!(map.get("1-0:1.8.1").expect("present"), ObisValue::One("001164.722*kWh".into()));
         assert_eq!(map.get("1-0:1.8.1#2").expect("present"), ObisValue::One("not in the source".into()));
         assert!(map.is_plain());
