@@ -1,8 +1,9 @@
 //! The lossless OBIS map of a telegram message: every line, keyed by its reference, in the meter's order.
 //!
 //! A telegram has 20 to 60 lines. Holding each as a `String` key and a `String` (or `Vec<String>`) value cost
-//! about a hundred heap allocations per telegram, which was most of the parser's time. [`ObisMap`] keeps all keys
-//! and values in one text buffer with two index vectors: a handful of allocations whatever the telegram holds.
+//! about a hundred heap allocations per telegram, which was most of the parser's time. [`ObisMap`] points into the
+//! telegram itself (the frame's `Bytes`, shared, not copied), with one buffer for the few pieces that are not in it
+//! and two index vectors: a handful of allocations whatever the telegram holds.
 //!
 //! On the wire it is a JSON object: one group is a string, zero or several groups an array
 //! (`"1-0:1.8.1": "001164.722*kWh"`, `"0-1:24.2.1": ["200310123504W", "01621.615*m3"]`). Keys keep the order
@@ -203,7 +204,7 @@ impl ObisMap {
     }
 
     /// Appends a line whose key the caller knows is new (the parser checks keys itself, cheaply). Keys and
-    /// groups that lie inside `source` (the text the map was made [`with_source`](ObisMap::with_source)) are
+    /// groups that lie inside `source` (the text the map was made [`with_shared`](ObisMap::with_shared)) are
     /// referenced, others copied. `plain`: the caller vouches that no key or group needs escaping.
     pub(crate) fn push_new<'g>(
         &mut self,
@@ -230,7 +231,7 @@ impl ObisMap {
     }
 
     /// [`ObisMap::push_line`] for a line that starts at byte `at` of the `source` this map was made
-    /// [`with_source`](ObisMap::with_source) from: the places of its key and groups follow from `at`.
+    /// [`with_shared`](ObisMap::with_shared) from: the places of its key and groups follow from `at`.
     #[inline]
     pub(crate) fn push_at(&mut self, at: usize, reference: &str, suffix: Option<u32>, groups: &Groups<'_>) {
         debug_assert!(self.source.is_some_and(|(_, len)| at + reference.len() + groups.as_str().len() <= len));
@@ -266,7 +267,7 @@ impl ObisMap {
         self.plain &= plain;
     }
 
-    /// Whether `source` is the very text this map was made [`with_source`](ObisMap::with_source) (same address
+    /// Whether `source` is the very text this map was made [`with_shared`](ObisMap::with_shared) (same address
     /// and length; addresses are only compared, never dereferenced).
     fn is_source(&self, source: &str) -> bool {
         self.source == Some((source.as_ptr() as usize, source.len()))
