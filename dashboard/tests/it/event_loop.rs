@@ -17,7 +17,9 @@ fn text(terminal: &Terminal<TestBackend>) -> String {
     terminal.backend().to_string()
 }
 
-#[tokio::test]
+/// Runs on paused time: the driver's pause passes the moment the loop is idle, that is once it has read both
+/// datagrams (they are queued on the socket before the loop starts), without waiting on the wall clock.
+#[tokio::test(start_paused = true)]
 async fn shows_datagrams_and_quits_on_q() {
     let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
     let addr = socket.local_addr().expect("addr");
@@ -35,7 +37,7 @@ async fn shows_datagrams_and_quits_on_q() {
     let clock = move || now.checked_add(Duration::from_millis(300)).expect("ts");
 
     let driver = async {
-        // Give the loop the datagrams, then press q.
+        // Let the loop take the datagrams (paused time moves on only when it is idle), then press q.
         let mut keys_tx = keys_tx;
         tokio::time::sleep(Duration::from_millis(200)).await;
         futures::SinkExt::send(&mut keys_tx, Ok(Event::Key(KeyEvent::new(KeyCode::Char('q'), KeyModifiers::NONE))))
