@@ -422,6 +422,7 @@ fn write_short(out: &mut Vec<u8>, negative: bool, n: u32, scale: usize) {
     let leading = (digits.trailing_zeros() / 8) as usize;
     let trailing = (digits.leading_zeros() / 8) as usize;
     let mut buf = [0u8; 24];
+    // The sign is always written; without one, the first digit goes over it.
     let mut len = usize::from(negative);
     buf[0] = b'-';
     // `n` is not zero, so `leading` is at most 7 and the shifts stay below 64.

@@ -76,21 +76,11 @@ pub struct ObisMap {
     groups: Vec<Span>,
     /// No key or group holds a character JSON must escape (the encoder then copies them as they are).
     plain: bool,
-    /// The address and length of `shared` as the parser reads it, given to [`ObisMap::with_shared`] (`None`
-    /// otherwise): pieces are referenced, not copied, only when they lie in that very text.
-    source: Option<(usize, usize)>,
 }
 
 impl Default for ObisMap {
     fn default() -> Self {
-        ObisMap {
-            shared: Bytes::new(),
-            text: String::new(),
-            entries: Vec::new(),
-            groups: Vec::new(),
-            plain: true,
-            source: None,
-        }
+        ObisMap { shared: Bytes::new(), text: String::new(), entries: Vec::new(), groups: Vec::new(), plain: true }
     }
 }
 
@@ -117,7 +107,6 @@ impl ObisMap {
             entries: Vec::with_capacity(lines),
             groups: Vec::with_capacity(lines + lines / 4),
             plain: true,
-            source: None,
         }
     }
 
@@ -132,7 +121,6 @@ impl ObisMap {
             entries: Vec::with_capacity(lines),
             groups: Vec::with_capacity(lines + lines / 4),
             plain: true,
-            source: same.then_some((source.as_ptr() as usize, source.len())),
         }
     }
 
@@ -234,7 +222,7 @@ impl ObisMap {
     /// [`with_shared`](ObisMap::with_shared) from: the places of its key and groups follow from `at`.
     #[inline]
     pub(crate) fn push_at(&mut self, at: usize, reference: &str, suffix: Option<u32>, groups: &Groups<'_>) {
-        debug_assert!(self.source.is_some_and(|(_, len)| at + reference.len() + groups.as_str().len() <= len));
+        debug_assert!(at + reference.len() + groups.as_str().len() <= self.shared.len());
         let key = match suffix {
             None => Span { start: to_u32(at), end: to_u32(at + reference.len()) },
             Some(_) => self.key_span(None, reference, suffix),
@@ -270,7 +258,7 @@ impl ObisMap {
     /// Whether `source` is the very text this map was made [`with_shared`](ObisMap::with_shared) (same address
     /// and length; addresses are only compared, never dereferenced).
     fn is_source(&self, source: &str) -> bool {
-        self.source == Some((source.as_ptr() as usize, source.len()))
+        !self.shared.is_empty() && self.shared.as_ptr() == source.as_ptr() && self.shared.len() == source.len()
     }
 
     /// A new line's key: the reference where it stands in `source`, or `reference#n` copied into the buffer.
@@ -318,7 +306,7 @@ impl ObisMap {
     /// are (the caller checks; [`super::json`] escapes the others). Short pieces are copied as one 16-byte block
     /// and the excess cut off, which costs less than a copy of their exact length.
     pub(super) fn write_plain_json(&self, out: &mut Vec<u8>) {
-        let text = Pieces { shared: &self.shared, text: self.text.as_bytes() };
+        let text = self.pieces();
         out.push(b'{');
         for (i, entry) in self.entries.iter().enumerate() {
             // Constant-length pieces only: those are copied inline, without a call.
@@ -352,17 +340,21 @@ impl ObisMap {
     }
 
     fn position(&self, key: &str) -> Option<usize> {
-        self.entries.iter().position(|e| self.slice(e.key) == key)
+        let pieces = self.pieces();
+        self.entries.iter().position(|e| pieces.bytes(e.key) == key.as_bytes())
+    }
+
+    fn pieces(&self) -> Pieces<'_> {
+        Pieces { shared: &self.shared, text: self.text.as_bytes() }
     }
 
     fn slice(&self, span: Span) -> &str {
-        let (start, end) = (span.start as usize, span.end as usize);
-        match end.checked_sub(self.shared.len()) {
+        match self.pieces().locate(span) {
+            // Spans in `text` are made by `push_text` at character boundaries.
+            (true, range) => self.text.get(range).unwrap_or_default(),
             // Spans in `shared` are pieces of the text the parser read (valid UTF-8, cut at ASCII bytes), so
             // the check always passes; it is what keeps this free of `unsafe`.
-            None | Some(0) => self.shared.get(start..end).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or_default(),
-            // Spans in `text` are made by `push_text` at character boundaries.
-            Some(end) => self.text.get(start - self.shared.len()..end).unwrap_or_default(),
+            (false, range) => self.shared.get(range).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or_default(),
         }
     }
 }
@@ -405,6 +397,27 @@ struct Pieces<'a> {
     text: &'a [u8],
 }
 
+impl<'a> Pieces<'a> {
+    /// Whether `span` is in `text` (from `shared.len()` on) rather than in `shared`, and its range there.
+    #[inline]
+    fn locate(self, span: Span) -> (bool, std::ops::Range<usize>) {
+        let (start, end) = (span.start as usize, span.end as usize);
+        match start.checked_sub(self.shared.len()) {
+            Some(at) => (true, at..end.saturating_sub(self.shared.len())),
+            None => (false, start..end),
+        }
+    }
+
+    /// The bytes of `span`.
+    fn bytes(self, span: Span) -> &'a [u8] {
+        match self.locate(span) {
+            (true, range) => self.text.get(range),
+            (false, range) => self.shared.get(range),
+        }
+        .unwrap_or_default()
+    }
+}
+
 /// Appends the bytes of `span`: see [`ObisMap::write_plain_json`].
 #[allow(
     clippy::inline_always,
@@ -413,12 +426,8 @@ struct Pieces<'a> {
 )]
 #[inline(always)]
 fn copy_span(out: &mut Vec<u8>, pieces: Pieces<'_>, span: Span) {
-    let (mut start, mut end) = (span.start as usize, span.end as usize);
-    let mut text = pieces.shared;
-    if start >= text.len() {
-        (start, end) = (start - text.len(), end - text.len());
-        text = pieces.text;
-    }
+    let (in_text, std::ops::Range { start, end }) = pieces.locate(span);
+    let text = if in_text { pieces.text } else { pieces.shared };
     let len = end.saturating_sub(start);
     if len <= 16 {
         if let Some(block) = text.get(start..start + 16).and_then(|b| <&[u8; 16]>::try_from(b).ok()) {
