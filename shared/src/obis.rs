@@ -193,6 +193,10 @@ pub struct Groups<'a> {
 }
 
 impl<'a> Groups<'a> {
+    /// No groups.
+    pub(crate) const EMPTY: Groups<'static> =
+        Groups { text: "", len: 0, rest_at: 0, head: [(0, 0); INLINE], plain: true };
+
     /// Checks a sequence of groups; `column_offset` is added to the columns in errors (the groups' position
     /// within their line).
     pub fn parse(text: &'a str, column_offset: usize) -> Result<Groups<'a>, SyntaxError> {
@@ -408,10 +412,12 @@ impl<'a> Line<'a> {
     }
 }
 
-/// A data line read by [`Line::scan`]: the line, where it ends (before its line end) and where the next one starts.
+/// A data line read by [`Line::scan`] (its groups went into the caller's [`Groups`]): the reference, where the line
+/// ends (before its line end) and where the next one starts.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Scanned<'a> {
-    pub(crate) line: Line<'a>,
+    pub(crate) reference: &'a str,
+    pub(crate) obis: Obis,
     pub(crate) end: usize,
     pub(crate) next: usize,
 }
@@ -425,8 +431,17 @@ impl<'a> Line<'a> {
     ///
     /// `known` is the reference read at the same place in the previous telegram (see [`KnownRef`]): when the line
     /// starts with it, it is not read again; otherwise the reference is read and `known` updated.
+    ///
+    /// The groups are written into `groups` (which holds nothing useful when this gives `None`), where the caller
+    /// reads them: returning the whole [`Line`] made the caller copy it with wide loads right after it was written
+    /// field by field, and such loads stall until those stores complete (store-to-load forwarding fails).
     #[inline]
-    pub(crate) fn scan(text: &'a str, start: usize, known: &mut Option<KnownRef>) -> Option<Scanned<'a>> {
+    pub(crate) fn scan(
+        text: &'a str,
+        start: usize,
+        known: &mut Option<KnownRef>,
+        groups: &mut Groups<'a>,
+    ) -> Option<Scanned<'a>> {
         let bytes = text.as_bytes();
         let (obis, at) = if let Some(hit) = known.as_ref().and_then(|k| k.at(bytes, start)) {
             hit
@@ -436,7 +451,7 @@ impl<'a> Line<'a> {
             (obis, at)
         };
         let mut pos = at;
-        let mut groups = Groups { text: "", len: 0, rest_at: 0, head: [(0, 0); INLINE], plain: true };
+        *groups = Groups::EMPTY;
         while bytes.get(pos) == Some(&b'(') {
             if groups.len as usize == INLINE {
                 groups.rest_at = offset(pos - at);
@@ -469,7 +484,7 @@ impl<'a> Line<'a> {
         // Every boundary is next to an ASCII byte, so these are character boundaries.
         groups.text = text.get(at..end)?;
         let reference = text.get(start..at)?;
-        Some(Scanned { line: Line { reference, obis, groups }, end, next })
+        Some(Scanned { reference, obis, end, next })
     }
 }
 
@@ -888,22 +903,29 @@ mod tests {
         }
     }
 
+    /// [`Line::scan`] as a whole [`Line`], with where it ends and where the next line starts.
+    fn scan<'a>(text: &'a str, start: usize, known: &mut Option<KnownRef>) -> Option<(Line<'a>, usize, usize)> {
+        let mut groups = Groups::EMPTY;
+        let s = Line::scan(text, start, known, &mut groups)?;
+        Some((Line { reference: s.reference, obis: s.obis, groups }, s.end, s.next))
+    }
+
     /// [`Line::scan`] must accept only lines [`Line::parse_str`] accepts, and give the same [`Line`] for them.
     fn scan_agrees(line: &str) {
         for end in ["\r\n", "\n"] {
             // Text before and after, so positions and the search past the line end are exercised.
             let text = format!("/X\r\n{line}{end}1-0:1.8.1(5)\r\n");
             let mut known = None;
-            let Some(scanned) = Line::scan(&text, 4, &mut known) else { continue };
+            let Some((scanned, scanned_end, scanned_next)) = scan(&text, 4, &mut known) else { continue };
             let general = Line::parse_str(line);
             // Read again, now recognised by the reference kept from the first time.
-            let again = Line::scan(&text, 4, &mut known).map(|s| s.line);
-            assert_eq!(again, Some(scanned.line), "{line:?} read again");
-            assert_eq!(Ok(scanned.line), general, "{line:?}");
-            assert_eq!(scanned.end, 4 + line.len(), "{line:?}");
-            assert_eq!(scanned.next, 4 + line.len() + end.len(), "{line:?}");
+            let again = scan(&text, 4, &mut known).map(|s| s.0);
+            assert_eq!(again, Some(scanned), "{line:?} read again");
+            assert_eq!(Ok(scanned), general, "{line:?}");
+            assert_eq!(scanned_end, 4 + line.len(), "{line:?}");
+            assert_eq!(scanned_next, 4 + line.len() + end.len(), "{line:?}");
             assert_eq!(
-                scanned.line.groups.iter().collect::<Vec<_>>(),
+                scanned.groups.iter().collect::<Vec<_>>(),
                 general.map(|l| l.groups.iter().collect::<Vec<_>>()).unwrap_or_default()
             );
         }
@@ -923,7 +945,7 @@ mod tests {
             "0-0:96.13.0(\u{e9}t\u{e9} long text over several words)",
         ];
         for line in clean {
-            assert!(Line::scan(&format!("{line}\r\n"), 0, &mut None).is_some(), "{line:?} is clean");
+            assert!(scan(&format!("{line}\r\n"), 0, &mut None).is_some(), "{line:?} is clean");
             scan_agrees(line);
         }
         // Lines the scan leaves to the general parser (which accepts some and rejects others).
@@ -946,12 +968,9 @@ mod tests {
             "1-0:1.8.1(1)\r",
         ];
         for line in other {
-            assert!(
-                Line::scan(&format!("{line}\r\n"), 0, &mut None).is_none(),
-                "{line:?} is left to the general parser"
-            );
+            assert!(scan(&format!("{line}\r\n"), 0, &mut None).is_none(), "{line:?} is left to the general parser");
         }
-        assert!(Line::scan("1-0:1.8.1(1)", 0, &mut None).is_none(), "no line end");
+        assert!(scan("1-0:1.8.1(1)", 0, &mut None).is_none(), "no line end");
     }
 
     proptest::proptest! {
@@ -974,10 +993,10 @@ mod tests {
             for line in [first.as_str(), second.as_str()] {
                 let mut known = None;
                 let text = format!("{first}\r\n{line}\r\n1-0:1.8.1(5)\r\n");
-                let _ = Line::scan(&text, 0, &mut known);
+                let _ = scan(&text, 0, &mut known);
                 let at = first.len() + 2;
-                if let Some(scanned) = Line::scan(&text, at, &mut known) {
-                    proptest::prop_assert_eq!(Ok(scanned.line), Line::parse_str(line), "{:?} after {:?}", line, first);
+                if let Some((scanned, _, _)) = scan(&text, at, &mut known) {
+                    proptest::prop_assert_eq!(Ok(scanned), Line::parse_str(line), "{:?} after {:?}", line, first);
                 }
             }
         }

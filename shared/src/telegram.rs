@@ -283,6 +283,7 @@ impl<'z, 't> Builder<'z, 't> {
         let mut next = Some(0);
         let mut header = None;
         let mut end = None;
+        let mut groups = Groups::EMPTY;
         while let Some(start) = next {
             if header.is_some() {
                 let index = number as usize;
@@ -291,12 +292,12 @@ impl<'z, 't> Builder<'z, 't> {
                 }
                 let mut spare = None;
                 let slot = known.get_mut(index).unwrap_or(&mut spare);
-                if let Some(scanned) = Line::scan(text, start, slot) {
+                if let Some(scanned) = Line::scan(text, start, slot, &mut groups) {
                     number = number.saturating_add(1);
                     self.last_line = number;
                     self.pending_gas = None;
                     let raw = bytes.get(start..scanned.end).unwrap_or_default();
-                    self.data_line(number, raw, &scanned.line, Some(start));
+                    self.data_line(number, raw, scanned.reference, scanned.obis, &groups, Some(start));
                     next = Some(scanned.next);
                     continue;
                 }
@@ -348,22 +349,31 @@ impl<'z, 't> Builder<'z, 't> {
             Ok(line) => line,
             Err(err) => return self.error(number, raw, err.to_string()),
         };
-        self.data_line(number, raw, &line, None);
+        self.data_line(number, raw, line.reference, line.obis, &line.groups, None);
     }
 
     /// A data line that follows the grammar: into the OBIS map, and into the named values if its code is known.
+    /// The line comes in parts: its reference as written, read (`o`, by value: it travels in a register, where
+    /// loading it from a just-written [`Line`] stalled), and its groups (see [`Line::scan`]).
     /// `at`: where the line starts in `source`, when the caller knows.
-    fn data_line(&mut self, number: u32, raw: &'t [u8], line: &Line<'t>, at: Option<usize>) {
-        let o = line.obis;
+    fn data_line(
+        &mut self,
+        number: u32,
+        raw: &'t [u8],
+        reference: &'t str,
+        o: Obis,
+        groups: &Groups<'t>,
+        at: Option<usize>,
+    ) {
         let old_gas = o.a == 0 && (1..=4).contains(&o.b) && (o.c, o.d, o.e) == (24, 3, 0);
-        self.insert(line.reference, o, &line.groups, at);
+        self.insert(reference, o, groups, at);
         if !o.is_current() {
             return;
         }
-        if let Err(err) = self.interpret(line) {
+        if let Err(err) = self.interpret(o, groups) {
             self.error(number, raw, err.to_string());
         }
-        if old_gas && line.groups.len() < 7 {
+        if old_gas && groups.len() < 7 {
             self.pending_gas = Some(PendingGas { channel: usize::from(o.b - 1) });
         }
     }
@@ -439,9 +449,7 @@ impl<'z, 't> Builder<'z, 't> {
     /// Reads a known code into the named values. Unknown codes are left to the OBIS map.
     // One arm per code, one line per arm: short names keep the table readable.
     #[allow(clippy::match_same_arms, clippy::many_single_char_names)]
-    fn interpret(&mut self, line: &Line<'_>) -> Result<(), ValueError> {
-        let g = &line.groups;
-        let o = line.obis;
+    fn interpret(&mut self, o: Obis, g: &Groups<'_>) -> Result<(), ValueError> {
         let zone = self.zone;
         let milli = &mut self.hints.milli_units;
         let v = &mut self.values;
