@@ -66,7 +66,7 @@ impl Pipeline {
         self.engine.push(bytes, at);
         let mut telegrams = 0;
         while let Some(checked) = self.next_checked() {
-            self.publish_now(*checked, wall);
+            self.publish_now(checked, wall);
             telegrams += 1;
         }
         self.after_push();
@@ -79,7 +79,7 @@ impl Pipeline {
     }
 
     /// The next valid telegram, handling rejections on the way.
-    pub fn next_checked(&mut self) -> Option<Box<Checked>> {
+    pub fn next_checked(&mut self) -> Option<Checked> {
         loop {
             match self.engine.next_event()? {
                 Event::Telegram(checked) => return Some(checked),

@@ -346,7 +346,7 @@ async fn replay(
                 () = token.cancelled() => return Ok(SourceEnd::Cancelled),
                 () = tokio::time::sleep_until(wait) => {}
             }
-            if !pipeline.publish_waiting(*checked, jiff::Timestamp::now()).await {
+            if !pipeline.publish_waiting(checked, jiff::Timestamp::now()).await {
                 return Ok(SourceEnd::Cancelled);
             }
         }

@@ -57,9 +57,14 @@ impl Default for EngineOptions {
 
 /// What the engine found.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "nearly every event is a telegram, which goes on by value into its message: a box would cost an \
+              allocation per telegram and save nothing"
+)]
 pub enum Event {
     /// A telegram that passed its CRC (or has none) and was parsed.
-    Telegram(Box<Checked>),
+    Telegram(Checked),
     /// Something that was skipped (already counted).
     Rejected(Rejection),
 }
@@ -222,14 +227,14 @@ impl Engine {
         let parsed = self.parser.parse_frame(&raw.bytes, &self.timezone);
         self.counters.telegrams += 1;
         self.counters.line_errors += parsed.errors.len() as u64;
-        Event::Telegram(Box::new(Checked {
+        Event::Telegram(Checked {
             raw: raw.bytes,
             first_byte_at: raw.first_at,
             last_byte_at: raw.last_at,
             crc,
             encrypted,
             parsed,
-        }))
+        })
     }
 
     fn decrypt(&mut self, raw: &RawFrame) -> Event {

@@ -840,7 +840,35 @@ fn small(text: &str) -> Result<u8, ValueError> {
 
 /// Decodes ASCII hex (`4530…` → `E0…`) when the result is printable; otherwise keeps the text as it is.
 /// `multiline` also allows tab, CR and LF (text messages).
+///
+/// Eight hex digits at a time ([`hex_word`]) while they decode to printable ASCII, which is what equipment ids
+/// are; at the first word that does not (or for the last few digits), byte by byte ([`hex_text_bytes`]), which
+/// is the definition.
 fn hex_text(text: &str, multiline: bool) -> String {
+    let bytes = text.as_bytes();
+    if bytes.is_empty() || bytes.len() % 2 != 0 {
+        return text.to_owned();
+    }
+    let mut out = Vec::with_capacity(bytes.len() / 2);
+    let mut done = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let Some(decoded) = <[u8; 8]>::try_from(chunk).ok().and_then(|w| hex_word(u64::from_le_bytes(w))) else {
+            break;
+        };
+        out.extend_from_slice(&decoded.to_le_bytes());
+        done += 8;
+    }
+    let rest = bytes.get(done..).unwrap_or_default();
+    if !hex_text_bytes(rest, multiline, &mut out) {
+        return text.to_owned();
+    }
+    // Only printable ASCII, tab, CR and LF were written.
+    String::from_utf8(out).unwrap_or_else(|_| text.to_owned())
+}
+
+/// Decodes pairs of hex digits into `out`; `false` at the first pair that is not hex or not printable (see
+/// [`hex_text`]).
+fn hex_text_bytes(bytes: &[u8], multiline: bool, out: &mut Vec<u8>) -> bool {
     fn nibble(b: u8) -> Option<u8> {
         match b {
             b'0'..=b'9' => Some(b - b'0'),
@@ -849,23 +877,48 @@ fn hex_text(text: &str, multiline: bool) -> String {
             _ => None,
         }
     }
-    let bytes = text.as_bytes();
-    if bytes.is_empty() || bytes.len() % 2 != 0 {
-        return text.to_owned();
-    }
-    let mut out = String::with_capacity(bytes.len() / 2);
     for pair in bytes.chunks_exact(2) {
         let decoded = match (nibble(pair[0]), nibble(pair[1])) {
             (Some(hi), Some(lo)) => (hi << 4) | lo,
-            _ => return text.to_owned(),
+            _ => return false,
         };
         let printable = (0x20..0x7f).contains(&decoded) || (multiline && matches!(decoded, b'\t' | b'\r' | b'\n'));
         if !printable {
-            return text.to_owned();
+            return false;
         }
-        out.push(char::from(decoded));
+        out.push(decoded);
     }
-    out
+    true
+}
+
+/// Eight ASCII hex digits (a little-endian word, the first digit lowest) as the four bytes they spell, when all
+/// eight are hex digits and the four bytes printable ASCII (0x20 to 0x7e); otherwise `None`. Byte-wise range
+/// checks add a constant to every byte at once: no byte below 0x80 carries into the next.
+fn hex_word(word: u64) -> Option<u32> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const ONES32: u32 = 0x0101_0101;
+    const HIGH32: u32 = 0x8080_8080;
+    if word & HIGH != 0 {
+        return None;
+    }
+    // The top bit of each byte that is `0`..`9`, and of each that is `a`..`f` once lower-cased (digits are
+    // told by `word` itself, so no other byte passes as either).
+    let digit = (word + ONES * 0x50) & !(word + ONES * 0x46) & HIGH;
+    let lower = word | (ONES * 0x20);
+    let letter = (lower + ONES * 0x1f) & !(lower + ONES * 0x19) & HIGH;
+    if digit | letter != HIGH {
+        return None;
+    }
+    // Digits are their low nibble, letters their low nibble + 9 (bit 6 marks a letter).
+    let nibbles = (word & (ONES * 0x0f)) + ((word >> 6) & ONES) * 9;
+    // Each 16-bit lane's low byte becomes high digit * 16 + low digit, then the four lanes are packed.
+    let lanes = ((nibbles << 4) | (nibbles >> 8)) & 0x00ff_00ff_00ff_00ff;
+    let pairs = (lanes | (lanes >> 8)) & 0x0000_ffff_0000_ffff;
+    let decoded = ((pairs | (pairs >> 16)) & 0xffff_ffff) as u32;
+    // Printable: below 0x80, at least 0x20 and at most 0x7e.
+    let printable = decoded & HIGH32 == 0 && (decoded + ONES32 * 0x60) & !(decoded + ONES32) & HIGH32 == HIGH32;
+    printable.then_some(decoded)
 }
 
 /// `1-0:99.97.0(n)(0-0:96.7.19)(end)(duration*s)…`; the empty forms `(0)(0-0:96.7.19)` and `(0)` are empty logs.
@@ -1275,6 +1328,60 @@ mod tests {
         "(00001.001)",
         "1-0:99.97.0(1)(0-0:96.7.19)(101208152415W)(0000000240*s)",
     ];
+
+    /// [`hex_text`] as it was defined, byte by byte: what the word-at-a-time path must always give.
+    fn hex_text_reference(text: &str, multiline: bool) -> String {
+        let mut out = Vec::new();
+        if text.is_empty() || text.len() % 2 != 0 || !hex_text_bytes(text.as_bytes(), multiline, &mut out) {
+            return text.to_owned();
+        }
+        String::from_utf8(out).expect("printable ASCII")
+    }
+
+    #[test]
+    fn hex_is_decoded_eight_digits_at_a_time_as_pair_by_pair() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        // Every ASCII byte at every place, in ids of every length up to 40 digits.
+        let id = "4530303439303037333939373533343138";
+        for len in 0..=40 {
+            let base: String = id.chars().cycle().take(len).collect();
+            for at in 0..len {
+                for b in 0u8..=0x7f {
+                    let mut t = base.clone().into_bytes();
+                    t[at] = b;
+                    let t = String::from_utf8(t).expect("ASCII");
+                    for multiline in [false, true] {
+                        assert_eq!(hex_text(&t, multiline), hex_text_reference(&t, multiline), "{t:?}");
+                    }
+                }
+            }
+        }
+        // Random hex of mixed case, spelling random bytes (printable or not).
+        for _ in 0..200_000 {
+            let n = (next() % 24) as usize * 2;
+            let t: String = (0..n)
+                .map(|_| {
+                    let r = next();
+                    let digit = (r % 16) as u8;
+                    let c = if digit < 10 { b'0' + digit } else { b'a' + digit - 10 };
+                    char::from(if r & 0x100 != 0 { c.to_ascii_uppercase() } else { c })
+                })
+                .collect();
+            for multiline in [false, true] {
+                assert_eq!(hex_text(&t, multiline), hex_text_reference(&t, multiline), "{t:?}");
+            }
+        }
+        assert_eq!(hex_text("4530303439303037333939373533343138", false), "E0049007399753418");
+        assert_eq!(hex_text("48656c6c6f0d0a576f726c64", true), "Hello\r\nWorld");
+        assert_eq!(hex_text("48656c6c6f0d0a576f726c64", false), "48656c6c6f0d0a576f726c64");
+        assert_eq!(hex_text("\u{e9}\u{e9}\u{e9}\u{e9}", false), "\u{e9}\u{e9}\u{e9}\u{e9}");
+    }
 
     #[test]
     fn never_panics_on_prefixes_and_byte_flips() {
