@@ -313,13 +313,18 @@ fn offset(n: usize) -> u32 {
 }
 
 /// The index of the first byte at or after `i` that may be `(`, `)`, `"`, `\` or a control character (or the
-/// length): eight bytes per step. It can stop early at an ordinary byte after a special one it skipped (the
-/// word tricks are exact only up to the first special byte), so callers look at the byte they get.
+/// length): eight bytes per step. It can stop early at an ordinary byte, so callers look at the byte they get:
+/// after a special byte it skipped (the word tricks are exact only up to the first special byte), and at any byte
+/// below `*` (0x2a), which is one test for control characters, `"`, `(` and `)` together and also stops at the
+/// space and `!#$%&'` that values seldom hold.
 fn find_special(bytes: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
     while let Some(chunk) = bytes.get(i..i + 8) {
         let Ok(word) = <[u8; 8]>::try_from(chunk) else { break };
         let w = u64::from_le_bytes(word);
-        let special = json::escape_bits(w) | json::byte_bits(w, b'(') | json::byte_bits(w, b')');
+        let below_star = w.wrapping_sub(ONES * u64::from(b'*')) & !w & HIGH;
+        let special = below_star | json::byte_bits(w, b'\\');
         if special != 0 {
             return i + (special.trailing_zeros() / 8) as usize;
         }
@@ -510,37 +515,40 @@ fn scan_reference(bytes: &[u8], start: usize) -> Option<(Obis, usize)> {
 /// A reference [`Line::scan`] read, kept to recognise it at the same place in the next telegram: meters send the
 /// same lines in the same order every time, so comparing the first 16 bytes of a line with these (one masked
 /// 128-bit comparison) replaces reading the reference field by field.
+///
+/// The `(` after the reference is compared with it: a line that starts with the reference but goes on with a digit
+/// or `*` (a longer reference) is no hit, so a hit gives what reading would give, and needs no second look.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct KnownRef {
-    /// The reference's bytes, the rest zero.
+    /// The reference's bytes and the `(` after them, the rest zero.
     word: u128,
-    /// Ones over the reference's bytes.
+    /// Ones over those bytes.
     mask: u128,
+    /// The reference's length.
     len: usize,
     obis: Obis,
 }
 
 impl KnownRef {
-    /// The reference `bytes[start..end]`, read as `obis`; `None` when its line has fewer than 16 bytes left or
-    /// the reference is longer than 16.
+    /// The reference `bytes[start..end]`, read as `obis`; `None` when its line has fewer than 16 bytes left, the
+    /// reference is longer than 15 or no `(` follows it.
     fn new(bytes: &[u8], start: usize, end: usize, obis: Obis) -> Option<KnownRef> {
         let len = end.checked_sub(start).filter(|&len| len < 16)?;
-        let mask = (1u128 << (len * 8)) - 1;
+        if bytes.get(end) != Some(&b'(') {
+            return None;
+        }
+        // `len + 1` bytes, 1 to 16.
+        let mask = u128::MAX >> ((15 - len) * 8);
         Some(KnownRef { word: window(bytes, start)? & mask, mask, len, obis })
     }
 
-    /// The reference and where it ends, if the line at `start` begins with this one. The byte after it must not
-    /// let [`scan_reference`] read on (a digit, or `*` after `E`), so a hit gives what reading would give.
+    /// The reference and where it ends, if the line at `start` begins with this one and a `(`.
     #[inline]
     fn at(&self, bytes: &[u8], start: usize) -> Option<(Obis, usize)> {
         if (window(bytes, start)? ^ self.word) & self.mask != 0 {
             return None;
         }
-        let end = start + self.len;
-        match bytes.get(end) {
-            Some(b) if b.is_ascii_digit() || (*b == b'*' && self.obis.f.is_none()) => None,
-            _ => Some((self.obis, end)),
-        }
+        Some((self.obis, start + self.len))
     }
 }
 
