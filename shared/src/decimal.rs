@@ -201,28 +201,26 @@ impl Decimal {
     /// what it does not.
     #[must_use]
     pub fn parse_prefix(bytes: &[u8]) -> Option<(Decimal, usize)> {
+        // The integer digits, then after a `.` the decimals: one test per digit. Past eighteen digits the mantissa
+        // may have wrapped, and the count checked after the loops sends the number to the general parser.
         let mut mantissa: i64 = 0;
         let mut pos = 0;
-        let mut digits = 0;
-        let mut point = None;
-        while let Some(&b) = bytes.get(pos) {
-            let digit = b.wrapping_sub(b'0');
-            if digit <= 9 {
-                // Eighteen digits cannot overflow an i64; past that the general parser checks.
-                if digits == 18 {
-                    return None;
-                }
-                mantissa = mantissa * 10 + i64::from(digit);
-                digits += 1;
-            } else if b == b'.' && point.is_none() {
-                point = Some(pos);
-            } else {
-                break;
-            }
+        while let Some(digit) = bytes.get(pos).map(|b| b.wrapping_sub(b'0')).filter(|&d| d <= 9) {
+            mantissa = mantissa.wrapping_mul(10).wrapping_add(i64::from(digit));
             pos += 1;
         }
-        let scale = point.map_or(0, |at| pos - at - 1);
-        if digits == 0 || scale > usize::from(MAX_SCALE) {
+        let mut scale = 0;
+        let point = bytes.get(pos) == Some(&b'.');
+        if point {
+            pos += 1;
+            while let Some(digit) = bytes.get(pos).map(|b| b.wrapping_sub(b'0')).filter(|&d| d <= 9) {
+                mantissa = mantissa.wrapping_mul(10).wrapping_add(i64::from(digit));
+                pos += 1;
+                scale += 1;
+            }
+        }
+        let digits = pos - usize::from(point);
+        if digits == 0 || digits > 18 || scale > usize::from(MAX_SCALE) {
             return None;
         }
         // `scale <= MAX_SCALE` was checked.

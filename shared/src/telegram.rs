@@ -365,7 +365,6 @@ impl<'z, 't> Builder<'z, 't> {
         groups: &Groups<'t>,
         at: Option<usize>,
     ) {
-        let old_gas = o.a == 0 && (1..=4).contains(&o.b) && (o.c, o.d, o.e) == (24, 3, 0);
         self.insert(reference, o, groups, at);
         if !o.is_current() {
             return;
@@ -373,7 +372,8 @@ impl<'z, 't> Builder<'z, 't> {
         if let Err(err) = self.interpret(o, groups) {
             self.error(number, raw, err.to_string());
         }
-        if old_gas && groups.len() < 7 {
+        // A DSMR 2.2/3.0 gas reading whose value is on the next line (C first: it rules out nearly every line).
+        if o.c == 24 && (o.d, o.e) == (3, 0) && o.a == 0 && (1..=4).contains(&o.b) && groups.len() < 7 {
             self.pending_gas = Some(PendingGas { channel: usize::from(o.b - 1) });
         }
     }
@@ -803,14 +803,14 @@ fn integer(text: &str, unit: Option<&'static str>) -> Result<u64, ValueError> {
     let mut used = 0;
     while let Some(&b) = bytes.get(used) {
         let digit = b.wrapping_sub(b'0');
-        // Nineteen digits always fit a u64.
-        if digit > 9 || used == 19 {
+        if digit > 9 {
             break;
         }
-        n = n * 10 + u64::from(digit);
+        n = n.wrapping_mul(10).wrapping_add(u64::from(digit));
         used += 1;
     }
-    if used > 0 {
+    // Nineteen digits always fit a u64 (checked once, after the loop: more wrap, and go the general way).
+    if (1..=19).contains(&used) {
         match (bytes.get(used), unit) {
             (None, _) => return Ok(n),
             (Some(b'*'), Some(want)) if text.get(used + 1..).is_some_and(|u| u.eq_ignore_ascii_case(want)) => {
@@ -1328,6 +1328,25 @@ mod tests {
         "(00001.001)",
         "1-0:99.97.0(1)(0-0:96.7.19)(101208152415W)(0000000240*s)",
     ];
+
+    #[test]
+    fn whole_numbers_read_in_one_pass_agree_with_the_general_way() {
+        let ok = |text: &str, unit| integer(text, unit).ok();
+        assert_eq!(ok("00004", None), Some(4));
+        assert_eq!(ok("0000000240*s", Some("s")), Some(240));
+        assert_eq!(ok("0000000240*S", Some("s")), Some(240));
+        assert_eq!(ok("0000000240*s", None), None);
+        assert_eq!(ok("0000000240*m", Some("s")), None);
+        assert_eq!(ok("", None), None);
+        assert_eq!(ok("*s", Some("s")), None);
+        assert_eq!(ok("1x", None), None);
+        // Nineteen digits are read in the one pass, more go the general way (where zeros in front still fit).
+        assert_eq!(ok("9999999999999999999", None), Some(9_999_999_999_999_999_999));
+        assert_eq!(ok("18446744073709551615", None), Some(u64::MAX));
+        assert_eq!(ok("18446744073709551616", None), None);
+        assert_eq!(ok("000000000000000000000000000042*s", Some("s")), Some(42));
+        assert_eq!(ok("99999999999999999999", None), None);
+    }
 
     /// [`hex_text`] as it was defined, byte by byte: what the word-at-a-time path must always give.
     fn hex_text_reference(text: &str, multiline: bool) -> String {
