@@ -33,31 +33,24 @@ pub struct Args {
     pub log: Option<PathBuf>,
 }
 
-/// The configuration file looked for in the current directory when `--config` is not given.
-pub const DEFAULT_CONFIG_FILE: &str = shared::config::DEFAULT_FILE;
-
 impl Args {
-    /// The file the configuration comes from, looking in `dir` when `--config` is not given (`None`: defaults).
-    #[must_use]
-    pub fn config_file(&self, dir: &Path) -> Option<PathBuf> {
-        self.config.clone().or_else(|| Some(dir.join(DEFAULT_CONFIG_FILE)).filter(|p| p.is_file()))
-    }
-
-    /// The raw configuration with the flags applied, not yet validated, looking for `p1.yml` in `dir`.
-    pub fn raw_config_in(&self, dir: &Path) -> Result<RawConfig, ConfigError> {
-        let (mut raw, _) = RawConfig::locate(self.config.as_deref(), dir)?;
+    /// The raw configuration with the flags applied, not yet validated, looking for `p1.yml` in `dir`. Also returns
+    /// where it came from (the file, or "built-in defaults"), for `--check-config`.
+    pub fn raw_config_in(&self, dir: &Path) -> Result<(RawConfig, String), ConfigError> {
+        let (mut raw, origin) = RawConfig::locate(self.config.as_deref(), dir)?;
         if let Some(group) = &self.group {
             raw.multicast.group.clone_from(group);
         }
         if let Some(interface) = &self.interface {
             raw.multicast.interface.clone_from(interface);
         }
-        Ok(raw)
+        Ok((raw, origin))
     }
 
-    /// The validated configuration, looking for `p1.yml` in the current directory.
-    pub fn load_config(&self) -> Result<Config, ConfigError> {
-        self.raw_config_in(Path::new("."))?.validate()
+    /// The validated configuration, looking for `p1.yml` in the current directory, and where it came from.
+    pub fn load_config(&self) -> Result<(Config, String), ConfigError> {
+        let (raw, origin) = self.raw_config_in(Path::new("."))?;
+        Ok((raw.validate()?, origin))
     }
 }
 
@@ -72,7 +65,8 @@ mod tests {
         std::fs::write(&path, "multicast:\n  group: 239.255.1.1:1000\n  interface: 127.0.0.1\n").expect("write");
         let args =
             Args::parse_from(["p1-dashboard", "--config", path.to_str().expect("utf-8"), "--group", "239.1.2.3:99"]);
-        let config = args.load_config().expect("valid");
+        let (config, origin) = args.load_config().expect("valid");
+        assert_eq!(origin, path.display().to_string());
         assert_eq!(config.multicast.group.to_string(), "239.1.2.3:99");
         assert_eq!(config.multicast.interface.to_string(), "127.0.0.1");
     }
@@ -91,12 +85,12 @@ mod tests {
     fn p1_yml_in_the_directory_is_the_default() {
         let dir = tempfile::tempdir().expect("tempdir");
         let none = Args::parse_from(["p1-dashboard"]);
-        assert_eq!(none.config_file(dir.path()), None);
-        assert_eq!(none.raw_config_in(dir.path()).expect("defaults"), RawConfig::default());
-        std::fs::write(dir.path().join("p1.yml"), "dashboard:\n  stale_secs: 42\n").expect("write");
-        assert_eq!(none.raw_config_in(dir.path()).expect("file").dashboard.stale_secs, 42);
-        let explicit = Args::parse_from(["p1-dashboard", "--config", "/elsewhere.yml"]);
-        assert_eq!(explicit.config_file(dir.path()), Some(PathBuf::from("/elsewhere.yml")));
+        let defaults = none.raw_config_in(dir.path()).expect("defaults");
+        assert_eq!(defaults, (RawConfig::default(), "built-in defaults".to_owned()));
+        let file = dir.path().join("p1.yml");
+        std::fs::write(&file, "dashboard:\n  stale_secs: 42\n").expect("write");
+        let (raw, origin) = none.raw_config_in(dir.path()).expect("file");
+        assert_eq!((raw.dashboard.stale_secs, origin), (42, file.display().to_string()));
     }
 
     #[test]

@@ -12,17 +12,15 @@ fn main() -> ExitCode {
         print!("{}", shared::config::DEFAULT_CONFIG);
         return ExitCode::SUCCESS;
     }
-    let config = match args.load_config() {
-        Ok(config) => config,
+    let (config, origin) = match args.load_config() {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("p1-dashboard: {e}");
             return ExitCode::from(2);
         }
     };
     if args.check_config {
-        let file = args.config_file(std::path::Path::new("."));
-        let what = file.map_or_else(|| "built-in defaults".to_owned(), |p| p.display().to_string());
-        println!("p1-dashboard: configuration ok ({what})");
+        println!("p1-dashboard: configuration ok ({origin})");
         return ExitCode::SUCCESS;
     }
     if let Err(e) = p1_dashboard::init_logging(args.log.as_deref()) {
