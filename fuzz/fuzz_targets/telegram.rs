@@ -6,6 +6,8 @@ use std::sync::Mutex;
 use libfuzzer_sys::fuzz_target;
 use shared::telegram::{parse, parse_general, Parser};
 
+/// Kept across inputs on purpose (references from one telegram meet the next). A difference it finds may depend
+/// on inputs before the one saved as the crash: replay the run's corpus, not only that file, to reproduce it.
 static PARSER: Mutex<Option<Parser>> = Mutex::new(None);
 
 fuzz_target!(|data: &[u8]| {

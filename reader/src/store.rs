@@ -301,20 +301,17 @@ impl Store {
         let cfg = &self.cfg;
         if job.done.admitted.is_none() {
             let dir = dir_name(&job.msg.origin.listener);
-            if !self.listeners.contains_key(&dir) {
-                if self.listeners.len() >= MAX_LISTENERS {
-                    stats::bump(&self.stats.dropped_listeners);
-                    if !self.refused.contains(&dir) && self.refused.len() < MAX_LISTENERS {
-                        warn!(listener = %job.msg.origin.listener, max = MAX_LISTENERS, "too many listeners; ignoring this one");
-                        self.refused.push(dir);
-                    }
-                    return Ok(Outcome::TooManyListeners);
+            let Some((l, new)) = listener_in(&mut self.listeners, cfg, &dir, now) else {
+                stats::bump(&self.stats.dropped_listeners);
+                if !self.refused.contains(&dir) && self.refused.len() < MAX_LISTENERS {
+                    warn!(listener = %job.msg.origin.listener, max = MAX_LISTENERS, "too many listeners; ignoring this one");
+                    self.refused.push(dir);
                 }
-                let listener = Listener::recover(cfg, &dir, now);
-                info!(listener = %job.msg.origin.listener, dir = %listener.dir.display(), "writing files for a new listener");
-                self.listeners.insert(dir.clone(), listener);
+                return Ok(Outcome::TooManyListeners);
+            };
+            if new {
+                info!(listener = %job.msg.origin.listener, dir = %l.dir.display(), "writing files for a new listener");
             }
-            let Some(l) = self.listeners.get_mut(&dir) else { return Ok(Outcome::TooManyListeners) };
             let verdict = l.admit(&job.msg, &self.stats);
             if matches!(verdict, Verdict::Duplicate | Verdict::Stale) {
                 return Ok(Outcome::Duplicate);
@@ -360,8 +357,9 @@ impl Store {
             l.health.telegrams += 1;
             stats::bump(&self.stats.written);
         }
-        // A weekly log that cannot be written must not hold up the telegrams behind this one: the tick retries it
-        // and reports the error.
+        // A closed hour's line goes out at once (recovery after a kill rebuilds only the current hour, so a line
+        // left for the tick could be lost). A weekly log that cannot be written must not hold up the telegrams
+        // behind this one: the tick retries it and reports the error.
         if let Err(e) = l.flush_weekly(cfg) {
             debug!(cause = %e, "weekly log line not written yet; the tick retries");
         }
@@ -370,17 +368,10 @@ impl Store {
 
     /// Keeps a listener's latest status datagram for its page.
     pub fn status(&mut self, status: StatusMessage, now: Timestamp) {
+        // Its telegrams may still be queued behind this status: know the listener already (no file is created
+        // until a telegram is written). Past the limit the status is dropped; a telegram would count the refusal.
         let dir = dir_name(&status.origin.listener);
-        if !self.listeners.contains_key(&dir) {
-            if self.listeners.len() >= MAX_LISTENERS {
-                return;
-            }
-            // Its telegrams may still be queued behind this status: know the listener already (no file is
-            // created until a telegram is written).
-            let listener = Listener::recover(&self.cfg, &dir, now);
-            self.listeners.insert(dir.clone(), listener);
-        }
-        if let Some(l) = self.listeners.get_mut(&dir) {
+        if let Some((l, _)) = listener_in(&mut self.listeners, &self.cfg, &dir, now) {
             l.status = Some(status);
             l.html_dirty = true;
         }
@@ -948,6 +939,24 @@ fn details_line(raw: &[u8], msg: &TelegramMessage) -> Vec<u8> {
     };
     line.push(b'\n');
     line
+}
+
+/// The listener kept under `dir`, recovered from its files on first sight (`true`: it is new); `None` once
+/// [`MAX_LISTENERS`] others are kept.
+fn listener_in<'a>(
+    listeners: &'a mut BTreeMap<String, Listener>,
+    cfg: &StoreConfig,
+    dir: &str,
+    now: Timestamp,
+) -> Option<(&'a mut Listener, bool)> {
+    let new = !listeners.contains_key(dir);
+    if new {
+        if listeners.len() >= MAX_LISTENERS {
+            return None;
+        }
+        listeners.insert(dir.to_owned(), Listener::recover(cfg, dir, now));
+    }
+    listeners.get_mut(dir).map(|l| (l, new))
 }
 
 /// The directory name for a listener name: the name itself when it is a safe file name, else the safe

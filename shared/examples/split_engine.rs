@@ -53,10 +53,12 @@ fn main() -> std::io::Result<()> {
     let mut engine = Engine::new(EngineOptions::default());
     engine.push(&telegram, now);
     let Some(Event::Telegram(checked)) = engine.next_event() else { panic!("not a telegram") };
-    let msg = Message::Telegram(Box::new(checked.to_message(origin.clone(), 1, jiff::Timestamp::UNIX_EPOCH)));
+    // A receive time with milliseconds, as the benchmark and `profile_engine` use: the encoder writes them.
+    let received_at = jiff::Timestamp::from_millisecond(1_795_248_371_193).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    let msg = Message::Telegram(Box::new(checked.to_message(origin.clone(), 1, received_at)));
     let t = Instant::now();
     for _ in 0..n {
-        black_box(checked.to_message(origin.clone(), 1, jiff::Timestamp::UNIX_EPOCH));
+        black_box(checked.to_message(origin.clone(), 1, received_at));
     }
     let clone_ns = per(n, t);
     let t = Instant::now();

@@ -455,7 +455,8 @@ fn a_stamp_at_the_edge_of_time_is_filed_without_a_panic() {
     assert_eq!(rows.len(), 4, "{rows:?}");
     // A restart reads the details back, the extreme stamp included.
     let mut store = Store::open(config(dir.path()), Arc::default(), ts("2024-06-01T10:00:02Z"));
-    write(&mut store, 4, ts("2024-06-01T10:00:10Z"));
+    assert_eq!(write(&mut store, 3, ts("2024-06-01T10:00:09Z")), Outcome::Duplicate, "the tracker came back");
+    assert_eq!(write(&mut store, 4, ts("2024-06-01T10:00:10Z")), Outcome::Written);
     store.tick(ts("2024-06-01T10:00:11Z")).expect("tick");
 }
 

@@ -270,7 +270,7 @@ fn uint(out: &mut Vec<u8>, n: u64) {
 
 /// Writes a JSON string exactly as `serde_json` does: `"` and `\` escaped, `\b \f \n \r \t` short, other control
 /// characters as `\u00xx` (lower-case hex), everything else (DEL and non-ASCII included) as it is.
-pub(crate) fn string(out: &mut Vec<u8>, s: &str) {
+fn string(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
@@ -301,7 +301,7 @@ const HIGH: u64 = 0x8080_8080_8080_8080;
 
 /// The top bit of each byte of the little-endian word `w` that JSON must escape (below 0x20, `"` or `\`). The
 /// lowest bit set is always right; bits above a set one may be false alarms.
-pub(crate) fn escape_bits(w: u64) -> u64 {
+fn escape_bits(w: u64) -> u64 {
     ((w.wrapping_sub(ONES * 0x20) & !w) & HIGH) | byte_bits(w, b'"') | byte_bits(w, b'\\')
 }
 
