@@ -75,23 +75,7 @@ pub fn short(v: f64) -> String {
 #[must_use]
 pub fn aligned(values: &[Option<Decimal>]) -> Vec<String> {
     let scale = values.iter().flatten().map(|d| d.scale()).max().unwrap_or(0);
-    values
-        .iter()
-        .map(|v| match v {
-            None => "–".to_owned(),
-            Some(d) => {
-                let mut text = d.to_string();
-                let missing = usize::from(scale - d.scale());
-                if missing > 0 {
-                    if d.scale() == 0 {
-                        text.push('.');
-                    }
-                    text.extend(std::iter::repeat_n('0', missing));
-                }
-                text
-            }
-        })
-        .collect()
+    values.iter().map(|v| v.map_or_else(|| "–".to_owned(), |d| d.to_string_with_decimals(scale))).collect()
 }
 
 /// `n thing` or `n things`.

@@ -294,15 +294,7 @@ fn padded(d: Decimal, unit: &str) -> String {
         "V" => 1,
         _ => 0,
     };
-    let text = d.to_string();
-    let have = text.split_once('.').map_or(0, |(_, frac)| frac.len());
-    if have >= want {
-        text
-    } else if have == 0 {
-        format!("{text}.{}", "0".repeat(want))
-    } else {
-        format!("{text}{}", "0".repeat(want - have))
-    }
+    d.to_string_with_decimals(want)
 }
 
 fn phases_table(h: &mut String, v: &Values) {

@@ -286,6 +286,24 @@ impl FromStr for Decimal {
     }
 }
 
+impl Decimal {
+    /// The number as [`Display`](fmt::Display) writes it, with zeros appended up to `decimals` decimals when it has
+    /// fewer: `0` → `0.000`, `235` → `235.0`. Exact (only zeros are added), for values whose trailing zeros the
+    /// JSON trip dropped and for columns that line up on the point.
+    #[must_use]
+    pub fn to_string_with_decimals(self, decimals: u8) -> String {
+        let mut text = self.to_string();
+        let missing = usize::from(decimals.saturating_sub(self.scale()));
+        if missing > 0 {
+            if self.scale() == 0 {
+                text.push('.');
+            }
+            text.extend(std::iter::repeat_n('0', missing));
+        }
+        text
+    }
+}
+
 impl fmt::Display for Decimal {
     /// Writes all the decimals the meter wrote, without leading zeros: `0230.0` → `230.0`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -675,6 +693,16 @@ mod tests {
     fn an_optional_decimal_takes_two_words() {
         // What `Scale` is for: the named values hold three dozen of these.
         assert_eq!(std::mem::size_of::<Option<Decimal>>(), 16);
+    }
+
+    #[test]
+    fn zeros_are_appended_up_to_the_decimals_asked_for() {
+        let d = |s: &str| s.parse::<Decimal>().expect("number");
+        assert_eq!(d("0").to_string_with_decimals(3), "0.000");
+        assert_eq!(d("235").to_string_with_decimals(1), "235.0");
+        assert_eq!(d("-1.5").to_string_with_decimals(3), "-1.500");
+        assert_eq!(d("0.25").to_string_with_decimals(1), "0.25");
+        assert_eq!(d("12").to_string_with_decimals(0), "12");
     }
 
     #[test]
