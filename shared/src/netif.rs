@@ -37,9 +37,12 @@ mod tests {
     #[test]
     fn finds_an_interface_by_address() {
         let table = "00000000000000000000000000000001 01 80 10 80       lo\n\
-                     fe80000000000000021122fffe334455 1c 40 20 80     eth0\n";
+                     fe80000000000000021122fffe334455 1c 40 20 80     eth0\n\
+                     fd000000000000000000000000000002 1c 40 00 82     eth0\n";
         assert_eq!(ipv6_index_in(table, Ipv6Addr::LOCALHOST), Some(1));
         assert_eq!(ipv6_index_in(table, "fe80::211:22ff:fe33:4455".parse().expect("addr")), Some(28));
+        // A second address of the same interface.
+        assert_eq!(ipv6_index_in(table, "fd00::2".parse().expect("addr")), Some(28));
         assert_eq!(ipv6_index_in(table, "2001:db8::1".parse().expect("addr")), None);
         assert_eq!(ipv6_index_in("garbage\n\n", Ipv6Addr::LOCALHOST), None);
     }
