@@ -18,7 +18,10 @@ fn main() -> std::io::Result<()> {
     // One datagram buffer, reused, as the listener's publisher and the benchmark do.
     let mut out = Vec::with_capacity(4096);
     let start = Instant::now();
-    for seq in 0..n {
+    for i in 0..n {
+        // Five-digit sequence numbers (a listener a day or more into its run), so every datagram has the size
+        // printed.
+        let seq = 10_000 + i % 90_000;
         let t0 = Instant::now();
         engine.push(&telegram, t0);
         while let Some(event) = engine.next_event() {
