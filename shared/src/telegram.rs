@@ -205,7 +205,7 @@ struct PendingGas {
 
 struct Builder<'z, 't> {
     zone: &'z TimeZone,
-    /// The whole telegram when it is text: the OBIS map refers into its copy of it.
+    /// The whole telegram when it is text: lines that lie in it enter the OBIS map by their place in the shared frame.
     source: Option<&'t str>,
     values: Box<Values>,
     obis: ObisMap,
