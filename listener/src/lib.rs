@@ -70,7 +70,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 .await
                 .with_context(|| format!("opening the raw telegram server on {addr} (listener.raw_tcp)"))?;
             tracing::info!(%addr, "raw telegram TCP server listening");
-            let hub = RawHub::new(config.listener.raw_tcp_client_buffer, tracker.clone(), tasks.clone());
+            let hub = RawHub::new(
+                config.listener.raw_tcp_client_buffer,
+                config.listener.raw_tcp_max_clients,
+                tracker.clone(),
+                tasks.clone(),
+            );
             tracker.spawn(raw_tcp::serve(listener, hub.clone(), tasks.clone()));
             Some(hub)
         }

@@ -73,6 +73,8 @@ pub struct RawListener {
     pub raw_tcp: Option<String>,
     /// Bytes buffered per raw TCP client before a slow client is dropped.
     pub raw_tcp_client_buffer: usize,
+    /// Raw TCP clients served at once; more are closed at once.
+    pub raw_tcp_max_clients: usize,
     /// Encrypted meters: the 32-hex-digit key from the grid operator.
     pub decryption_key: Option<String>,
     /// Encrypted meters: a file holding the key (kept out of `p1.yml`).
@@ -148,6 +150,7 @@ impl Default for RawListener {
             max_telegram_bytes: 8192,
             raw_tcp: None,
             raw_tcp_client_buffer: 65_536,
+            raw_tcp_max_clients: 32,
             decryption_key: None,
             decryption_key_file: None,
             authentication_key: SMARTY_AUTHENTICATION_KEY.into(),
@@ -275,6 +278,8 @@ pub struct Listener {
     pub raw_tcp: Option<SocketAddr>,
     /// Per-client raw TCP buffer.
     pub raw_tcp_client_buffer: usize,
+    /// Raw TCP clients served at once.
+    pub raw_tcp_max_clients: usize,
     /// AES-128 key for encrypted meters (from `decryption_key`, or from the key file once
     /// [`Config::read_key_file`] has run).
     pub decryption_key: Option<[u8; 16]>,
@@ -472,6 +477,9 @@ impl RawConfig {
         if l.raw_tcp_client_buffer < 4096 {
             bad("listener.raw_tcp_client_buffer", &l.raw_tcp_client_buffer, "at least 4096 bytes");
         }
+        if !(1..=1024).contains(&l.raw_tcp_max_clients) {
+            bad("listener.raw_tcp_max_clients", &l.raw_tcp_max_clients, "a number of clients from 1 to 1024");
+        }
         let mut decryption_key = None;
         if let Some(k) = &l.decryption_key {
             match parse_key(k) {
@@ -537,6 +545,7 @@ impl RawConfig {
                 max_telegram_bytes: l.max_telegram_bytes,
                 raw_tcp,
                 raw_tcp_client_buffer: l.raw_tcp_client_buffer,
+                raw_tcp_max_clients: l.raw_tcp_max_clients,
                 decryption_key,
                 decryption_key_file: l.decryption_key_file.as_ref().map(PathBuf::from),
                 authentication_key,
