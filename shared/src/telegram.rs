@@ -9,8 +9,8 @@
 //! [`MeterTime`], hex strings decoded (left raw when they are not printable ASCII hex). Where a code appears
 //! twice, the first occurrence fills the named value.
 //!
-//! Derived values: `power_kw` (and per phase) is import minus export, exactly; with only one side present it is
-//! that side (export negated). `energy_import_kwh`/`energy_export_kwh` are `1-0:1.8.0`/`2.8.0` when sent, else
+//! Derived values: `power_kw` (and per phase) is import minus export, exactly, and absent unless both sides were
+//! read (an unreadable import line must not turn into a net export). `energy_import_kwh`/`energy_export_kwh` are `1-0:1.8.0`/`2.8.0` when sent, else
 //! tariff 1 + tariff 2 when both are sent.
 //!
 //! M-Bus devices (channels 1–4) are identified by their `0-n:24.1.0` type code, not by channel: 3 gas, 4 heat,
@@ -729,13 +729,9 @@ fn sum(a: Option<Decimal>, b: Option<Decimal>) -> Option<Decimal> {
     a?.checked_add(b?)
 }
 
+/// Import minus export, only when both are known: a missing side is not zero.
 fn net(import: Option<Decimal>, export: Option<Decimal>) -> Option<Decimal> {
-    match (import, export) {
-        (Some(i), Some(e)) => i.checked_sub(e),
-        (Some(i), None) => Some(i),
-        (None, Some(e)) => Some(e.neg()),
-        (None, None) => None,
-    }
+    import?.checked_sub(export?)
 }
 
 fn one<'a>(g: &Groups<'a>) -> Result<&'a str, ValueError> {
@@ -1013,8 +1009,8 @@ mod tests {
         net_power_is_import_minus_export: ["1-0:1.7.0(00.503*kW)", "1-0:2.7.0(01.1*kW)"]
             => power_kw == dec("-0.597");
         net_power_per_phase: ["1-0:21.7.0(00.100*kW)", "1-0:22.7.0(00.000*kW)", "1-0:42.7.0(01.250*kW)"]
-            => power_l1_kw == dec("0.1"), power_l2_kw == dec("-1.25"), power_l3_kw == None;
-        watts_are_rescaled_exactly: ["1-0:1.8.0(000006545766*Wh)", "1-0:1.7.0(000000286*W)"]
+            => power_l1_kw == dec("0.1"), power_l2_kw == None, power_l3_kw == None;
+        watts_are_rescaled_exactly: ["1-0:1.8.0(000006545766*Wh)", "1-0:1.7.0(000000286*W)", "1-0:2.7.0(0*W)"]
             => energy_import_kwh == dec("6545.766"), power_kw == dec("0.286");
         unitless_numbers_are_accepted: ["1-0:32.7.0(0230.0)", "1-0:31.7.0(003)"]
             => voltage_l1_v == dec("230"), current_l1_a == dec("3");
@@ -1028,7 +1024,7 @@ mod tests {
         counters: ["0-0:96.7.21(00004)", "0-0:96.7.9(00002)", "1-0:32.32.0(00011)", "1-0:72.36.0(00001)"]
             => power_failures == Some(4), long_power_failures == Some(2), voltage_sags_l1 == Some(11),
                voltage_swells_l3 == Some(1);
-        first_occurrence_wins: ["1-0:1.7.0(00.100*kW)", "1-0:1.7.0*255(00.200*kW)"] => power_kw == dec("0.1");
+        first_occurrence_wins: ["1-0:1.7.0(00.100*kW)", "1-0:1.7.0*255(00.200*kW)"] => power_import_kw == dec("0.1");
         billing_period_values_are_not_live: ["1-0:1.8.1*01(000009.000*kWh)"] => energy_import_t1_kwh == None;
         limiter_in_amps_is_left_raw: ["0-0:17.0.0(999*A)"] => limiter_kw == None;
         limiter_in_kw: ["0-0:17.0.0(999.9*kW)"] => limiter_kw == dec("999.9");
@@ -1259,10 +1255,21 @@ mod tests {
     }
 
     #[test]
+    fn net_power_is_absent_when_the_import_line_cannot_be_read() {
+        // Issue 14: `net(None, Some(e))` gave `-e`, so a damaged import line published a net export.
+        let p = parse_lines("XMX5TEST", &["1-0:1.7.0(0x.1*kW)", "1-0:2.7.0(01.100*kW)", "1-0:22.7.0(00.200*kW)"]);
+        assert_eq!(p.errors.len(), 1, "{:?}", p.errors);
+        assert_eq!((p.values.power_import_kw, p.values.power_export_kw), (None, dec("1.1")));
+        assert_eq!((p.values.power_kw, p.values.power_l1_kw), (None, None));
+        let p = parse_lines("XMX5TEST", &["1-0:1.7.0(00.500*kW)"]);
+        assert_eq!((p.values.power_import_kw, p.values.power_kw), (dec("0.5"), None), "export unknown: no net");
+    }
+
+    #[test]
     fn lf_line_ends_and_missing_end_line() {
         let p = parse(b"/XMX5TEST\n\n1-0:1.7.0(01.000*kW)\n", &ams());
         assert_eq!(p.header, "XMX5TEST");
-        assert_eq!(p.values.power_kw, dec("1"));
+        assert_eq!(p.values.power_import_kw, dec("1"));
         assert_eq!(p.errors.len(), 1);
         assert_eq!((p.errors[0].line, p.errors[0].reason.as_str()), (4, "the telegram has no end line '!'"));
     }
@@ -1272,7 +1279,7 @@ mod tests {
         let p = parse(b"1-0:1.7.0(01.000*kW)\r\n!ABCD\r\n", &ams());
         assert_eq!(p.header, "");
         assert_eq!(p.errors.len(), 1);
-        assert_eq!(p.values.power_kw, dec("1"));
+        assert_eq!(p.values.power_import_kw, dec("1"));
     }
 
     #[test]

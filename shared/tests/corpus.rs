@@ -410,7 +410,8 @@ fn malformed_lines_are_reported_and_the_rest_survives() {
     let v = &p.values;
     assert_eq!(p.dialect, Dialect::Dsmr5);
     assert_eq!(v.energy_import_kwh, d("808.522"));
-    assert_eq!((v.power_import_kw, v.power_export_kw, v.power_kw), (None, d("0"), d("0")));
+    // The import line is unreadable, so there is no net power (issue 14: it used to be 0, the export negated).
+    assert_eq!((v.power_import_kw, v.power_export_kw, v.power_kw), (None, d("0"), None));
     assert_eq!((v.voltage_l1_v, v.current_l1_a), (None, None));
     assert_eq!((v.tariff, v.gas_m3), (Some(2), d("812.44")));
 }
