@@ -5,6 +5,10 @@
 //! that do not decrypt) is counted in [`Counters`] and comes out as [`Event::Rejected`] so the caller can log a
 //! summary. Nothing here fails the stream or panics on input.
 //!
+//! Frames without CRC digits (DSMR 2.2/3.0) are published only when they look like a telegram (printable, an
+//! identification line `/XXX5…`, a few well-formed data lines with a known DSMR 2.2/3.0 object): otherwise they are
+//! [`Rejection::Implausible`] and counted as discarded frames, so line noise is never published.
+//!
 //! Encrypted frames: with a key, the plaintext goes through the same CRC check and parser as a plain telegram.
 //! Without one, each frame is rejected as [`Rejection::NoKey`]. A frame whose counter is not above the last one
 //! seen from the same meter is reported as [`Rejection::Replayed`] and not published: its data is stale at best.
@@ -133,6 +137,13 @@ pub enum Rejection {
     /// A frame decrypted, but the plaintext is not a telegram.
     #[error("decrypted frame does not hold a telegram")]
     NotATelegram,
+    /// A frame without CRC that does not look like a telegram (see
+    /// [`crate::telegram::plausible_without_crc`]): line noise between a `/` and a `!`.
+    #[error("{len} bytes skipped: a frame without CRC that does not look like a telegram")]
+    Implausible {
+        /// The frame's length.
+        len: usize,
+    },
 }
 
 fn describe_decrypt(error: &DecryptError, consecutive: u64, ever_succeeded: bool) -> String {
@@ -214,6 +225,13 @@ impl Engine {
         // The framer only yields frames with a `!` and 0-4 hex digits, so the split always succeeds.
         let (covered, digits) = split_trailer(&raw.bytes).unwrap_or((&raw.bytes[..], b""));
         let crc = if digits.is_empty() {
+            // Without a CRC, only the frame's form tells a DSMR 2.2/3.0 telegram from noise. A decrypted frame
+            // was authenticated already.
+            if !encrypted && !crate::telegram::plausible_without_crc(&raw.bytes) {
+                self.counters.discarded_frames += 1;
+                self.counters.discarded_bytes += raw.bytes.len() as u64;
+                return Event::Rejected(Rejection::Implausible { len: raw.bytes.len() });
+            }
             CrcStatus::Absent
         } else {
             let computed = crate::crc::checksum(covered);

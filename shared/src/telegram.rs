@@ -688,6 +688,74 @@ fn fill_first_readings(v: &mut Values) {
     }
 }
 
+/// Data lines a frame without CRC must carry, at least, to be taken as a telegram.
+pub const MIN_DATA_LINES_WITHOUT_CRC: usize = 3;
+
+/// DSMR 2.2/3.0 objects, one of which a frame without CRC must carry: the equipment id, the energy registers,
+/// the tariff and the power lines that every Dutch meter of that age sends.
+const KNOWN_WITHOUT_CRC: [&[u8]; 8] = [
+    b"0-0:96.1.1(",
+    b"1-0:1.8.1(",
+    b"1-0:1.8.2(",
+    b"1-0:2.8.1(",
+    b"1-0:2.8.2(",
+    b"0-0:96.14.0(",
+    b"1-0:1.7.0(",
+    b"1-0:2.7.0(",
+];
+
+/// Whether a frame without CRC digits (DSMR 2.2/3.0 send a bare `!`) looks like a telegram, as line noise does
+/// not: only printable ASCII and line ends; an identification line `/XXX5…` (three letters for the manufacturer,
+/// a digit for the baud rate); at least [`MIN_DATA_LINES_WITHOUT_CRC`] well-formed data lines `a-b:c.d.e(…)`,
+/// one of them a DSMR 2.2/3.0 object such as `0-0:96.1.1` or `1-0:1.8.1`. Frames with a CRC never need this.
+#[must_use]
+pub fn plausible_without_crc(frame: &[u8]) -> bool {
+    if !frame.iter().all(|&b| matches!(b, b' '..=b'~' | b'\r' | b'\n')) {
+        return false;
+    }
+    let mut lines = frame.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let header_ok = lines.next().is_some_and(|h| {
+        h.len() >= 5 && h[0] == b'/' && h[1..4].iter().all(u8::is_ascii_alphabetic) && h[4].is_ascii_digit()
+    });
+    if !header_ok {
+        return false;
+    }
+    let (mut data_lines, mut known) = (0, false);
+    for line in lines {
+        if is_data_line(line) {
+            data_lines += 1;
+            known = known || KNOWN_WITHOUT_CRC.iter().any(|k| line.starts_with(k));
+        }
+    }
+    known && data_lines >= MIN_DATA_LINES_WITHOUT_CRC
+}
+
+/// `a-b:c.d.e(…)` or `a-b:c.d.e*f(…)…(…)`: a reference of 1–3 digit numbers, then groups up to the line's end.
+fn is_data_line(line: &[u8]) -> bool {
+    let Some(open) = memchr::memchr(b'(', line) else {
+        return false;
+    };
+    if !line.ends_with(b")") {
+        return false;
+    }
+    const SEPARATORS: &[u8; 5] = b"-:..*";
+    let (mut separators, mut digits) = (0, 0);
+    for &b in &line[..open] {
+        if b.is_ascii_digit() {
+            digits += 1;
+            if digits > 3 {
+                return false;
+            }
+        } else if digits > 0 && SEPARATORS.get(separators) == Some(&b) {
+            separators += 1;
+            digits = 0;
+        } else {
+            return false;
+        }
+    }
+    digits > 0 && (separators == 4 || separators == 5)
+}
+
 fn detect(header: &str, version: Option<&str>, hints: &Hints, has_crc: bool) -> Dialect {
     let starts = |prefix: &str| header.get(..prefix.len()).is_some_and(|h| h.eq_ignore_ascii_case(prefix));
     if hints.belgian_version || starts("FLU") {
@@ -1252,6 +1320,27 @@ mod tests {
         assert_eq!(p.errors.len(), 1);
         assert_eq!(p.errors[0].text.chars().count(), MAX_ERROR_TEXT);
         assert!(p.errors[0].text.starts_with("1-0:1.7.0(\u{fffd}"));
+    }
+
+    #[test]
+    fn frames_without_crc_are_telegrams_only_when_they_look_like_one() {
+        let good = b"/ISk5\\2ME382-1003\r\n\r\n0-0:96.1.1(4B414C37)\r\n1-0:1.8.1(00231.512*kWh)\r\n\
+                     0-1:24.3.0(111103140000)(08)(60)(1)(0-1:24.2.1)(m3)\r\n(00412.961)\r\n!\r\n";
+        assert!(plausible_without_crc(good));
+        assert!(plausible_without_crc(&good.iter().copied().filter(|&b| b != b'\r').collect::<Vec<u8>>()));
+        let bad: [(&str, &[u8]); 8] = [
+            ("the issue's example", b"/\x8f\xe3\r\n\x9a!\r\n"),
+            ("no data line", b"/ISk5\\2ME382\r\n!\r\n"),
+            ("header not /XXX5", b"/I5k5\r\n0-0:96.1.1(4B)\r\n1-0:1.8.1(1*kWh)\r\n1-0:1.8.2(1*kWh)\r\n!\r\n"),
+            ("no baud digit", b"/ISkX\r\n0-0:96.1.1(4B)\r\n1-0:1.8.1(1*kWh)\r\n1-0:1.8.2(1*kWh)\r\n!\r\n"),
+            ("two data lines", b"/ISk5\r\n0-0:96.1.1(4B)\r\n1-0:1.8.1(1*kWh)\r\n!\r\n"),
+            ("no known object", b"/ISk5\r\n1-0:3.8.1(1)\r\n1-0:4.8.1(1)\r\n1-0:5.8.1(1)\r\n!\r\n"),
+            ("not ASCII", b"/ISk5\r\n0-0:96.1.1(\xc3\xa9)\r\n1-0:1.8.1(1*kWh)\r\n1-0:1.8.2(1)\r\n!\r\n"),
+            ("malformed lines", b"/ISk5\r\n0-0:96.1.1(4B\r\n1-0:1.8.1:2(1)\r\n1-0:1.8(1)\r\n0-0:96.14.0(2)\r\n!\r\n"),
+        ];
+        for (what, frame) in bad {
+            assert!(!plausible_without_crc(frame), "{what}");
+        }
     }
 
     #[test]

@@ -341,7 +341,7 @@ pub struct Counters {
     pub crc_failures: u64,
     /// Bytes skipped outside frames, or in abandoned or oversized frames.
     pub discarded_bytes: u64,
-    /// Frames abandoned (truncated by a new `/`) or discarded for size.
+    /// Frames abandoned (truncated by a new `/`), discarded for size, or without CRC and not like a telegram.
     pub discarded_frames: u64,
     /// Lines that could not be parsed (in otherwise valid telegrams).
     pub line_errors: u64,
