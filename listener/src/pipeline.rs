@@ -9,8 +9,9 @@
 //! encrypted meter without the right key) is logged once as an error that says what to do.
 
 use bytes::Bytes;
-use shared::engine::{Checked, Engine, EngineOptions, Event};
-use shared::wire::{Origin, TelegramMessage};
+use shared::engine::{Checked, Engine, EngineOptions, Event, Rejection};
+use shared::frame::DiscardReason;
+use shared::wire::{CrcStatus, Origin, TelegramMessage};
 use tokio::sync::mpsc;
 
 use crate::health::{log_bad_input, SharedHealth};
@@ -19,6 +20,10 @@ use crate::raw_tcp::RawHub;
 /// Telegrams queued between the source and the publisher. The publisher drains a datagram in microseconds, so
 /// the queue only fills if the publisher is stuck.
 pub const QUEUE: usize = 64;
+
+/// Telegrams without CRC in a row, with no rejected frame between them, that confirm the port settings (one
+/// CRC-checked or decrypted telegram confirms them at once).
+pub const CRCLESS_TO_CONFIRM: u32 = 3;
 
 /// A telegram on its way to the publisher.
 #[derive(Clone, Debug)]
@@ -39,6 +44,9 @@ pub struct Pipeline {
     raw: Option<RawHub>,
     health: SharedHealth,
     config_problem_logged: bool,
+    /// Evidence for the port settings: valid telegrams since the last rejected frame, a checked one counting as
+    /// [`CRCLESS_TO_CONFIRM`].
+    evidence: u32,
 }
 
 impl Pipeline {
@@ -51,7 +59,16 @@ impl Pipeline {
         raw: Option<RawHub>,
         health: SharedHealth,
     ) -> Self {
-        Pipeline { engine: Engine::new(options), origin, seq: 0, out, raw, health, config_problem_logged: false }
+        Pipeline {
+            engine: Engine::new(options),
+            origin,
+            seq: 0,
+            out,
+            raw,
+            health,
+            config_problem_logged: false,
+            evidence: 0,
+        }
     }
 
     /// The shared health this pipeline writes.
@@ -78,12 +95,30 @@ impl Pipeline {
         self.engine.push(bytes, at);
     }
 
+    /// Whether the telegrams read so far prove the port settings right: the last one was CRC-checked (or
+    /// decrypted), or the last [`CRCLESS_TO_CONFIRM`] came without CRC and with no rejected frame between them.
+    /// One CRC-less frame that merely looks like a telegram is not enough to lock automatic port settings.
+    #[must_use]
+    pub fn settings_confirmed(&self) -> bool {
+        self.evidence >= CRCLESS_TO_CONFIRM
+    }
+
     /// The next valid telegram, handling rejections on the way.
     pub fn next_checked(&mut self) -> Option<Checked> {
         loop {
             match self.engine.next_event()? {
-                Event::Telegram(checked) => return Some(checked),
+                Event::Telegram(checked) => {
+                    self.evidence = if checked.crc == CrcStatus::Ok || checked.encrypted {
+                        CRCLESS_TO_CONFIRM
+                    } else {
+                        self.evidence.saturating_add(1)
+                    };
+                    return Some(checked);
+                }
                 Event::Rejected(rejection) => {
+                    if !matches!(rejection, Rejection::Discarded { reason: DiscardReason::Noise, .. }) {
+                        self.evidence = 0;
+                    }
                     let text = rejection.to_string();
                     if rejection.is_config_problem() && !self.config_problem_logged {
                         self.config_problem_logged = true;

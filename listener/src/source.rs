@@ -7,7 +7,8 @@
 //! other end has closed returns forever, or an error such as `EIO` — closes the stream and reopens it, never spins.
 //! The read loop is generic over `AsyncRead + Unpin`, so tests feed it bytes without hardware. Serial port
 //! settings detection (`auto`) runs inside the same loop: a window with no valid telegram switches to the next
-//! settings (see [`crate::serial`]).
+//! settings (see [`crate::serial`]); the settings lock on a CRC-checked telegram, or on
+//! [`crate::pipeline::CRCLESS_TO_CONFIRM`] telegrams without CRC in a row.
 //!
 //! A capture file is replayed once, paced as configured, and then the source ends. The simulated meter sends one
 //! telegram at every whole second through the same engine path as real bytes.
@@ -252,33 +253,33 @@ pub(crate) async fn read_stream<R: AsyncRead + Unpin>(
     stop_at_telegram: bool,
 ) -> StreamEnd {
     let mut buf = vec![0u8; 4096];
-    let deadline = detect.map(|d| Instant::now() + d.within);
-    let window_passed = async {
-        match deadline {
-            Some(at) => tokio::time::sleep_until(at).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::pin!(window_passed);
+    // Without detection the window never passes (the branch is disabled); the instant is only a placeholder.
+    let window = tokio::time::sleep_until(Instant::now() + detect.map_or(Duration::ZERO, |d| d.within));
+    tokio::pin!(window);
     let mut bytes_without_telegram = 0usize;
     loop {
         let read = tokio::select! {
             biased;
             () = token.cancelled() => return StreamEnd::Cancelled,
             r = reader.read(&mut buf) => r,
-            () = &mut window_passed => return StreamEnd::Undetected,
+            () = &mut window, if detect.is_some() => return StreamEnd::Undetected,
         };
         match read {
             Ok(0) => return StreamEnd::Eof,
             Ok(n) => {
                 let (at, wall) = (std::time::Instant::now(), jiff::Timestamp::now());
                 let telegrams = pipeline.push(&buf[..n], at, wall);
-                if telegrams > 0 && stop_at_telegram {
+                if telegrams > 0 && stop_at_telegram && (detect.is_none() || pipeline.settings_confirmed()) {
                     return StreamEnd::Telegram;
                 }
                 bytes_without_telegram = if telegrams > 0 { 0 } else { bytes_without_telegram + n };
-                if detect.is_some_and(|d| bytes_without_telegram >= d.bytes) {
-                    return StreamEnd::Undetected;
+                if let Some(d) = detect {
+                    if telegrams > 0 {
+                        // Telegrams without CRC, not yet enough to lock the settings: give the next ones time.
+                        window.as_mut().reset(Instant::now() + d.within);
+                    } else if bytes_without_telegram >= d.bytes {
+                        return StreamEnd::Undetected;
+                    }
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -601,6 +602,49 @@ mod tests {
         assert_eq!(p.health().lock().port_settings, Some("115200-8N1"), "switched twice: back to the first");
         assert_eq!(rx.recv().await.expect("telegram").message.seq, 1);
         assert_eq!(rx.recv().await.expect("telegram").message.seq, 2);
+    }
+
+    /// A DSMR 2.2 telegram: no CRC after the `!`.
+    const DSMR22: &[u8] = b"/ISk5\\2ME382-1003\r\n\r\n0-0:96.1.1(4B414C37303035313132333435363738)\r\n\
+        1-0:1.8.1(00231.512*kWh)\r\n1-0:1.8.2(00187.004*kWh)\r\n0-0:96.14.0(0002)\r\n1-0:1.7.0(0000.86*kW)\r\n!\r\n";
+
+    #[tokio::test(start_paused = true)]
+    async fn one_telegram_without_crc_does_not_lock_the_settings_three_in_a_row_do() {
+        let (reader, mut writer) = tokio::io::duplex(1 << 16);
+        let switches = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let connector = Detecting {
+            stream: Some(reader),
+            switches: switches.clone(),
+            start: Instant::now(),
+            locked: false,
+            index: 0,
+        };
+        let (mut p, mut rx) = pipeline();
+        let token = CancellationToken::new();
+        let feeder = {
+            let token = token.clone();
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                // One CRC-less telegram at 1 s, then silence: not proof enough, so a switch 12 s later (13 s).
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                writer.write_all(DSMR22).await.expect("write");
+                // Three in a row at 14, 16 and 18 s lock the settings: 30 s of silence then switch nothing.
+                tokio::time::sleep(Duration::from_secs(13)).await;
+                for _ in 0..3 {
+                    writer.write_all(DSMR22).await.expect("write");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                token.cancel();
+                writer
+            })
+        };
+        supervise(connector, &mut p, &token).await;
+        let _writer = feeder.await.expect("feeder");
+        assert_eq!(*switches.lock().expect("lock"), secs(&[13]));
+        for seq in 1..=4 {
+            assert_eq!(rx.recv().await.expect("telegram").message.seq, seq, "every plausible one is published");
+        }
     }
 
     #[tokio::test(start_paused = true)]
