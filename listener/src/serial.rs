@@ -5,7 +5,8 @@
 //! valid telegram, it switches the open port to the other settings in place. A CRC-checked telegram locks the
 //! settings that produced it (also for later reopens); telegrams without CRC (DSMR 2.2/3.0) lock them only when
 //! [`crate::pipeline::CRCLESS_TO_CONFIRM`] come in a row, so that one stray frame of noise cannot. On a
-//! pseudo-terminal the speed means nothing, but the same code runs. The port is opened exclusively (`TIOCEXCL`), so a second program cannot read half the bytes.
+//! pseudo-terminal the speed means nothing, but the same code runs. The port is opened exclusively (`TIOCEXCL`),
+//! so a second program cannot read half the bytes.
 
 use std::io;
 use std::path::{Path, PathBuf};

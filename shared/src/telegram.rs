@@ -10,8 +10,8 @@
 //! twice, the first occurrence fills the named value.
 //!
 //! Derived values: `power_kw` (and per phase) is import minus export, exactly, and absent unless both sides were
-//! read (an unreadable import line must not turn into a net export). `energy_import_kwh`/`energy_export_kwh` are `1-0:1.8.0`/`2.8.0` when sent, else
-//! tariff 1 + tariff 2 when both are sent.
+//! read (an unreadable import line must not turn into a net export). `energy_import_kwh`/`energy_export_kwh` are
+//! `1-0:1.8.0`/`2.8.0` when sent, else tariff 1 + tariff 2 when both are sent.
 //!
 //! M-Bus devices (channels 1–4) are identified by their `0-n:24.1.0` type code, not by channel: 3 gas, 4 heat,
 //! 7 water, 12 heat/cool. Without a type code (DSMR 2.2), a DSMR 2.2/3.0 `24.3.0` or Belgian `24.2.3` reading
