@@ -38,10 +38,28 @@ pub enum ParseError {
     /// The output could not be written (other than a closed pipe, which just ends the output).
     #[error("cannot write the output")]
     Output(#[source] io::Error),
+    /// The input held no valid telegram.
+    #[error(
+        "no valid telegram in {path}: {bytes_read} bytes read, {} skipped as noise, {} frames discarded, {} CRC \
+         failures, {} encrypted frames not decrypted",
+        counters.discarded_bytes,
+        counters.discarded_frames,
+        counters.crc_failures,
+        counters.decrypt_failures
+    )]
+    NothingFound {
+        /// The input (`-` for standard input).
+        path: String,
+        /// Bytes read.
+        bytes_read: u64,
+        /// What the engine counted.
+        counters: Counters,
+    },
 }
 
 /// Parses the capture at `path` (`-`: standard input), writing messages to `out`; with `stats`, writes the
-/// counters as one JSON object to `err` at the end. Returns the counters.
+/// counters as one JSON object to `err` at the end. Returns the counters; input without any valid telegram is
+/// [`ParseError::NothingFound`].
 pub fn parse(
     path: &str,
     config: &Config,
@@ -62,6 +80,7 @@ pub fn parse(
     let mut buf = vec![0u8; 64 * 1024];
     let mut warned_config = false;
     let mut closed = false;
+    let mut bytes_read = 0u64;
     'read: loop {
         let n = match input.read(&mut buf) {
             Ok(0) => break,
@@ -69,6 +88,7 @@ pub fn parse(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(input_error(e)),
         };
+        bytes_read += n as u64;
         engine.push(&buf[..n], std::time::Instant::now());
         while let Some(event) = engine.next_event() {
             match event {
@@ -107,6 +127,9 @@ pub fn parse(
         let text = serde_json::to_string(&counters).unwrap_or_default();
         let _ = writeln!(err, "{text}");
     }
+    if counters.telegrams == 0 {
+        return Err(ParseError::NothingFound { path: path.to_owned(), bytes_read, counters });
+    }
     Ok(counters)
 }
 
@@ -126,6 +149,14 @@ pub struct Captured {
 /// Reads the configured source until the first valid telegram (or `timeout`), saves it to `out` (default
 /// `p1-capture-<UTC time>.txt`) and returns what was found.
 pub async fn capture(config: &Config, out: Option<PathBuf>, timeout: Duration) -> anyhow::Result<Captured> {
+    if let shared::config::Source::Serial(path) = &config.listener.source {
+        // A device that cannot be opened at all (missing, no permission) is the answer now, not after the timeout.
+        // The trial port is closed again before the source opens it (the port is opened exclusively).
+        let mut trial = crate::serial::SerialConnector::new(path, config.listener.port_settings);
+        if let Err(e) = crate::source::Connector::connect(&mut trial).await {
+            anyhow::bail!("{}", crate::serial::open_advice(path, &e));
+        }
+    }
     let (tx, mut rx) = mpsc::channel(crate::pipeline::QUEUE);
     let health = SharedHealth::new(Health::new(tokio::time::Instant::now()));
     let origin = Origin { listener: config.name.clone(), boot_id: crate::boot_id() };
@@ -272,6 +303,21 @@ mod tests {
         let e =
             parse(&dir.path().display().to_string(), &config(), false, &mut out, &mut err).expect_err("a directory");
         assert!(matches!(e, ParseError::Input { .. }), "{e}");
+    }
+
+    #[test]
+    fn parse_of_input_without_a_telegram_is_an_error_with_counts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("noise.txt");
+        let mut bytes = b"/\x8f\xe3\r\n\x9a!\r\n".to_vec();
+        bytes.extend(b"xx");
+        std::fs::write(&path, &bytes).expect("write");
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let e = parse(&path.display().to_string(), &config(), false, &mut out, &mut err).expect_err("nothing");
+        assert!(out.is_empty());
+        let ParseError::NothingFound { bytes_read, counters, .. } = &e else { panic!("{e}") };
+        assert_eq!((*bytes_read, counters.discarded_bytes, counters.discarded_frames), (11, 11, 1));
+        assert!(e.to_string().contains("no valid telegram in") && e.to_string().contains("11 bytes read"), "{e}");
     }
 
     #[tokio::test]

@@ -33,12 +33,22 @@ fn main() -> ExitCode {
     }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colour only for people at a terminal: never into pipes, files or the journal.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
 
     let result = match cli.command {
         Some(Command::Parse { path, stats, .. }) => {
             let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr());
-            p1_listener::commands::parse(&path, &config, stats, &mut out, &mut err).map(drop).map_err(Into::into)
+            match p1_listener::commands::parse(&path, &config, stats, &mut out, &mut err) {
+                Ok(_) => Ok(()),
+                // Not a failure of the tool: the input holds no telegram. Say so, with exit code 1 (like grep).
+                Err(e @ p1_listener::commands::ParseError::NothingFound { .. }) => {
+                    eprintln!("p1-listener: {e}");
+                    return ExitCode::from(1);
+                }
+                Err(e) => Err(e.into()),
+            }
         }
         Some(Command::Capture { out, timeout, .. }) => runtime().and_then(|rt| {
             rt.block_on(p1_listener::commands::capture(&config, out, Duration::from_secs(timeout))).map(|c| {

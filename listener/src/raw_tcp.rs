@@ -359,7 +359,7 @@ mod tests {
         let (conn, mut peer) = tokio::io::duplex(64);
         hub.try_add(conn, "chatty".into()).expect("room");
         // Far more than the pipe holds: this only completes if the hub reads.
-        peer.write_all(&[b'x'; 64 * 1024]).await.expect("the hub reads what clients send");
+        peer.write_all(&vec![b'x'; 64 * 1024]).await.expect("the hub reads what clients send");
         hub.publish(&Bytes::from_static(b"/X\r\n!0000\r\n"));
         let mut got = [0u8; 11];
         peer.read_exact(&mut got).await.expect("the telegram");

@@ -116,6 +116,27 @@ impl Connector for SerialConnector {
     }
 }
 
+/// What to do when `path` cannot be opened as a serial port, for people: the cause and the fix.
+#[must_use]
+pub fn open_advice(path: &Path, error: &io::Error) -> String {
+    let path = path.display();
+    match error.kind() {
+        io::ErrorKind::NotFound => format!(
+            "{path} does not exist: check that the P1 cable's USB adapter is plugged in, then list the serial \
+             devices with `ls -l /dev/serial/by-id/` and set that path as listener.source (or --source)"
+        ),
+        io::ErrorKind::PermissionDenied => format!(
+            "permission denied opening {path}: add the user to the dialout group (`sudo usermod -aG dialout \
+             $USER`, then log out and in again; the p1hub service user is in it already), and check the device \
+             with `ls -l {path}`"
+        ),
+        _ => format!(
+            "{path} cannot be opened as a serial port ({error}): is it a serial device? The P1 cable's adapter is \
+             listed in /dev/serial/by-id/; another program may also hold the port"
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +156,16 @@ mod tests {
         let mut c = SerialConnector::new(Path::new("/dev/does-not-exist-p1hub"), PortSettings::Auto);
         let err = c.connect().await.expect_err("missing");
         assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+    }
+
+    #[test]
+    fn open_errors_say_what_to_do() {
+        let missing = open_advice(Path::new("/dev/ttyUSB7"), &io::Error::from(io::ErrorKind::NotFound));
+        assert!(missing.contains("/dev/ttyUSB7 does not exist") && missing.contains("/dev/serial/by-id/"), "{missing}");
+        let denied = open_advice(Path::new("/dev/ttyUSB0"), &io::Error::from(io::ErrorKind::PermissionDenied));
+        assert!(denied.contains("permission denied") && denied.contains("dialout"), "{denied}");
+        let other = open_advice(Path::new("/tmp"), &io::Error::other("Is a directory"));
+        assert!(other.contains("cannot be opened as a serial port (Is a directory)"), "{other}");
     }
 
     #[tokio::test]

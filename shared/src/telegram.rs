@@ -732,13 +732,13 @@ pub fn plausible_without_crc(frame: &[u8]) -> bool {
 
 /// `a-b:c.d.e(…)` or `a-b:c.d.e*f(…)…(…)`: a reference of 1–3 digit numbers, then groups up to the line's end.
 fn is_data_line(line: &[u8]) -> bool {
+    const SEPARATORS: &[u8; 5] = b"-:..*";
     let Some(open) = memchr::memchr(b'(', line) else {
         return false;
     };
     if !line.ends_with(b")") {
         return false;
     }
-    const SEPARATORS: &[u8; 5] = b"-:..*";
     let (mut separators, mut digits) = (0, 0);
     for &b in &line[..open] {
         if b.is_ascii_digit() {

@@ -97,3 +97,106 @@ async fn sigterm_stops_the_binary_cleanly_after_a_last_status() {
     let last = within(5, "the last status", sub.status_where(|s| s.port == PortState::Closed)).await;
     assert_eq!(last.origin.boot_id, first.origin.boot_id);
 }
+
+#[test]
+fn parse_of_input_without_a_telegram_says_so_and_exits_1() {
+    // The example: a `/…!` frame without CRC and without a readable line used to print a message.
+    let mut child = bin()
+        .args(["parse", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    {
+        use std::io::Write;
+        child.stdin.take().expect("stdin").write_all(b"/\x8f\xe3\r\n\x9a!\r\n").expect("write");
+    }
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no valid telegram in -: 9 bytes read, 9 skipped as noise, 1 frames discarded"), "{err}");
+
+    // An empty file, and a capture with only a damaged telegram.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let empty = dir.path().join("empty.txt");
+    std::fs::write(&empty, b"").expect("write");
+    let out = bin().arg("parse").arg(&empty).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("0 bytes read"));
+    let damaged = dir.path().join("damaged.txt");
+    std::fs::write(&damaged, corrupted(&telegrams(1)[0])).expect("write");
+    let out = bin().arg("parse").arg(&damaged).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 CRC failures"));
+}
+
+/// `capture` on a port that cannot be opened: the cause and the fix at once, not a wait for the timeout.
+fn capture_fails_at_once(source: &std::path::Path, wants: &[&str]) {
+    let started = Instant::now();
+    let out = bin().args(["capture", "--timeout", "60", "--source"]).arg(source).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(started.elapsed() < Duration::from_secs(10), "it waited: {:?}", started.elapsed());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("check the cable"), "{err}");
+    for want in wants {
+        assert!(err.contains(want), "{want} missing from: {err}");
+    }
+}
+
+#[test]
+fn capture_on_a_missing_device_or_a_non_device_says_why_at_once() {
+    capture_fails_at_once(
+        std::path::Path::new("/dev/ttyUSB-p1hub-missing"),
+        &["/dev/ttyUSB-p1hub-missing does not exist", "ls -l /dev/serial/by-id/"],
+    );
+    // A directory (root can open any file, so a device without permission is tested below as another user).
+    let dir = tempfile::tempdir().expect("tempdir");
+    capture_fails_at_once(dir.path(), &["cannot be opened as a serial port", "/dev/serial/by-id/"]);
+}
+
+#[tokio::test]
+async fn capture_without_permission_on_the_device_names_the_dialout_group() {
+    use tokio_serial::SerialPort;
+    // A pseudo-terminal only root may open, tried by `nobody` (setpriv, from util-linux).
+    let (_master, slave) = tokio_serial::SerialStream::pair().expect("a pty pair");
+    let path = slave.name().expect("path");
+    drop(slave);
+    let chmod = Command::new("chmod").args(["600", &path]).status().expect("chmod");
+    assert!(chmod.success());
+    let started = Instant::now();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_p1-listener"))
+        .args(["capture", "--timeout", "60", "--source", &path])
+        .current_dir("/")
+        .output()
+        .expect("setpriv runs the binary as nobody");
+    assert!(started.elapsed() < Duration::from_secs(10), "it waited: {:?}", started.elapsed());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("permission denied") && err.contains("dialout"), "{err}");
+}
+
+#[test]
+fn logs_carry_no_colour_codes_into_a_pipe() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("capture.txt");
+    std::fs::write(&path, telegrams(1).concat()).expect("write");
+    let group = unique_group();
+    let out = bin()
+        .env_remove("NO_COLOR")
+        .env("RUST_LOG", "info")
+        .arg("--source")
+        .arg(format!("file:{}", path.display()))
+        .args(["--replay", "max", "--interface", "127.0.0.1", "--group"])
+        .arg(group.to_string())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("p1-listener started") && err.contains("INFO"), "{err}");
+    assert!(!out.stderr.contains(&0x1b), "ANSI escape codes in a pipe: {err:?}");
+}
