@@ -4,10 +4,9 @@
 //!
 //! Feeds one local day of the simulated DSMR 5 meter (`shared::simulate`, one telegram a second: 86 400 telegrams
 //! on a 24-hour day) through the reader's own store, with the reader settings of FILE (default: the documented
-//! `p1.yml`) and the page off, on a clock that runs as fast as the machine can write. Then it moves the clock into
-//! the next day so the store's housekeeping gzips the closed files (with `reader.compress: true`), and prints each
-//! kind's size plain and as kept. The weekly log's week is still open at that point; its gzipped size is measured
-//! by compressing a copy the same way housekeeping does. No socket is opened.
+//! `p1.yml`) and the page off, on a clock that runs as fast as the machine can write. It prints each kind's size
+//! plain and gzipped (as housekeeping gzips, the same bytes), then moves the clock into the next day and prints what
+//! the settings keep on disk after the first housekeeping. No socket is opened.
 
 use std::fs;
 use std::io::Write as _;
@@ -48,9 +47,12 @@ fn main() -> anyhow::Result<()> {
     let tz = config.timezone.clone();
     let r = &config.reader;
     println!(
-        "settings from {origin}: compress {}, retention_days {:?}, interval_minutes {}, {} columns, details {}",
+        "settings from {origin}: compress {}, retention days (all/details/interval) {:?}/{:?}/{:?}, \
+         interval_minutes {}, {} columns, details {}",
         r.compress,
         r.retention_days,
+        r.details_retention_days,
+        r.interval_retention_days,
         r.interval_minutes,
         r.columns.len(),
         r.details
@@ -58,14 +60,11 @@ fn main() -> anyhow::Result<()> {
 
     let day: Date = date.parse().context("--date YYYY-MM-DD")?;
     let start = tz.to_ambiguous_zoned(day.to_datetime(jiff::civil::Time::midnight())).compatible()?.timestamp();
-    let end = tz
-        .to_ambiguous_zoned(day.tomorrow()?.to_datetime(jiff::civil::Time::midnight()))
-        .compatible()?
-        .timestamp();
+    let end =
+        tz.to_ambiguous_zoned(day.tomorrow()?.to_datetime(jiff::civil::Time::midnight())).compatible()?.timestamp();
     let mut store = Store::open(StoreConfig::from_config(&config), Arc::default(), start);
     let mut meter = shared::simulate::Simulator::new(1);
-    let mut engine =
-        Engine::new(EngineOptions { max_telegram_bytes: 8192, timezone: tz.clone(), decryption: None });
+    let mut engine = Engine::new(EngineOptions { max_telegram_bytes: 8192, timezone: tz.clone(), decryption: None });
     let origin = Origin { listener: "meter".into(), boot_id: "0000000000000001".into() };
 
     let began = Instant::now();
@@ -87,78 +86,68 @@ fn main() -> anyhow::Result<()> {
     }
     let fed = began.elapsed();
     let m = dir.join("meter");
-    let plain = [
-        ("details", sum(&m.join("details"), &format!("{day}.jsonl"))),
-        ("day CSV", sum(&m.join("day"), &format!("{day}.csv"))),
-        ("interval CSVs", sum(&m.join("interval"), &day.strftime("%Y%m%d-").to_string())),
-        ("weekly log", sum(&m.join("weekly"), ".log")),
+    let kinds = [
+        ("details", m.join("details"), format!("{day}.jsonl")),
+        ("day CSV", m.join("day"), format!("{day}.csv")),
+        ("interval CSVs", m.join("interval"), day.strftime("%Y%m%d-").to_string()),
+        ("weekly log", m.join("weekly"), String::new()),
     ];
-    // Into the next day: the store closes the day's files and housekeeping gzips them, a few files a tick.
+    // Before housekeeping: each kind plain, and gzipped as housekeeping does it (the same bytes it writes).
+    let measure = |sub: &Path, prefix: &str| -> anyhow::Result<(u64, u64)> {
+        let (mut plain, mut gz) = (0, 0);
+        for path in files(sub, prefix) {
+            plain += fs::metadata(&path)?.len();
+            gz += gzip_len(&path)?;
+        }
+        Ok((plain, gz))
+    };
+    let mut before = Vec::new();
+    for (_, sub, prefix) in &kinds[..3] {
+        before.push(measure(sub, prefix)?);
+    }
+    // Into the next day: the store closes the day's files and housekeeping compresses (and removes) what the
+    // settings say, a few files a tick. The weekly log gets the day's last hour now; its week is still open, so
+    // it stays plain (it holds only this day).
     let mut t = end;
     for _ in 0..600 {
         store.tick(t)?;
         t += SignedDuration::from_secs(1);
     }
     store.close(t)?;
-    let week = fs::read_dir(m.join("weekly"))?.filter_map(|e| Some(e.ok()?.path())).find(|p| is_log(p));
-    let weekly_gz = match &week {
-        Some(path) => gzip_len(path)?,
-        None => 0,
-    };
-    let kept = [
-        sum(&m.join("details"), &format!("{day}.jsonl")),
-        sum(&m.join("day"), &format!("{day}.csv")),
-        sum(&m.join("interval"), &day.strftime("%Y%m%d-").to_string()),
-        weekly_gz,
-    ];
-    let files = |sub: &str, prefix: &str| -> usize {
-        fs::read_dir(m.join(sub))
-            .map(|d| d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().starts_with(prefix)).count())
-            .unwrap_or(0)
-    };
+    before.push(measure(&kinds[3].1, &kinds[3].2)?);
 
     println!(
         "{day}: {seq} telegrams ({} bytes per datagram on average), fed in {:.1} s",
         datagram_bytes / seq.max(1),
         fed.as_secs_f64()
     );
-    println!("{:<14} {:>14} {:>14} {:>16} {:>16}", "kind", "plain B/day", "gzip B/day", "plain MB/year", "gzip MB/year");
-    for ((kind, plain), gz) in plain.iter().zip(kept) {
+    println!(
+        "{:<14} {:>6} {:>12} {:>12} {:>12} {:>10} {:>10}",
+        "kind", "files", "plain B/day", "gzip B/day", "kept B/day", "plain/year", "gzip/year"
+    );
+    for ((kind, sub, prefix), (plain, gz)) in kinds.iter().zip(before) {
+        let kept = files(sub, prefix).iter().filter_map(|p| fs::metadata(p).ok()).map(|m| m.len()).sum::<u64>();
+        let count = files(sub, prefix).len();
         println!(
-            "{kind:<14} {plain:>14} {gz:>14} {:>16.1} {:>16.1}",
-            *plain as f64 * 365.0 / 1e6,
-            gz as f64 * 365.0 / 1e6
+            "{kind:<14} {count:>6} {plain:>12} {gz:>12} {kept:>12} {:>8.1}GB {:>8.2}GB",
+            plain as f64 * 365.0 / 1e9,
+            gz as f64 * 365.0 / 1e9
         );
     }
-    println!(
-        "files for the day: details {}, day {}, interval {}",
-        files("details", &day.to_string()),
-        files("day", &day.to_string()),
-        files("interval", &day.strftime("%Y%m%d-").to_string())
-    );
-    if !r.compress {
-        println!("(reader.compress is false: the gzip column is what compress: true would keep)");
-    }
+    println!("(kept: on disk after the first housekeeping of the next day, with these settings)");
     Ok(())
 }
 
-fn is_log(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e == "log")
-}
-
-/// Total size of the files in `dir` whose name starts with `prefix` or (for `.log`) ends with it; a plain file
-/// and, once housekeeping ran, its `.gz`.
-fn sum(dir: &Path, pattern: &str) -> u64 {
-    let Ok(entries) = fs::read_dir(dir) else { return 0 };
-    entries
+/// The files in `dir` whose name starts with `prefix` (plain, `.gz` or `.partial`).
+fn files(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
+    let mut paths: Vec<PathBuf> = entries
         .filter_map(Result::ok)
-        .filter(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.starts_with(pattern) || name.ends_with(pattern)
-        })
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| m.len())
-        .sum()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .map(|e| e.path())
+        .collect();
+    paths.sort();
+    paths
 }
 
 /// The size `path` would have gzipped as housekeeping does it (flate2's default level).

@@ -108,8 +108,12 @@ pub struct RawReader {
     pub html_secs: u64,
     /// Gzip closed files.
     pub compress: bool,
-    /// Days to keep closed files (0 = forever).
+    /// Days to keep closed files of every kind (0 = forever).
     pub retention_days: u32,
+    /// Days to keep details files (0 = as `retention_days`).
+    pub details_retention_days: u32,
+    /// Days to keep interval CSV files (0 = as `retention_days`).
+    pub interval_retention_days: u32,
 }
 
 /// `dashboard:`
@@ -185,8 +189,10 @@ impl Default for RawReader {
             html: true,
             html_minutes: 15,
             html_secs: 5,
-            compress: false,
+            compress: true,
             retention_days: 0,
+            details_retention_days: 90,
+            interval_retention_days: 7,
         }
     }
 }
@@ -311,8 +317,12 @@ pub struct Reader {
     pub html_every: Duration,
     /// Gzip closed files.
     pub compress: bool,
-    /// Retention (None = forever).
+    /// Retention of every kind of file (None = forever).
     pub retention_days: Option<u32>,
+    /// Retention of details files (None = as `retention_days`).
+    pub details_retention_days: Option<u32>,
+    /// Retention of interval CSV files (None = as `retention_days`).
+    pub interval_retention_days: Option<u32>,
 }
 
 /// Validated `dashboard:`.
@@ -586,6 +596,8 @@ impl RawConfig {
                 html_every: Duration::from_secs(r.html_secs),
                 compress: r.compress,
                 retention_days: (r.retention_days > 0).then_some(r.retention_days),
+                details_retention_days: (r.details_retention_days > 0).then_some(r.details_retention_days),
+                interval_retention_days: (r.interval_retention_days > 0).then_some(r.interval_retention_days),
             },
             dashboard: Dashboard { chart_minutes: d.chart_minutes, stale_after: Duration::from_secs(d.stale_secs) },
         })
