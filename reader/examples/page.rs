@@ -46,7 +46,7 @@ fn main() -> anyhow::Result<()> {
         html_minutes: minutes as u32,
         html_every: SignedDuration::from_secs(5),
         compress: false,
-        retention_days: None,
+        retention: p1_reader::housekeeping::Retention::default(),
     };
     let start = at - SignedDuration::from_mins(minutes);
     let mut store = Store::open(cfg, Arc::default(), start);

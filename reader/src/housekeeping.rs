@@ -5,8 +5,8 @@
 //! a plain interval file) and the store does not hold it open. Compression writes `NAME.gz.partial`, syncs it,
 //! renames it to `NAME.gz` and only then removes `NAME`, so a crash at any point leaves either the plain file or a
 //! complete `.gz` (a leftover `.gz.partial` is removed, a plain file beside its `.gz` is removed). Retention
-//! removes files whose period ended more than `retention_days` days before today began. Files whose names are
-//! not ours are never touched.
+//! removes files whose period ended more than the kind's [`Retention`] days before today began. Files whose names
+//! are not ours are never touched.
 
 use std::fs::{self, File};
 use std::io;
@@ -25,6 +25,36 @@ pub enum Action {
     Compress(PathBuf),
     /// Remove this file.
     Delete(PathBuf),
+}
+
+/// How many days each kind of closed file is kept (`None`: forever).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Every kind (`reader.retention_days`).
+    pub all: Option<u32>,
+    /// Details files (`reader.details_retention_days`), if shorter.
+    pub details: Option<u32>,
+    /// Interval CSV files (`reader.interval_retention_days`), if shorter.
+    pub interval: Option<u32>,
+}
+
+impl Retention {
+    /// The days kept of the files under `kind` (`details`, `interval`, `day`, `weekly`): the shorter limit.
+    #[must_use]
+    pub fn days(&self, kind: &str) -> Option<u32> {
+        let own = match kind {
+            "details" => self.details,
+            "interval" => self.interval,
+            _ => None,
+        };
+        [self.all, own].into_iter().flatten().min()
+    }
+
+    /// Whether any file is ever removed.
+    #[must_use]
+    pub fn any(&self) -> bool {
+        self.all.is_some() || self.details.is_some() || self.interval.is_some()
+    }
 }
 
 /// The kinds of file the reader keeps: directory, extension, and the span of one file.
@@ -46,17 +76,18 @@ pub fn plan(
     tz: &TimeZone,
     now: Timestamp,
     compress: bool,
-    retention_days: Option<u32>,
+    retention: Retention,
     open: &[PathBuf],
 ) -> Vec<Action> {
     let today = Period::containing(Span::Day, now, tz);
-    let cutoff = retention_days.map(|days| {
+    let cutoff_for = |days: u32| {
         let date =
             today.civil.date().checked_sub(jiff::Span::new().days(i64::from(days))).unwrap_or(today.civil.date());
         tz.to_ambiguous_timestamp(date.to_datetime(jiff::civil::Time::midnight())).compatible().unwrap_or(today.start)
-    });
+    };
     let mut actions = Vec::new();
     for (sub, ext, span) in kinds(interval) {
+        let cutoff = retention.days(sub).map(cutoff_for);
         let Ok(entries) = fs::read_dir(listener_dir.join(sub)) else { continue };
         let mut names: Vec<String> = entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
         names.sort();
@@ -157,7 +188,8 @@ mod tests {
         let foreign = touch(d, "details/notes.txt", "mine");
         let held_open = touch(d, "day/2024-03-30.csv", "time\n");
         let now: Timestamp = "2024-03-31T10:00:00Z".parse().expect("ts");
-        let actions = plan(d, Span::Minutes(5), &tz, now, true, Some(7), std::slice::from_ref(&held_open));
+        let week_only = Retention { all: Some(7), ..Retention::default() };
+        let actions = plan(d, Span::Minutes(5), &tz, now, true, week_only, std::slice::from_ref(&held_open));
         assert_eq!(
             actions,
             [
@@ -181,8 +213,33 @@ mod tests {
         assert_eq!(text, "{\"a\":1}\n");
         assert!(today.exists() && partial.exists() && foreign.exists() && held_open.exists());
         // Nothing left to do; without compression or retention, nothing at all.
-        assert_eq!(plan(d, Span::Minutes(5), &tz, now, true, Some(7), std::slice::from_ref(&held_open)), []);
-        assert_eq!(plan(d, Span::Minutes(5), &tz, now, false, None, &[]), []);
+        assert_eq!(plan(d, Span::Minutes(5), &tz, now, true, week_only, std::slice::from_ref(&held_open)), []);
+        assert_eq!(plan(d, Span::Minutes(5), &tz, now, false, Retention::default(), &[]), []);
+    }
+
+    #[test]
+    fn details_and_interval_files_have_their_own_shorter_retention() {
+        let tz = TimeZone::get("Europe/Amsterdam").expect("tzdb");
+        let dir = crate::testutil::tempdir();
+        let d = dir.path();
+        // Today is 2024-06-30; 7 days before it began is 2024-06-23, 90 days 2024-04-01.
+        let details_old = touch(d, "details/2024-03-31.jsonl.gz", "x");
+        let details_kept = touch(d, "details/2024-04-01.jsonl.gz", "x");
+        let interval_old = touch(d, "interval/20240622-2355.csv.gz", "x");
+        let interval_kept = touch(d, "interval/20240623-0000.csv.gz", "x");
+        let day_ancient = touch(d, "day/2019-01-01.csv.gz", "x");
+        let week_ancient = touch(d, "weekly/2019-W01.log.gz", "x");
+        let now: Timestamp = "2024-06-30T10:00:00Z".parse().expect("ts");
+        let defaults = Retention { all: None, details: Some(90), interval: Some(7) };
+        let actions = plan(d, Span::Minutes(5), &tz, now, true, defaults, &[]);
+        assert_eq!(actions, [Action::Delete(details_old), Action::Delete(interval_old)]);
+        assert!(details_kept.exists() && interval_kept.exists() && day_ancient.exists() && week_ancient.exists());
+        // A shorter limit for every kind wins over a kind's longer one.
+        let short = Retention { all: Some(3), details: Some(90), interval: None };
+        assert_eq!(short.days("details"), Some(3));
+        assert_eq!(short.days("interval"), Some(3));
+        assert_eq!(defaults.days("day"), None);
+        assert!(defaults.any() && !Retention::default().any());
     }
 
     #[test]

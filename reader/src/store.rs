@@ -80,8 +80,8 @@ pub struct StoreConfig {
     pub html_every: SignedDuration,
     /// Gzip closed files.
     pub compress: bool,
-    /// Remove files older than this many days.
-    pub retention_days: Option<u32>,
+    /// Remove files older than this many days (per kind).
+    pub retention: housekeeping::Retention,
 }
 
 impl StoreConfig {
@@ -100,7 +100,11 @@ impl StoreConfig {
             html_minutes: r.html_minutes,
             html_every: SignedDuration::try_from(r.html_every).unwrap_or(SignedDuration::from_secs(5)),
             compress: r.compress,
-            retention_days: r.retention_days,
+            retention: housekeeping::Retention {
+                all: r.retention_days,
+                details: r.details_retention_days,
+                interval: r.interval_retention_days,
+            },
         }
     }
 }
@@ -391,14 +395,13 @@ impl Store {
         if sync_due {
             self.last_sync = Some(now);
         }
-        if (cfg.compress || cfg.retention_days.is_some()) && self.next_housekeeping.is_none_or(|t| now >= t) {
+        if (cfg.compress || cfg.retention.any()) && self.next_housekeeping.is_none_or(|t| now >= t) {
             // Hourly, and soon after local midnight, when the day's files close.
             let midnight = Period::containing(Span::Day, now, &cfg.tz).end + SignedDuration::from_mins(1);
             self.next_housekeeping = Some((now + HOUSEKEEPING_EVERY).min(midnight));
             let open = self.open_paths();
             for l in self.listeners.values() {
-                let todo =
-                    housekeeping::plan(&l.dir, cfg.interval, &cfg.tz, now, cfg.compress, cfg.retention_days, &open);
+                let todo = housekeeping::plan(&l.dir, cfg.interval, &cfg.tz, now, cfg.compress, cfg.retention, &open);
                 self.actions.extend(todo);
             }
         }

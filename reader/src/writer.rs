@@ -284,7 +284,7 @@ mod tests {
             html_minutes: 15,
             html_every: SignedDuration::from_secs(5),
             compress: false,
-            retention_days: None,
+            retention: crate::housekeeping::Retention::default(),
         };
         Store::open(cfg, stats, "2024-06-01T00:00:00Z".parse().expect("ts"))
     }

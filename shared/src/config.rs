@@ -1,7 +1,8 @@
 //! `p1.yml`: one configuration for the listener, the reader and the dashboard.
 //!
-//! Loading has two stages. [`RawConfig`] is what serde reads: strings and numbers, unknown keys rejected, every key
-//! defaulted. Programs apply their command-line overrides to it, then [`RawConfig::validate`] builds the typed
+//! Loading has two stages. [`RawConfig`] is what serde reads: strings and numbers, every key defaulted; unknown keys
+//! and wrongly typed values are collected (with the nearest valid name) rather than stopping at the first, and a
+//! YAML syntax error names its line and column (module `read`). Programs apply their command-line overrides to it, then [`RawConfig::validate`] builds the typed
 //! [`Config`] and collects *every* bad value into one [`ConfigError::Invalid`], each naming the key, quoting the
 //! value and saying what is allowed. The documented default file is [`DEFAULT_CONFIG`] (the repository's `p1.yml`).
 
@@ -11,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+mod read;
 
 /// The repository's documented `p1.yml`: every key with its default and a comment.
 pub const DEFAULT_CONFIG: &str = include_str!("../../p1.yml");
@@ -37,6 +40,10 @@ pub struct RawConfig {
     pub reader: RawReader,
     /// `p1-dashboard`.
     pub dashboard: RawDashboard,
+    /// Mistakes found while reading the file (unknown keys, wrongly typed values, each dropped for its default);
+    /// [`RawConfig::validate`] reports them first. Empty for a clean file.
+    #[serde(skip)]
+    pub file_errors: Vec<FieldError>,
 }
 
 /// `multicast:`
@@ -103,8 +110,12 @@ pub struct RawReader {
     pub html_secs: u64,
     /// Gzip closed files.
     pub compress: bool,
-    /// Days to keep closed files (0 = forever).
+    /// Days to keep closed files of every kind (0 = forever).
     pub retention_days: u32,
+    /// Days to keep details files (0 = as `retention_days`).
+    pub details_retention_days: u32,
+    /// Days to keep interval CSV files (0 = as `retention_days`).
+    pub interval_retention_days: u32,
 }
 
 /// `dashboard:`
@@ -126,6 +137,7 @@ impl Default for RawConfig {
             listener: RawListener::default(),
             reader: RawReader::default(),
             dashboard: RawDashboard::default(),
+            file_errors: Vec::new(),
         }
     }
 }
@@ -180,8 +192,10 @@ impl Default for RawReader {
             html: true,
             html_minutes: 15,
             html_secs: 5,
-            compress: false,
+            compress: true,
             retention_days: 0,
+            details_retention_days: 90,
+            interval_retention_days: 7,
         }
     }
 }
@@ -308,8 +322,12 @@ pub struct Reader {
     pub html_every: Duration,
     /// Gzip closed files.
     pub compress: bool,
-    /// Retention (None = forever).
+    /// Retention of every kind of file (None = forever).
     pub retention_days: Option<u32>,
+    /// Retention of details files (None = as `retention_days`).
+    pub details_retention_days: Option<u32>,
+    /// Retention of interval CSV files (None = as `retention_days`).
+    pub interval_retention_days: Option<u32>,
 }
 
 /// Validated `dashboard:`.
@@ -321,20 +339,26 @@ pub struct Dashboard {
     pub stale_after: Duration,
 }
 
-/// One bad value.
+/// One bad value, or one unknown key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FieldError {
     /// Dotted key, e.g. `multicast.ttl`.
     pub key: String,
     /// The value as given.
     pub value: String,
-    /// What is allowed instead.
+    /// What is allowed instead (for an unknown key: the nearest valid name, or the valid names).
     pub allowed: String,
+    /// The key itself is not a setting (a typo, or a setting of another section).
+    pub unknown: bool,
 }
 
 impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: '{}' is not valid: {}", self.key, self.value, self.allowed)
+        if self.unknown {
+            write!(f, "{}: unknown setting; {}", self.key, self.allowed)
+        } else {
+            write!(f, "{}: '{}' is not valid: {}", self.key, self.value, self.allowed)
+        }
     }
 }
 
@@ -351,14 +375,16 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    /// Not YAML, an unknown key, or a value of the wrong type.
-    #[error("{origin}: {path}: {message}")]
+    /// Not YAML (or not a mapping of settings): nothing else in the file can be checked.
+    #[error("{origin}: {}{message}", position(*.line, *.column))]
     Syntax {
         /// The file (or `defaults`).
         origin: String,
-        /// The key path serde reached (`.` for the top).
-        path: String,
-        /// What serde said.
+        /// Line of the mistake, from 1 (0: the parser did not say).
+        line: usize,
+        /// Column of the mistake, from 1.
+        column: usize,
+        /// What the YAML parser said.
         message: String,
     },
     /// One or more bad values.
@@ -367,18 +393,32 @@ pub enum ConfigError {
     Invalid(Vec<FieldError>),
 }
 
+fn position(line: usize, column: usize) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!("line {line}, column {column}: ")
+    }
+}
+
 impl RawConfig {
     /// Reads YAML text. `origin` names the text in errors (usually the file's path).
+    ///
+    /// Only a YAML syntax error fails here. Unknown keys and wrongly typed values are collected into
+    /// [`RawConfig::file_errors`] (each dropped for its default), so that [`RawConfig::validate`] reports them all
+    /// together with every bad value.
     pub fn from_yaml(text: &str, origin: &str) -> Result<RawConfig, ConfigError> {
         // An empty file (or one with only comments) means "all defaults".
         if text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
             return Ok(RawConfig::default());
         }
+        // A clean file is read straight from the text, exactly as written; only a file with a mistake is read again
+        // value by value to find all of them.
         let de = serde_norway::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            ConfigError::Syntax { origin: origin.to_owned(), path, message: e.into_inner().to_string() }
-        })
+        match serde_path_to_error::deserialize(de) {
+            Ok(raw) => Ok(raw),
+            Err(_) => read::collect(text, origin),
+        }
     }
 
     /// Reads a YAML file.
@@ -402,9 +442,14 @@ impl RawConfig {
 
     /// Builds the typed configuration, collecting every bad value.
     pub fn validate(&self) -> Result<Config, ConfigError> {
-        let mut errors = Vec::new();
+        let mut errors = self.file_errors.clone();
         let mut bad = |key: &str, value: &dyn fmt::Display, allowed: &str| {
-            errors.push(FieldError { key: key.into(), value: value.to_string(), allowed: allowed.into() });
+            errors.push(FieldError {
+                key: key.into(),
+                value: value.to_string(),
+                allowed: allowed.into(),
+                unknown: false,
+            });
         };
 
         let name = match &self.name {
@@ -560,6 +605,8 @@ impl RawConfig {
                 html_every: Duration::from_secs(r.html_secs),
                 compress: r.compress,
                 retention_days: (r.retention_days > 0).then_some(r.retention_days),
+                details_retention_days: (r.details_retention_days > 0).then_some(r.details_retention_days),
+                interval_retention_days: (r.interval_retention_days > 0).then_some(r.interval_retention_days),
             },
             dashboard: Dashboard { chart_minutes: d.chart_minutes, stale_after: Duration::from_secs(d.stale_secs) },
         })
@@ -576,6 +623,7 @@ impl Config {
                 key: "listener.decryption_key_file".into(),
                 value: path.display().to_string(),
                 allowed,
+                unknown: false,
             }])
         };
         let text = std::fs::read_to_string(path).map_err(|e| invalid(format!("a readable file ({e})")))?;
@@ -669,17 +717,97 @@ mod tests {
         raw.validate().expect("p1.yml is valid");
     }
 
-    #[test]
-    fn unknown_keys_name_the_path() {
-        let err = RawConfig::from_yaml("multicast:\n  gruop: 239.1.2.3:1\n", "t.yml").expect_err("rejected");
-        let text = err.to_string();
-        assert!(text.contains("t.yml") && text.contains("multicast") && text.contains("gruop"), "{text}");
+    /// Validates `yaml` and returns the error list (the test fails if the file is valid).
+    fn errors_of(yaml: &str) -> Vec<FieldError> {
+        let raw = RawConfig::from_yaml(yaml, "t.yml").expect("YAML parses");
+        match raw.validate() {
+            Err(ConfigError::Invalid(list)) => list,
+            Err(other) => panic!("expected Invalid, got {other}"),
+            Ok(_) => panic!("expected errors for:\n{yaml}"),
+        }
     }
 
     #[test]
-    fn wrong_types_name_the_path() {
-        let err = RawConfig::from_yaml("multicast:\n  ttl: lots\n", "t.yml").expect_err("rejected");
-        assert!(err.to_string().contains("multicast.ttl"), "{err}");
+    fn unknown_keys_name_the_path_and_the_nearest_name() {
+        let list = errors_of("multicast:\n  gruop: 239.1.2.3:1\n");
+        assert_eq!(list.len(), 1, "{list:?}");
+        assert_eq!(list[0].to_string(), "multicast.gruop: unknown setting; did you mean `multicast.group`?");
+        // A setting of another section is found there.
+        let list = errors_of("interface: 127.0.0.1\n");
+        assert_eq!(list[0].to_string(), "interface: unknown setting; did you mean `multicast.interface`?");
+        // Nothing near: the valid names are listed.
+        let list = errors_of("dashboard:\n  colours: dark\n");
+        assert_eq!(
+            list[0].to_string(),
+            "dashboard.colours: unknown setting; the settings under `dashboard:` are chart_minutes, stale_secs"
+        );
+    }
+
+    #[test]
+    fn wrong_types_name_the_path_and_what_is_wanted() {
+        let list = errors_of("multicast:\n  ttl: lots\n");
+        assert_eq!(list.len(), 1, "{list:?}");
+        assert_eq!(list[0].to_string(), "multicast.ttl: 'lots' is not valid: a whole number of 0 or more (default 1)");
+        let list = errors_of("reader: 5\nmulticast:\n  loopback: yes\n");
+        let text: Vec<String> = list.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [
+                "reader: '5' is not valid: a section: `reader:` followed by indented `key: value` lines",
+                "multicast.loopback: 'yes' is not valid: true or false (default true)",
+            ]
+        );
+    }
+
+    #[test]
+    fn three_mistyped_keys_and_two_bad_values_are_five_errors() {
+        let yaml = "multicast:\n  gruop: 239.255.1.2:4141\n  ttl: lots\nlistener:\n  watchdog_sec: 30\n\
+                    reader:\n  compres: true\n  interval_minutes: 7\n";
+        let list = errors_of(yaml);
+        let text: Vec<String> = list.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [
+                "multicast.gruop: unknown setting; did you mean `multicast.group`?",
+                "listener.watchdog_sec: unknown setting; did you mean `listener.watchdog_secs`?",
+                "reader.compres: unknown setting; did you mean `reader.compress`?",
+                "multicast.ttl: 'lots' is not valid: a whole number of 0 or more (default 1)",
+                "reader.interval_minutes: '7' is not valid: minutes that divide a day: 1, 5, 10, 15, 30, 60, ...",
+            ]
+        );
+        let err = RawConfig::from_yaml(yaml, "t.yml").expect("parses").validate().expect_err("invalid");
+        assert!(err.to_string().starts_with("5 invalid settings:\n  multicast.gruop"), "{err}");
+    }
+
+    #[test]
+    fn a_clean_file_is_read_exactly_as_written() {
+        // Text that YAML would read as a number stays text where text is wanted, on both paths.
+        let raw = RawConfig::from_yaml("name: 007\nreader:\n  dir: 2024\n", "t.yml").expect("parses");
+        assert_eq!((raw.name.as_deref(), raw.reader.dir.as_str()), (Some("007"), "2024"));
+        assert!(raw.file_errors.is_empty());
+        let list = errors_of("name: 1234\nreader:\n  dir: 2024\n  columns: [time, 5]\n  colums: []\n");
+        let text: Vec<String> = list.iter().map(ToString::to_string).collect();
+        assert_eq!(text[0], "reader.colums: unknown setting; did you mean `reader.columns`?");
+        assert!(text[1].starts_with("reader.columns: '5' is not valid: one of: time,"), "{text:?}");
+        assert_eq!(text.len(), 2, "{text:?}");
+        // A section with every line commented out is an empty section, not a mistake.
+        let raw = RawConfig::from_yaml("reader:\n#  dir: x\ndashboard:\n  stale_secs: 20\n", "t.yml").expect("ok");
+        assert!(raw.file_errors.is_empty(), "{:?}", raw.file_errors);
+        assert_eq!(raw.dashboard.stale_secs, 20);
+    }
+
+    #[test]
+    fn a_syntax_error_gives_the_line_and_column() {
+        let err = RawConfig::from_yaml("reader:\n  dir: ./data\n compress: true\n", "t.yml").expect_err("not YAML");
+        let ConfigError::Syntax { line, column, .. } = &err else { panic!("expected Syntax, got {err}") };
+        assert_eq!((*line, *column), (3, 2), "{err}");
+        let text = err.to_string();
+        assert!(text.starts_with("t.yml: line 3, column 2: "), "{text}");
+        assert!(!text.contains('?'), "{text}");
+        let err = RawConfig::from_yaml("multicast: [1, 2\n", "t.yml").expect_err("not YAML");
+        assert!(matches!(err, ConfigError::Syntax { line: 2.., .. }), "{err}");
+        let err = RawConfig::from_yaml("- a\n- b\n", "t.yml").expect_err("not settings");
+        assert_eq!(err.to_string(), "t.yml: line 1, column 1: expected settings (`key: value` lines), found [a, b]");
     }
 
     #[test]

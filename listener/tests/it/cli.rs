@@ -60,11 +60,22 @@ fn parse_of_an_unreadable_path_fails_clearly() {
 fn configuration_errors_are_all_listed_with_exit_code_2() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("p1.yml");
-    std::fs::write(&file, "multicast:\n  ttl: 999\nlistener:\n  status_secs: 0\n").expect("write");
+    // An unknown key and a wrongly typed value no longer hide the bad values next to them.
+    std::fs::write(
+        &file,
+        "multicast:\n  ttl: 999\nlistener:\n  status_secs: 0\n  sorce: simulate\n  watchdog_secs: soon\n",
+    )
+    .expect("write");
     let out = bin().arg("--config").arg(&file).args(["--group", "10.1.1.1:1", "--check-config"]).output().expect("run");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    for key in ["multicast.group: '10.1.1.1:1'", "multicast.ttl: '999'", "listener.status_secs: '0'"] {
+    for key in [
+        "multicast.group: '10.1.1.1:1'",
+        "multicast.ttl: '999'",
+        "listener.status_secs: '0'",
+        "listener.sorce: unknown setting; did you mean `listener.source`?",
+        "listener.watchdog_secs: 'soon' is not valid",
+    ] {
         assert!(err.contains(key), "{key} missing from: {err}");
     }
     let out = bin().args(["--print-default-config"]).output().expect("run");

@@ -24,7 +24,7 @@ fn config(dir: &Path) -> StoreConfig {
         html_minutes: 15,
         html_every: SignedDuration::from_secs(5),
         compress: false,
-        retention_days: None,
+        retention: crate::housekeeping::Retention::default(),
     }
 }
 

@@ -57,3 +57,35 @@ fn every_config_error_is_listed_and_the_exit_code_is_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/p1.yml"));
 }
+
+/// Three mistyped keys (one of them a section's) and two bad values in one file: one run names all five, each with
+/// its fix. A YAML syntax error names the line and column.
+#[test]
+fn check_config_lists_every_unknown_key_and_bad_value_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("p1.yml");
+    std::fs::write(
+        &path,
+        "multicast:\n  gruop: 239.255.1.2:4141\n  ttl: lots\nlistener:\n  watchdog_sec: 30\nreader:\n  compres: true\n  \
+         interval_minutes: 7\n",
+    )
+    .expect("write");
+    let out = reader().arg("--config").arg(&path).arg("--check-config").output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for line in [
+        "5 invalid settings:",
+        "multicast.gruop: unknown setting; did you mean `multicast.group`?",
+        "listener.watchdog_sec: unknown setting; did you mean `listener.watchdog_secs`?",
+        "reader.compres: unknown setting; did you mean `reader.compress`?",
+        "multicast.ttl: 'lots' is not valid: a whole number",
+        "reader.interval_minutes: '7' is not valid: minutes that divide a day",
+    ] {
+        assert!(err.contains(line), "{line} missing from:\n{err}");
+    }
+    std::fs::write(&path, "reader:\n  dir: ./data\n   compress: true\n").expect("write");
+    let out = reader().arg("--config").arg(&path).arg("--check-config").output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("p1.yml: line 3, column 12: "), "{err}");
+}
