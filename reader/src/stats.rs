@@ -39,6 +39,8 @@ stats! {
     duplicates,
     /// Telegrams dropped because their sequence number was too old to tell.
     stale,
+    /// Telegrams dropped because their sequence number jumped further than the time since allows.
+    implausible,
     /// Sequence numbers found missing (less those that arrived late).
     missed,
     /// Listener restarts (new boot ids after a known one).
@@ -59,14 +61,14 @@ stats! {
     write_errors,
 }
 
-/// Adds one.
+/// Adds one, never beyond `u64::MAX`.
 pub fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
+    add(counter, 1);
 }
 
-/// Adds `n`.
+/// Adds `n`, never beyond `u64::MAX`.
 pub fn add(counter: &AtomicU64, n: u64) {
-    counter.fetch_add(n, Ordering::Relaxed);
+    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| Some(c.saturating_add(n)));
 }
 
 /// Takes one away, never below zero.

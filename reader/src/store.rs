@@ -35,8 +35,10 @@ use tracing::{debug, info, warn};
 use crate::housekeeping::{self, Action};
 use crate::html::{self, Health, History};
 use crate::linefile::{self, LineFile};
+use crate::logtext::Printable;
 use crate::period::{Period, Span};
 use crate::stats::{self, Stats};
+use crate::summary::{Report, Summary};
 use crate::tracker::{SeqTracker, Verdict};
 use crate::weekly::{self, HourSummary};
 
@@ -166,7 +168,7 @@ impl Job {
 pub enum Outcome {
     /// In every file.
     Written,
-    /// Seen before (or too old to tell): not written again.
+    /// Seen before, too old to tell, or with a sequence number that cannot be real: not written.
     Duplicate,
     /// From a listener beyond [`MAX_LISTENERS`].
     TooManyListeners,
@@ -249,7 +251,61 @@ pub struct Store {
     last_sync: Option<Timestamp>,
     next_housekeeping: Option<Timestamp>,
     actions: VecDeque<Action>,
-    refused: Vec<String>,
+    noise: Noise,
+}
+
+/// Events a sender can cause at will, logged at most once a minute each (see [`Summary`]).
+#[derive(Debug)]
+struct Noise {
+    warn: Summary,
+    info: Summary,
+}
+
+const STALE: usize = 0;
+const IMPLAUSIBLE: usize = 1;
+const GAP: usize = 2;
+const REFUSED: usize = 3;
+const WARN_KINDS: &[&str] = &[
+    "stale (too old to check for duplicates; dropped)",
+    "implausible sequence jump (dropped)",
+    "sequence gap",
+    "refused (too many listeners)",
+];
+const RESTART: usize = 0;
+const NEW_LISTENER: usize = 1;
+const INFO_KINDS: &[&str] = &["listener restart", "new listener"];
+
+impl Noise {
+    fn new() -> Noise {
+        Noise { warn: Summary::new(WARN_KINDS), info: Summary::new(INFO_KINDS) }
+    }
+
+    fn warn(&mut self, kind: usize, detail: impl FnOnce() -> String, now: Timestamp) {
+        if let Some(r) = self.warn.note(kind, detail, now) {
+            log_warn(&r);
+        }
+    }
+
+    fn info(&mut self, kind: usize, detail: impl FnOnce() -> String, now: Timestamp) {
+        if let Some(r) = self.info.note(kind, detail, now) {
+            log_info(&r);
+        }
+    }
+
+    fn due(&mut self, now: Timestamp, flush: bool) {
+        let (w, i) =
+            if flush { (self.warn.flush(now), self.info.flush(now)) } else { (self.warn.due(now), self.info.due(now)) };
+        w.iter().for_each(log_warn);
+        i.iter().for_each(log_info);
+    }
+}
+
+fn log_warn(r: &Report) {
+    warn!(events = %r.counts, last = %r.last, "unusual telegrams (summarised, at most one line a minute)");
+}
+
+fn log_info(r: &Report) {
+    info!(events = %r.counts, last = %r.last, "listeners (summarised, at most one line a minute)");
 }
 
 impl Store {
@@ -265,7 +321,7 @@ impl Store {
             last_sync: None,
             next_housekeeping: None,
             actions: VecDeque::new(),
-            refused: Vec::new(),
+            noise: Noise::new(),
         };
         match fs::read_dir(&store.cfg.dir) {
             Ok(entries) => {
@@ -303,22 +359,26 @@ impl Store {
             let dir = dir_name(&job.msg.origin.listener);
             let Some((l, new)) = listener_in(&mut self.listeners, cfg, &dir, now) else {
                 stats::bump(&self.stats.dropped_listeners);
-                if !self.refused.contains(&dir) && self.refused.len() < MAX_LISTENERS {
-                    warn!(listener = %job.msg.origin.listener, max = MAX_LISTENERS, "too many listeners; ignoring this one");
-                    self.refused.push(dir);
-                }
+                let name = &job.msg.origin.listener;
+                self.noise.warn(REFUSED, || format!("listener {}: {MAX_LISTENERS} already kept", Printable(name)), now);
                 return Ok(Outcome::TooManyListeners);
             };
             if new {
-                info!(listener = %job.msg.origin.listener, dir = %l.dir.display(), "writing files for a new listener");
+                let name = &job.msg.origin.listener;
+                let dir = l.dir.display();
+                self.noise.info(
+                    NEW_LISTENER,
+                    || format!("writing files for listener {} in {dir}", Printable(name)),
+                    now,
+                );
             }
-            let verdict = l.admit(&job.msg, &self.stats);
-            if matches!(verdict, Verdict::Duplicate | Verdict::Stale) {
+            let verdict = l.admit(&job.msg, job.arrived, &self.stats, &mut self.noise);
+            if matches!(verdict, Verdict::Duplicate | Verdict::Stale | Verdict::Implausible) {
                 return Ok(Outcome::Duplicate);
             }
             if job.msg.received_at > job.arrived + MAX_AHEAD && !l.clock_warned {
                 warn!(
-                    listener = %job.msg.origin.listener,
+                    listener = %Printable(&job.msg.origin.listener),
                     received_at = %job.msg.received_at,
                     reader_time = %job.arrived,
                     "the listener's clock is more than a day ahead of the reader's; filing its telegrams by the reader's clock"
@@ -354,7 +414,7 @@ impl Store {
         if !job.done.weekly {
             l.add_to_hour(cfg, t, msg, verdict);
             job.done.weekly = true;
-            l.health.telegrams += 1;
+            l.health.telegrams = l.health.telegrams.saturating_add(1);
             stats::bump(&self.stats.written);
         }
         // A closed hour's line goes out at once (recovery after a kill rebuilds only the current hour, so a line
@@ -391,6 +451,7 @@ impl Store {
         if sync_due {
             self.last_sync = Some(now);
         }
+        self.noise.due(now, false);
         if (cfg.compress || cfg.retention_days.is_some()) && self.next_housekeeping.is_none_or(|t| now >= t) {
             // Hourly, and soon after local midnight, when the day's files close.
             let midnight = Period::containing(Span::Day, now, &cfg.tz).end + SignedDuration::from_mins(1);
@@ -424,6 +485,7 @@ impl Store {
     /// Writes what is due and syncs every file, for a clean stop. An unfinished interval stays `.partial` and
     /// is adopted by the next start.
     pub fn close(&mut self, now: Timestamp) -> Result<(), StoreError> {
+        self.noise.due(now, true);
         let mut first_error = None;
         for l in self.listeners.values_mut() {
             l.html_written = None;
@@ -521,7 +583,7 @@ impl Listener {
         let Some(stem) = newest else { return };
         match Period::parse_name(cfg.interval, &stem, &cfg.tz) {
             Some(period) => {
-                info!(listener = %self.name, file = %dir.join(format!("{stem}.csv.partial")).display(), "resuming the unfinished interval file");
+                info!(listener = %Printable(&self.name), file = %dir.join(format!("{stem}.csv.partial")).display(), "resuming the unfinished interval file");
                 self.clock.raise(period.start);
                 self.interval = Some(Slot { period, file: None });
             }
@@ -572,7 +634,9 @@ impl Listener {
         let mut last_seq = 0;
         for line in newest_first.iter().rev() {
             let Ok(Message::Telegram(msg)) = shared::wire::parse(line) else { continue };
-            let verdict = self.tracker.observe(&msg.origin.boot_id, msg.seq);
+            // Filed times from our own files, never later than now: the allowance for a sequence jump counts from
+            // them.
+            let verdict = self.tracker.observe(&msg.origin.boot_id, msg.seq, msg.received_at.min(now));
             self.history.push(&msg);
             if hour.contains(msg.received_at) {
                 summary.add(&msg);
@@ -589,7 +653,7 @@ impl Listener {
         // An hour whose line is written already only lends its last readings to the next one.
         self.hour = Some(if hour_open { summary } else { summary.next(hour.next(&cfg.tz)) });
         info!(
-            listener = %self.name,
+            listener = %Printable(&self.name),
             telegrams = newest_first.len(),
             last_seq,
             age_s = now.duration_since(last_at).as_secs(),
@@ -599,34 +663,41 @@ impl Listener {
         self.html_dirty = self.latest.is_some();
     }
 
-    /// Judges a telegram's sequence number and counts the verdict.
-    fn admit(&mut self, msg: &TelegramMessage, stats: &Stats) -> Verdict {
+    /// Judges a telegram's sequence number (it arrived at `arrived`) and counts the verdict.
+    fn admit(&mut self, msg: &TelegramMessage, arrived: Timestamp, stats: &Stats, noise: &mut Noise) -> Verdict {
         self.name.clone_from(&msg.origin.listener);
-        let verdict = self.tracker.observe(&msg.origin.boot_id, msg.seq);
+        let verdict = self.tracker.observe(&msg.origin.boot_id, msg.seq, arrived);
+        let name = Printable(&msg.origin.listener);
+        let seq = msg.seq;
         match verdict {
             Verdict::New { missed: 0 } | Verdict::NewBoot { restart: false } => {}
             Verdict::New { missed } => {
-                warn!(listener = %msg.origin.listener, missed, seq = msg.seq, "sequence gap: telegrams missed");
-                self.health.missed += missed;
+                noise.warn(GAP, || format!("listener {name}: {missed} missed before seq {seq}"), arrived);
+                self.health.missed = self.health.missed.saturating_add(missed);
                 stats::add(&stats.missed, missed);
             }
             Verdict::NewBoot { restart: true } => {
-                info!(listener = %msg.origin.listener, boot_id = %msg.origin.boot_id, seq = msg.seq, "listener restarted");
-                self.health.restarts += 1;
+                let boot = Printable(&msg.origin.boot_id);
+                noise.info(RESTART, || format!("listener {name} restarted: boot id {boot}, seq {seq}"), arrived);
+                self.health.restarts = self.health.restarts.saturating_add(1);
                 stats::bump(&stats.restarts);
             }
             Verdict::Late => {
-                debug!(listener = %msg.origin.listener, seq = msg.seq, "late telegram fills a gap");
+                debug!(listener = %name, seq, "late telegram fills a gap");
                 self.health.missed = self.health.missed.saturating_sub(1);
                 stats::drop_one(&stats.missed);
             }
             Verdict::Duplicate => {
-                self.health.duplicates += 1;
+                self.health.duplicates = self.health.duplicates.saturating_add(1);
                 stats::bump(&stats.duplicates);
             }
             Verdict::Stale => {
-                warn!(listener = %msg.origin.listener, seq = msg.seq, "telegram too old to check for duplicates; dropped");
+                noise.warn(STALE, || format!("listener {name}: seq {seq}"), arrived);
                 stats::bump(&stats.stale);
+            }
+            Verdict::Implausible => {
+                noise.warn(IMPLAUSIBLE, || format!("listener {name}: seq {seq}"), arrived);
+                stats::bump(&stats.implausible);
             }
         }
         verdict

@@ -487,3 +487,54 @@ fn a_weekly_log_that_cannot_be_written_holds_up_no_telegram() {
     assert!(err.to_string().contains("weekly"), "{err}");
     assert_eq!(lines(&m.join("details/2024-06-01.jsonl")).len(), 4);
 }
+
+#[test]
+fn a_forged_sequence_number_does_not_block_the_listener_and_missed_stays_sane() {
+    let dir = crate::testutil::tempdir();
+    let stats = Arc::new(Stats::default());
+    let mut store = Store::open(config(dir.path()), stats.clone(), ts("2024-06-01T09:00:00Z"));
+    let t = ts("2024-06-01T10:00:00Z");
+    let at = |s: i64| t + SignedDuration::from_secs(s);
+    assert_eq!(write(&mut store, 1, at(0)), Outcome::Written);
+    assert_eq!(write(&mut store, u64::MAX, at(1)), Outcome::Duplicate, "not believed, not written");
+    for seq in 2..=10 {
+        assert_eq!(write(&mut store, seq, at(seq as i64)), Outcome::Written, "seq {seq}");
+    }
+    let s = stats.snapshot();
+    assert_eq!((s.written, s.missed, s.implausible), (10, 0, 1));
+    store.tick(ts("2024-06-01T11:00:02Z")).expect("tick");
+    let weekly = lines(&dir.path().join("meterkast/weekly/2024-W22.log"));
+    assert!(weekly[1].starts_with("2024-06-01T12:00+02:00 telegrams=10 missed=0 "), "{weekly:?}");
+}
+
+#[test]
+fn fifty_thousand_stale_datagrams_log_a_line_a_minute_and_names_are_escaped() {
+    let dir = crate::testutil::tempdir();
+    let stats = Arc::new(Stats::default());
+    let name = "meter\nERROR forged line\0";
+    let t = ts("2024-06-01T10:00:00Z");
+    let ((), log) = crate::testutil::capture_logs(|| {
+        let mut store = Store::open(config(dir.path()), stats.clone(), t);
+        for seq in [10_000, 10_001] {
+            let msg = telegram(name, "b1", seq, &t.to_string());
+            assert_eq!(store.write(&mut job(&msg), t).expect("written"), Outcome::Written);
+        }
+        // 50 000 stale datagrams over 500 s, with the writer's ticks.
+        for i in 0..50_000_i64 {
+            let now = t + SignedDuration::from_millis(i * 10);
+            let stale = telegram(name, "b1", 1, &t.to_string());
+            assert_eq!(store.write(&mut job(&stale), now).expect("written"), Outcome::Duplicate);
+            if i % 50 == 0 {
+                store.tick(now).expect("tick");
+            }
+        }
+        store.close(t + SignedDuration::from_secs(500)).expect("close");
+    });
+    assert_eq!(stats.snapshot().stale, 50_000);
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARN")).collect();
+    // The first at once, then one a minute over 500 s, and the rest at the close.
+    assert!((9..=11).contains(&warnings.len()), "{} WARN lines:\n{log}", warnings.len());
+    assert!(warnings[0].contains("1 stale"), "{}", warnings[0]);
+    assert!(log.contains(r"meter\nERROR forged line\u{0}"), "{log}");
+    assert!(!log.contains("\nERROR forged") && !log.contains('\0'), "no raw newline or NUL from a name:\n{log}");
+}
