@@ -55,8 +55,10 @@ stats! {
     malformed,
     /// Telegrams dropped because the memory buffer was full while the disk could not be written.
     dropped_full,
-    /// Telegrams dropped because too many listeners were already known.
+    /// Telegrams dropped because their listener name cannot be a directory name (too long).
     dropped_listeners,
+    /// Listeners set aside (files closed) to make room for a new one, beyond the most kept.
+    set_aside,
     /// Failed attempts to write.
     write_errors,
 }

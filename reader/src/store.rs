@@ -50,7 +50,9 @@ pub const SYNC_EVERY: SignedDuration = SignedDuration::from_secs(5);
 pub const HOUSEKEEPING_EVERY: SignedDuration = SignedDuration::from_secs(3600);
 /// How far a telegram's `received_at` may be ahead of the reader's clock before it is not believed.
 pub const MAX_AHEAD: SignedDuration = SignedDuration::from_hours(24);
-/// Most listeners (meters) kept; telegrams of further ones are dropped and counted.
+/// Most listeners (meters) kept open. A new one beyond them sets aside the one heard least recently (its files are
+/// closed; it is recovered from them when heard again); status datagrams alone take no place. At start, the most
+/// recently written directories are the ones recovered.
 pub const MAX_LISTENERS: usize = 64;
 /// Most housekeeping actions done in one tick, so compressing never holds up writing for long.
 const ACTIONS_PER_TICK: usize = 4;
@@ -170,7 +172,8 @@ pub enum Outcome {
     Written,
     /// Seen before, too old to tell, or with a sequence number that cannot be real: not written.
     Duplicate,
-    /// From a listener beyond [`MAX_LISTENERS`].
+    /// From a listener whose name cannot be a directory name (see [`dir_name`]), or one set aside (see
+    /// [`MAX_LISTENERS`]) while this telegram waited to be retried.
     TooManyListeners,
 }
 
@@ -239,6 +242,8 @@ struct Listener {
     html_dirty: bool,
     html_written: Option<Timestamp>,
     clock_warned: bool,
+    /// When its last telegram arrived (the reader's clock), or its files were last written (at start).
+    heard: Timestamp,
 }
 
 /// Every listener's files.
@@ -252,6 +257,8 @@ pub struct Store {
     next_housekeeping: Option<Timestamp>,
     actions: VecDeque<Action>,
     noise: Noise,
+    /// Status datagrams of listeners with no telegram yet (they take no slot).
+    pending: BTreeMap<String, (Timestamp, StatusMessage)>,
 }
 
 /// Events a sender can cause at will, logged at most once a minute each (see [`Summary`]).
@@ -269,11 +276,12 @@ const WARN_KINDS: &[&str] = &[
     "stale (too old to check for duplicates; dropped)",
     "implausible sequence jump (dropped)",
     "sequence gap",
-    "refused (too many listeners)",
+    "refused (name too long)",
 ];
 const RESTART: usize = 0;
 const NEW_LISTENER: usize = 1;
-const INFO_KINDS: &[&str] = &["listener restart", "new listener"];
+const SET_ASIDE: usize = 2;
+const INFO_KINDS: &[&str] = &["listener restart", "new listener", "listener set aside (least recently heard)"];
 
 impl Noise {
     fn new() -> Noise {
@@ -322,21 +330,29 @@ impl Store {
             next_housekeeping: None,
             actions: VecDeque::new(),
             noise: Noise::new(),
+            pending: BTreeMap::new(),
         };
         match fs::read_dir(&store.cfg.dir) {
             Ok(entries) => {
-                let mut dirs: Vec<String> = entries
+                // The most recently written first: those are the listeners still sending.
+                let mut dirs: Vec<(Timestamp, String)> = entries
                     .filter_map(|e| {
                         let e = e.ok()?;
                         e.file_type().ok()?.is_dir().then_some(())?;
                         let name = e.file_name().into_string().ok()?;
-                        let ours = ["details", "interval", "day", "weekly"].iter().any(|s| e.path().join(s).is_dir());
-                        (ours && dir_name(&name) == name).then_some(name)
+                        let written = last_written(&e.path())?;
+                        listener_name(&name).is_some().then_some((written, name))
                     })
                     .collect();
-                dirs.sort();
-                for name in dirs.into_iter().take(MAX_LISTENERS) {
-                    let listener = Listener::recover(&store.cfg, &name, now);
+                dirs.sort_by(|a, b| b.cmp(a));
+                for (written, name) in dirs.into_iter().take(MAX_LISTENERS) {
+                    let mut listener = Listener::recover(&store.cfg, &name, now);
+                    if dir_name(&listener.name).as_deref() != Some(name.as_str()) {
+                        // Written under an older naming (a hash for unsafe names): its files stay as they are.
+                        info!(dir = %listener.dir.display(), listener = %Printable(&listener.name), "a directory of an older naming scheme; not written to");
+                        continue;
+                    }
+                    listener.heard = written;
                     store.listeners.insert(name, listener);
                 }
             }
@@ -356,22 +372,29 @@ impl Store {
     pub fn write(&mut self, job: &mut Job, now: Timestamp) -> Result<Outcome, StoreError> {
         let cfg = &self.cfg;
         if job.done.admitted.is_none() {
-            let dir = dir_name(&job.msg.origin.listener);
-            let Some((l, new)) = listener_in(&mut self.listeners, cfg, &dir, now) else {
+            let name = &job.msg.origin.listener;
+            let Some(dir) = dir_name(name) else {
                 stats::bump(&self.stats.dropped_listeners);
-                let name = &job.msg.origin.listener;
-                self.noise.warn(REFUSED, || format!("listener {}: {MAX_LISTENERS} already kept", Printable(name)), now);
-                return Ok(Outcome::TooManyListeners);
-            };
-            if new {
-                let name = &job.msg.origin.listener;
-                let dir = l.dir.display();
-                self.noise.info(
-                    NEW_LISTENER,
-                    || format!("writing files for listener {} in {dir}", Printable(name)),
+                self.noise.warn(
+                    REFUSED,
+                    || format!("listener {}: name too long for a directory", Printable(name)),
                     now,
                 );
+                return Ok(Outcome::TooManyListeners);
+            };
+            let (l, new) = listener_in(&mut self.listeners, cfg, &dir, now, &self.stats, &mut self.noise);
+            if new {
+                let shown = l.dir.display();
+                self.noise.info(
+                    NEW_LISTENER,
+                    || format!("writing files for listener {} in {shown}", Printable(name)),
+                    now,
+                );
+                if let Some((_, status)) = self.pending.remove(&dir) {
+                    l.status = Some(status);
+                }
             }
+            l.heard = now;
             let verdict = l.admit(&job.msg, job.arrived, &self.stats, &mut self.noise);
             if matches!(verdict, Verdict::Duplicate | Verdict::Stale | Verdict::Implausible) {
                 return Ok(Outcome::Duplicate);
@@ -428,13 +451,20 @@ impl Store {
 
     /// Keeps a listener's latest status datagram for its page.
     pub fn status(&mut self, status: StatusMessage, now: Timestamp) {
-        // Its telegrams may still be queued behind this status: know the listener already (no file is created
-        // until a telegram is written). Past the limit the status is dropped; a telegram would count the refusal.
-        let dir = dir_name(&status.origin.listener);
-        if let Some((l, _)) = listener_in(&mut self.listeners, &self.cfg, &dir, now) {
+        // A status takes no listener slot: for a listener not known yet it is kept aside (the newest few) until
+        // its first telegram.
+        let Some(dir) = dir_name(&status.origin.listener) else { return };
+        if let Some(l) = self.listeners.get_mut(&dir) {
             l.status = Some(status);
             l.html_dirty = true;
+            return;
         }
+        if self.pending.len() >= MAX_LISTENERS && !self.pending.contains_key(&dir) {
+            if let Some(oldest) = self.pending.iter().min_by_key(|(_, (at, _))| *at).map(|(k, _)| k.clone()) {
+                self.pending.remove(&oldest);
+            }
+        }
+        self.pending.insert(dir, (now, status));
     }
 
     /// Time-driven work: finishes periods of silent listeners, writes queued weekly lines and due pages, syncs
@@ -545,6 +575,7 @@ impl Listener {
             html_dirty: false,
             html_written: None,
             clock_warned: false,
+            heard: Timestamp::UNIX_EPOCH,
         }
     }
 
@@ -1012,41 +1043,107 @@ fn details_line(raw: &[u8], msg: &TelegramMessage) -> Vec<u8> {
     line
 }
 
-/// The listener kept under `dir`, recovered from its files on first sight (`true`: it is new); `None` once
-/// [`MAX_LISTENERS`] others are kept.
+/// The listener kept under `dir`, recovered from its files on first sight (`true`: it is new). With
+/// [`MAX_LISTENERS`] kept already, the one heard least recently is set aside first: its files are written out and
+/// closed, and it is recovered from them again when it is heard again.
 fn listener_in<'a>(
     listeners: &'a mut BTreeMap<String, Listener>,
     cfg: &StoreConfig,
     dir: &str,
     now: Timestamp,
-) -> Option<(&'a mut Listener, bool)> {
+    stats: &Stats,
+    noise: &mut Noise,
+) -> (&'a mut Listener, bool) {
     let new = !listeners.contains_key(dir);
-    if new {
-        if listeners.len() >= MAX_LISTENERS {
-            return None;
+    if new && listeners.len() >= MAX_LISTENERS {
+        let oldest = listeners.iter().min_by_key(|(_, l)| l.heard).map(|(k, _)| k.clone());
+        if let Some(mut l) = oldest.and_then(|k| listeners.remove(&k)) {
+            stats::bump(&stats.set_aside);
+            l.html_written = None;
+            for r in [l.flush_weekly(cfg), l.write_page(cfg, now), l.sync_all()] {
+                if let Err(e) = r {
+                    warn!(cause = %e, "closing the files of a listener set aside");
+                }
+            }
+            let name = Printable(&l.name);
+            noise.info(SET_ASIDE, || format!("listener {name}, to make room for a new one"), now);
         }
-        listeners.insert(dir.to_owned(), Listener::recover(cfg, dir, now));
     }
-    listeners.get_mut(dir).map(|l| (l, new))
+    let l = listeners.entry(dir.to_owned()).or_insert_with(|| Listener::recover(cfg, dir, now));
+    (l, new)
 }
 
-/// The directory name for a listener name: the name itself when it is a safe file name, else the safe
-/// characters followed by a hash of the name, so that different names never share a directory and no name can
-/// point outside the data directory.
-#[must_use]
-pub fn dir_name(listener: &str) -> String {
-    let safe: String = listener
-        .chars()
-        .take(64)
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
-        .collect();
-    if safe == listener && !safe.is_empty() && !safe.starts_with('.') {
-        return safe;
+/// When anything in a listener's directory was last written: the newest modification time of the directory and
+/// its subdirectories (a page rewrite, a new or renamed file). `None` when it holds none of them (not ours).
+fn last_written(dir: &Path) -> Option<Timestamp> {
+    let mtime = |p: &Path| -> Option<Timestamp> {
+        let modified = fs::metadata(p).ok()?.modified().ok()?;
+        Timestamp::try_from(modified).ok()
+    };
+    let subdirs = ["details", "interval", "day", "weekly"].map(|s| mtime(&dir.join(s)));
+    if subdirs.iter().all(Option::is_none) {
+        return None;
     }
-    // FNV-1a: stable across builds and platforms, unlike the standard library's hasher.
-    let hash =
-        listener.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-    format!("{}-{:08x}", safe.trim_start_matches('.'), hash as u32)
+    subdirs.into_iter().chain([mtime(dir), mtime(&dir.join("p1.html"))]).flatten().max()
+}
+
+/// The longest directory name (`NAME_MAX` on Linux and most file systems), in bytes.
+pub const MAX_DIR_NAME: usize = 255;
+
+/// Whether a byte is kept as it is in a directory name: `A-Z a-z 0-9 . _ -`.
+fn is_safe(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')
+}
+
+/// The directory name for a listener name, one-to-one: a name made only of `A-Z a-z 0-9 . _ -`, not starting
+/// with `.`, is its own directory name. Any other name is written as `~` followed by the name with every byte
+/// outside that set (and every `~`) escaped as `~XX` (two upper-case hex digits): `a/b` becomes `~a~2Fb`. A safe
+/// name holds no `~`, and an escaped one starts with it and reads back only one way, so two names never share a
+/// directory, and no name can point outside the data directory. `None` when the result would be longer than
+/// [`MAX_DIR_NAME`] bytes (no listener configuration allows such a name: at most 64 characters, and only
+/// names of many non-ASCII characters come near).
+#[must_use]
+pub fn dir_name(listener: &str) -> Option<String> {
+    let bytes = listener.as_bytes();
+    if !bytes.is_empty() && bytes[0] != b'.' && bytes.len() <= MAX_DIR_NAME && bytes.iter().all(|&b| is_safe(b)) {
+        return Some(listener.to_owned());
+    }
+    let mut out = String::with_capacity(bytes.len() + 1);
+    out.push('~');
+    for &b in bytes {
+        if is_safe(b) {
+            out.push(char::from(b));
+        } else {
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            out.extend(['~', char::from(HEX[usize::from(b >> 4)]), char::from(HEX[usize::from(b & 15)])]);
+        }
+        if out.len() > MAX_DIR_NAME {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+/// The listener name a directory name stands for, if it is the [`dir_name`] of one (the inverse).
+#[must_use]
+pub fn listener_name(dir: &str) -> Option<String> {
+    let Some(escaped) = dir.strip_prefix('~') else {
+        return (dir_name(dir).as_deref() == Some(dir)).then(|| dir.to_owned());
+    };
+    let mut bytes = Vec::with_capacity(escaped.len());
+    let mut rest = escaped.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        if b == b'~' {
+            let hex = tail.get(..2).and_then(|h| std::str::from_utf8(h).ok())?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(b);
+            rest = tail;
+        }
+    }
+    let name = String::from_utf8(bytes).ok()?;
+    (dir_name(&name).as_deref() == Some(dir)).then_some(name)
 }
 
 #[cfg(test)]
