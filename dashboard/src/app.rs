@@ -196,7 +196,20 @@ pub struct SeqStats {
     pub total_received: u64,
     /// Sequence numbers skipped over all boots.
     pub total_missing: u64,
+    /// Telegrams ignored because their number jumped further than the time since the last one allows (forged).
+    pub implausible: u64,
+    /// When the highest sequence number arrived.
+    pub last_at: Option<Timestamp>,
+    /// An implausible number, kept: the next number after it confirms it as the stream to follow.
+    pub suspect: Option<u64>,
 }
+
+/// The fastest a listener numbers telegrams, per second, and the slack on top: a jump beyond
+/// `MAX_RATE × seconds + SLACK` is not believed (the reader's tracker uses the same rule).
+const MAX_RATE: u64 = 10;
+const SLACK: u64 = 600;
+/// How far below the highest number a telegram is still taken for a duplicate or late one.
+const WINDOW: u64 = 4096;
 
 /// What a telegram does to the sequence accounting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -213,8 +226,8 @@ pub enum SeqOutcome {
 }
 
 impl SeqStats {
-    /// Accounts for a telegram of `boot_id` numbered `seq`.
-    pub fn record(&mut self, boot_id: &str, seq: u64) -> SeqOutcome {
+    /// Accounts for a telegram of `boot_id` numbered `seq`, arrived at `at`.
+    pub fn record(&mut self, boot_id: &str, seq: u64, at: Timestamp) -> SeqOutcome {
         if self.boot_id != boot_id {
             // A new boot restarts the numbering; the first number seen is not a gap even if it is not 1, since we
             // may have joined late.
@@ -224,10 +237,30 @@ impl SeqStats {
             boot_id.clone_into(&mut self.boot_id);
             self.first_seq = seq;
             self.last_seq = seq;
+            self.last_at = Some(at);
+            self.suspect = None;
             self.received = 1;
             self.missing = 0;
             self.gaps = 0;
             self.total_received += 1;
+            return SeqOutcome::InOrder;
+        }
+        let allowed =
+            self.last_at.map_or(u64::MAX, |t| MAX_RATE.saturating_mul(elapsed(t, at).as_secs()).saturating_add(SLACK));
+        let believable =
+            if seq > self.last_seq { seq - self.last_seq <= allowed } else { self.last_seq - seq < WINDOW };
+        if !believable {
+            // Forged, or the stream really jumped: followed only once the next number confirms it.
+            if seq.checked_sub(1).is_none_or(|prev| self.suspect != Some(prev)) {
+                self.suspect = Some(seq);
+                self.implausible = self.implausible.saturating_add(1);
+                return SeqOutcome::Duplicate;
+            }
+            self.suspect = None;
+            self.last_seq = seq;
+            self.last_at = Some(at);
+            self.received = self.received.saturating_add(1);
+            self.total_received = self.total_received.saturating_add(1);
             return SeqOutcome::InOrder;
         }
         if seq <= self.last_seq {
@@ -236,6 +269,7 @@ impl SeqStats {
         }
         let missing = seq - self.last_seq - 1;
         self.last_seq = seq;
+        self.last_at = Some(at);
         self.received += 1;
         self.total_received += 1;
         if missing == 0 {
@@ -329,7 +363,7 @@ impl Meter {
     }
 
     fn record_telegram(&mut self, telegram: Box<TelegramMessage>, at: Timestamp) {
-        if self.seq.record(&telegram.origin.boot_id, telegram.seq) == SeqOutcome::Duplicate {
+        if self.seq.record(&telegram.origin.boot_id, telegram.seq, at) == SeqOutcome::Duplicate {
             return;
         }
         self.history.push_back(Sample::of(&telegram.values, at));
@@ -584,17 +618,38 @@ mod tests {
 
     #[test]
     fn gaps_and_loss_are_counted_per_boot() {
+        let t0: Timestamp = "2024-06-01T10:00:00Z".parse().expect("ts");
+        let at = |s: i64| t0 + jiff::SignedDuration::from_secs(s);
         let mut s = SeqStats::default();
-        assert_eq!(s.record("a", 5), SeqOutcome::InOrder, "joining late is not a gap");
-        assert_eq!(s.record("a", 6), SeqOutcome::InOrder);
-        assert_eq!(s.record("a", 9), SeqOutcome::Gap { missing: 2 });
-        assert_eq!(s.record("a", 9), SeqOutcome::Duplicate);
-        assert_eq!(s.record("a", 7), SeqOutcome::Duplicate);
+        assert_eq!(s.record("a", 5, at(0)), SeqOutcome::InOrder, "joining late is not a gap");
+        assert_eq!(s.record("a", 6, at(1)), SeqOutcome::InOrder);
+        assert_eq!(s.record("a", 9, at(4)), SeqOutcome::Gap { missing: 2 });
+        assert_eq!(s.record("a", 9, at(4)), SeqOutcome::Duplicate);
+        assert_eq!(s.record("a", 7, at(4)), SeqOutcome::Duplicate);
         assert_eq!((s.received, s.missing, s.gaps, s.duplicates), (3, 2, 1, 2));
         assert!((s.loss_rate() - 0.4).abs() < 1e-9);
-        assert_eq!(s.record("b", 1), SeqOutcome::InOrder, "a new boot restarts the numbering");
+        assert_eq!(s.record("b", 1, at(5)), SeqOutcome::InOrder, "a new boot restarts the numbering");
         assert_eq!((s.received, s.missing, s.gaps, s.restarts), (1, 0, 0, 1));
         assert_eq!((s.total_received, s.total_missing), (4, 2));
+    }
+
+    #[test]
+    fn a_forged_sequence_number_neither_freezes_the_meter_nor_shows_an_absurd_loss() {
+        let t0: Timestamp = "2024-06-01T10:00:00Z".parse().expect("ts");
+        let at = |s: i64| t0 + jiff::SignedDuration::from_secs(s);
+        let mut s = SeqStats::default();
+        assert_eq!(s.record("a", 100, at(0)), SeqOutcome::InOrder);
+        assert_eq!(s.record("a", u64::MAX, at(1)), SeqOutcome::Duplicate, "ignored");
+        assert_eq!(s.record("a", 101, at(1)), SeqOutcome::InOrder, "the real stream goes on");
+        // Two forged numbers in a row take over; the real stream takes back over after one telegram.
+        assert_eq!(s.record("a", 5_000_000, at(2)), SeqOutcome::Duplicate);
+        assert_eq!(s.record("a", 5_000_001, at(2)), SeqOutcome::InOrder);
+        assert_eq!(s.record("a", 102, at(2)), SeqOutcome::Duplicate);
+        assert_eq!(s.record("a", 103, at(3)), SeqOutcome::InOrder);
+        assert_eq!(s.record("a", 104, at(4)), SeqOutcome::InOrder);
+        assert_eq!((s.last_seq, s.missing, s.total_missing, s.implausible), (104, 0, 0, 3));
+        // A long silence allows a long (real) gap.
+        assert_eq!(s.record("a", 1104, at(104)), SeqOutcome::Gap { missing: 999 });
     }
 
     #[test]

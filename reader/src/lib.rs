@@ -18,6 +18,7 @@
 //! - [`csv`], [`weekly`], [`html`]: the formats.
 //! - [`housekeeping`]: gzip and retention of closed files.
 //! - [`clock`], [`stats`]: injected time and counters.
+//! - [`logtext`], [`summary`]: datagram text made safe to log; per-minute summaries of repeatable events.
 
 pub mod cli;
 pub mod clock;
@@ -25,10 +26,12 @@ pub mod csv;
 pub mod housekeeping;
 pub mod html;
 pub mod linefile;
+pub mod logtext;
 pub mod period;
 pub mod stats;
 pub mod store;
 pub mod subscribe;
+pub mod summary;
 pub mod tracker;
 pub mod weekly;
 pub mod writer;

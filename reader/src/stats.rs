@@ -39,6 +39,8 @@ stats! {
     duplicates,
     /// Telegrams dropped because their sequence number was too old to tell.
     stale,
+    /// Telegrams dropped because their sequence number jumped further than the time since allows.
+    implausible,
     /// Sequence numbers found missing (less those that arrived late).
     missed,
     /// Listener restarts (new boot ids after a known one).
@@ -53,20 +55,22 @@ stats! {
     malformed,
     /// Telegrams dropped because the memory buffer was full while the disk could not be written.
     dropped_full,
-    /// Telegrams dropped because too many listeners were already known.
+    /// Telegrams dropped because their listener name cannot be a directory name (too long).
     dropped_listeners,
+    /// Listeners set aside (files closed) to make room for a new one, beyond the most kept.
+    set_aside,
     /// Failed attempts to write.
     write_errors,
 }
 
-/// Adds one.
+/// Adds one, never beyond `u64::MAX`.
 pub fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
+    add(counter, 1);
 }
 
-/// Adds `n`.
+/// Adds `n`, never beyond `u64::MAX`.
 pub fn add(counter: &AtomicU64, n: u64) {
-    counter.fetch_add(n, Ordering::Relaxed);
+    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| Some(c.saturating_add(n)));
 }
 
 /// Takes one away, never below zero.

@@ -35,8 +35,10 @@ use tracing::{debug, info, warn};
 use crate::housekeeping::{self, Action};
 use crate::html::{self, Health, History};
 use crate::linefile::{self, LineFile};
+use crate::logtext::Printable;
 use crate::period::{Period, Span};
 use crate::stats::{self, Stats};
+use crate::summary::{Report, Summary};
 use crate::tracker::{SeqTracker, Verdict};
 use crate::weekly::{self, HourSummary};
 
@@ -48,7 +50,9 @@ pub const SYNC_EVERY: SignedDuration = SignedDuration::from_secs(5);
 pub const HOUSEKEEPING_EVERY: SignedDuration = SignedDuration::from_secs(3600);
 /// How far a telegram's `received_at` may be ahead of the reader's clock before it is not believed.
 pub const MAX_AHEAD: SignedDuration = SignedDuration::from_hours(24);
-/// Most listeners (meters) kept; telegrams of further ones are dropped and counted.
+/// Most listeners (meters) kept open. A new one beyond them sets aside the one heard least recently (its files are
+/// closed; it is recovered from them when heard again); status datagrams alone take no place. At start, the most
+/// recently written directories are the ones recovered.
 pub const MAX_LISTENERS: usize = 64;
 /// Most housekeeping actions done in one tick, so compressing never holds up writing for long.
 const ACTIONS_PER_TICK: usize = 4;
@@ -170,9 +174,10 @@ impl Job {
 pub enum Outcome {
     /// In every file.
     Written,
-    /// Seen before (or too old to tell): not written again.
+    /// Seen before, too old to tell, or with a sequence number that cannot be real: not written.
     Duplicate,
-    /// From a listener beyond [`MAX_LISTENERS`].
+    /// From a listener whose name cannot be a directory name (see [`dir_name`]), or one set aside (see
+    /// [`MAX_LISTENERS`]) while this telegram waited to be retried.
     TooManyListeners,
 }
 
@@ -241,6 +246,8 @@ struct Listener {
     html_dirty: bool,
     html_written: Option<Timestamp>,
     clock_warned: bool,
+    /// When its last telegram arrived (the reader's clock), or its files were last written (at start).
+    heard: Timestamp,
 }
 
 /// Every listener's files.
@@ -253,7 +260,64 @@ pub struct Store {
     last_sync: Option<Timestamp>,
     next_housekeeping: Option<Timestamp>,
     actions: VecDeque<Action>,
-    refused: Vec<String>,
+    noise: Noise,
+    /// Status datagrams of listeners with no telegram yet (they take no slot).
+    pending: BTreeMap<String, (Timestamp, StatusMessage)>,
+}
+
+/// Events a sender can cause at will, logged at most once a minute each (see [`Summary`]).
+#[derive(Debug)]
+struct Noise {
+    warn: Summary,
+    info: Summary,
+}
+
+const STALE: usize = 0;
+const IMPLAUSIBLE: usize = 1;
+const GAP: usize = 2;
+const REFUSED: usize = 3;
+const WARN_KINDS: &[&str] = &[
+    "stale (too old to check for duplicates; dropped)",
+    "implausible sequence jump (dropped)",
+    "sequence gap",
+    "refused (name too long)",
+];
+const RESTART: usize = 0;
+const NEW_LISTENER: usize = 1;
+const SET_ASIDE: usize = 2;
+const INFO_KINDS: &[&str] = &["listener restart", "new listener", "listener set aside (least recently heard)"];
+
+impl Noise {
+    fn new() -> Noise {
+        Noise { warn: Summary::new(WARN_KINDS), info: Summary::new(INFO_KINDS) }
+    }
+
+    fn warn(&mut self, kind: usize, detail: impl FnOnce() -> String, now: Timestamp) {
+        if let Some(r) = self.warn.note(kind, detail, now) {
+            log_warn(&r);
+        }
+    }
+
+    fn info(&mut self, kind: usize, detail: impl FnOnce() -> String, now: Timestamp) {
+        if let Some(r) = self.info.note(kind, detail, now) {
+            log_info(&r);
+        }
+    }
+
+    fn due(&mut self, now: Timestamp, flush: bool) {
+        let (w, i) =
+            if flush { (self.warn.flush(now), self.info.flush(now)) } else { (self.warn.due(now), self.info.due(now)) };
+        w.iter().for_each(log_warn);
+        i.iter().for_each(log_info);
+    }
+}
+
+fn log_warn(r: &Report) {
+    warn!(events = %r.counts, last = %r.last, "unusual telegrams (summarised, at most one line a minute)");
+}
+
+fn log_info(r: &Report) {
+    info!(events = %r.counts, last = %r.last, "listeners (summarised, at most one line a minute)");
 }
 
 impl Store {
@@ -269,22 +333,30 @@ impl Store {
             last_sync: None,
             next_housekeeping: None,
             actions: VecDeque::new(),
-            refused: Vec::new(),
+            noise: Noise::new(),
+            pending: BTreeMap::new(),
         };
         match fs::read_dir(&store.cfg.dir) {
             Ok(entries) => {
-                let mut dirs: Vec<String> = entries
+                // The most recently written first: those are the listeners still sending.
+                let mut dirs: Vec<(Timestamp, String)> = entries
                     .filter_map(|e| {
                         let e = e.ok()?;
                         e.file_type().ok()?.is_dir().then_some(())?;
                         let name = e.file_name().into_string().ok()?;
-                        let ours = ["details", "interval", "day", "weekly"].iter().any(|s| e.path().join(s).is_dir());
-                        (ours && dir_name(&name) == name).then_some(name)
+                        let written = last_written(&e.path())?;
+                        listener_name(&name).is_some().then_some((written, name))
                     })
                     .collect();
-                dirs.sort();
-                for name in dirs.into_iter().take(MAX_LISTENERS) {
-                    let listener = Listener::recover(&store.cfg, &name, now);
+                dirs.sort_by(|a, b| b.cmp(a));
+                for (written, name) in dirs.into_iter().take(MAX_LISTENERS) {
+                    let mut listener = Listener::recover(&store.cfg, &name, now);
+                    if dir_name(&listener.name).as_deref() != Some(name.as_str()) {
+                        // Written under an older naming (a hash for unsafe names): its files stay as they are.
+                        info!(dir = %listener.dir.display(), listener = %Printable(&listener.name), "a directory of an older naming scheme; not written to");
+                        continue;
+                    }
+                    listener.heard = written;
                     store.listeners.insert(name, listener);
                 }
             }
@@ -304,25 +376,36 @@ impl Store {
     pub fn write(&mut self, job: &mut Job, now: Timestamp) -> Result<Outcome, StoreError> {
         let cfg = &self.cfg;
         if job.done.admitted.is_none() {
-            let dir = dir_name(&job.msg.origin.listener);
-            let Some((l, new)) = listener_in(&mut self.listeners, cfg, &dir, now) else {
+            let name = &job.msg.origin.listener;
+            let Some(dir) = dir_name(name) else {
                 stats::bump(&self.stats.dropped_listeners);
-                if !self.refused.contains(&dir) && self.refused.len() < MAX_LISTENERS {
-                    warn!(listener = %job.msg.origin.listener, max = MAX_LISTENERS, "too many listeners; ignoring this one");
-                    self.refused.push(dir);
-                }
+                self.noise.warn(
+                    REFUSED,
+                    || format!("listener {}: name too long for a directory", Printable(name)),
+                    now,
+                );
                 return Ok(Outcome::TooManyListeners);
             };
+            let (l, new) = listener_in(&mut self.listeners, cfg, &dir, now, &self.stats, &mut self.noise);
             if new {
-                info!(listener = %job.msg.origin.listener, dir = %l.dir.display(), "writing files for a new listener");
+                let shown = l.dir.display();
+                self.noise.info(
+                    NEW_LISTENER,
+                    || format!("writing files for listener {} in {shown}", Printable(name)),
+                    now,
+                );
+                if let Some((_, status)) = self.pending.remove(&dir) {
+                    l.status = Some(status);
+                }
             }
-            let verdict = l.admit(&job.msg, &self.stats);
-            if matches!(verdict, Verdict::Duplicate | Verdict::Stale) {
+            l.heard = now;
+            let verdict = l.admit(&job.msg, job.arrived, &self.stats, &mut self.noise);
+            if matches!(verdict, Verdict::Duplicate | Verdict::Stale | Verdict::Implausible) {
                 return Ok(Outcome::Duplicate);
             }
             if job.msg.received_at > job.arrived + MAX_AHEAD && !l.clock_warned {
                 warn!(
-                    listener = %job.msg.origin.listener,
+                    listener = %Printable(&job.msg.origin.listener),
                     received_at = %job.msg.received_at,
                     reader_time = %job.arrived,
                     "the listener's clock is more than a day ahead of the reader's; filing its telegrams by the reader's clock"
@@ -358,7 +441,7 @@ impl Store {
         if !job.done.weekly {
             l.add_to_hour(cfg, t, msg, verdict);
             job.done.weekly = true;
-            l.health.telegrams += 1;
+            l.health.telegrams = l.health.telegrams.saturating_add(1);
             stats::bump(&self.stats.written);
         }
         // A closed hour's line goes out at once (recovery after a kill rebuilds only the current hour, so a line
@@ -372,13 +455,20 @@ impl Store {
 
     /// Keeps a listener's latest status datagram for its page.
     pub fn status(&mut self, status: StatusMessage, now: Timestamp) {
-        // Its telegrams may still be queued behind this status: know the listener already (no file is created
-        // until a telegram is written). Past the limit the status is dropped; a telegram would count the refusal.
-        let dir = dir_name(&status.origin.listener);
-        if let Some((l, _)) = listener_in(&mut self.listeners, &self.cfg, &dir, now) {
+        // A status takes no listener slot: for a listener not known yet it is kept aside (the newest few) until
+        // its first telegram.
+        let Some(dir) = dir_name(&status.origin.listener) else { return };
+        if let Some(l) = self.listeners.get_mut(&dir) {
             l.status = Some(status);
             l.html_dirty = true;
+            return;
         }
+        if self.pending.len() >= MAX_LISTENERS && !self.pending.contains_key(&dir) {
+            if let Some(oldest) = self.pending.iter().min_by_key(|(_, (at, _))| *at).map(|(k, _)| k.clone()) {
+                self.pending.remove(&oldest);
+            }
+        }
+        self.pending.insert(dir, (now, status));
     }
 
     /// Time-driven work: finishes periods of silent listeners, writes queued weekly lines and due pages, syncs
@@ -395,6 +485,7 @@ impl Store {
         if sync_due {
             self.last_sync = Some(now);
         }
+        self.noise.due(now, false);
         if (cfg.compress || cfg.retention.any()) && self.next_housekeeping.is_none_or(|t| now >= t) {
             // Hourly, and soon after local midnight, when the day's files close.
             let midnight = Period::containing(Span::Day, now, &cfg.tz).end + SignedDuration::from_mins(1);
@@ -427,6 +518,7 @@ impl Store {
     /// Writes what is due and syncs every file, for a clean stop. An unfinished interval stays `.partial` and
     /// is adopted by the next start.
     pub fn close(&mut self, now: Timestamp) -> Result<(), StoreError> {
+        self.noise.due(now, true);
         let mut first_error = None;
         for l in self.listeners.values_mut() {
             l.html_written = None;
@@ -486,6 +578,7 @@ impl Listener {
             html_dirty: false,
             html_written: None,
             clock_warned: false,
+            heard: Timestamp::UNIX_EPOCH,
         }
     }
 
@@ -524,7 +617,7 @@ impl Listener {
         let Some(stem) = newest else { return };
         match Period::parse_name(cfg.interval, &stem, &cfg.tz) {
             Some(period) => {
-                info!(listener = %self.name, file = %dir.join(format!("{stem}.csv.partial")).display(), "resuming the unfinished interval file");
+                info!(listener = %Printable(&self.name), file = %dir.join(format!("{stem}.csv.partial")).display(), "resuming the unfinished interval file");
                 self.clock.raise(period.start);
                 self.interval = Some(Slot { period, file: None });
             }
@@ -575,7 +668,9 @@ impl Listener {
         let mut last_seq = 0;
         for line in newest_first.iter().rev() {
             let Ok(Message::Telegram(msg)) = shared::wire::parse(line) else { continue };
-            let verdict = self.tracker.observe(&msg.origin.boot_id, msg.seq);
+            // Filed times from our own files, never later than now: the allowance for a sequence jump counts from
+            // them.
+            let verdict = self.tracker.observe(&msg.origin.boot_id, msg.seq, msg.received_at.min(now));
             self.history.push(&msg);
             if hour.contains(msg.received_at) {
                 summary.add(&msg);
@@ -592,7 +687,7 @@ impl Listener {
         // An hour whose line is written already only lends its last readings to the next one.
         self.hour = Some(if hour_open { summary } else { summary.next(hour.next(&cfg.tz)) });
         info!(
-            listener = %self.name,
+            listener = %Printable(&self.name),
             telegrams = newest_first.len(),
             last_seq,
             age_s = now.duration_since(last_at).as_secs(),
@@ -602,34 +697,41 @@ impl Listener {
         self.html_dirty = self.latest.is_some();
     }
 
-    /// Judges a telegram's sequence number and counts the verdict.
-    fn admit(&mut self, msg: &TelegramMessage, stats: &Stats) -> Verdict {
+    /// Judges a telegram's sequence number (it arrived at `arrived`) and counts the verdict.
+    fn admit(&mut self, msg: &TelegramMessage, arrived: Timestamp, stats: &Stats, noise: &mut Noise) -> Verdict {
         self.name.clone_from(&msg.origin.listener);
-        let verdict = self.tracker.observe(&msg.origin.boot_id, msg.seq);
+        let verdict = self.tracker.observe(&msg.origin.boot_id, msg.seq, arrived);
+        let name = Printable(&msg.origin.listener);
+        let seq = msg.seq;
         match verdict {
             Verdict::New { missed: 0 } | Verdict::NewBoot { restart: false } => {}
             Verdict::New { missed } => {
-                warn!(listener = %msg.origin.listener, missed, seq = msg.seq, "sequence gap: telegrams missed");
-                self.health.missed += missed;
+                noise.warn(GAP, || format!("listener {name}: {missed} missed before seq {seq}"), arrived);
+                self.health.missed = self.health.missed.saturating_add(missed);
                 stats::add(&stats.missed, missed);
             }
             Verdict::NewBoot { restart: true } => {
-                info!(listener = %msg.origin.listener, boot_id = %msg.origin.boot_id, seq = msg.seq, "listener restarted");
-                self.health.restarts += 1;
+                let boot = Printable(&msg.origin.boot_id);
+                noise.info(RESTART, || format!("listener {name} restarted: boot id {boot}, seq {seq}"), arrived);
+                self.health.restarts = self.health.restarts.saturating_add(1);
                 stats::bump(&stats.restarts);
             }
             Verdict::Late => {
-                debug!(listener = %msg.origin.listener, seq = msg.seq, "late telegram fills a gap");
+                debug!(listener = %name, seq, "late telegram fills a gap");
                 self.health.missed = self.health.missed.saturating_sub(1);
                 stats::drop_one(&stats.missed);
             }
             Verdict::Duplicate => {
-                self.health.duplicates += 1;
+                self.health.duplicates = self.health.duplicates.saturating_add(1);
                 stats::bump(&stats.duplicates);
             }
             Verdict::Stale => {
-                warn!(listener = %msg.origin.listener, seq = msg.seq, "telegram too old to check for duplicates; dropped");
+                noise.warn(STALE, || format!("listener {name}: seq {seq}"), arrived);
                 stats::bump(&stats.stale);
+            }
+            Verdict::Implausible => {
+                noise.warn(IMPLAUSIBLE, || format!("listener {name}: seq {seq}"), arrived);
+                stats::bump(&stats.implausible);
             }
         }
         verdict
@@ -944,41 +1046,107 @@ fn details_line(raw: &[u8], msg: &TelegramMessage) -> Vec<u8> {
     line
 }
 
-/// The listener kept under `dir`, recovered from its files on first sight (`true`: it is new); `None` once
-/// [`MAX_LISTENERS`] others are kept.
+/// The listener kept under `dir`, recovered from its files on first sight (`true`: it is new). With
+/// [`MAX_LISTENERS`] kept already, the one heard least recently is set aside first: its files are written out and
+/// closed, and it is recovered from them again when it is heard again.
 fn listener_in<'a>(
     listeners: &'a mut BTreeMap<String, Listener>,
     cfg: &StoreConfig,
     dir: &str,
     now: Timestamp,
-) -> Option<(&'a mut Listener, bool)> {
+    stats: &Stats,
+    noise: &mut Noise,
+) -> (&'a mut Listener, bool) {
     let new = !listeners.contains_key(dir);
-    if new {
-        if listeners.len() >= MAX_LISTENERS {
-            return None;
+    if new && listeners.len() >= MAX_LISTENERS {
+        let oldest = listeners.iter().min_by_key(|(_, l)| l.heard).map(|(k, _)| k.clone());
+        if let Some(mut l) = oldest.and_then(|k| listeners.remove(&k)) {
+            stats::bump(&stats.set_aside);
+            l.html_written = None;
+            for r in [l.flush_weekly(cfg), l.write_page(cfg, now), l.sync_all()] {
+                if let Err(e) = r {
+                    warn!(cause = %e, "closing the files of a listener set aside");
+                }
+            }
+            let name = Printable(&l.name);
+            noise.info(SET_ASIDE, || format!("listener {name}, to make room for a new one"), now);
         }
-        listeners.insert(dir.to_owned(), Listener::recover(cfg, dir, now));
     }
-    listeners.get_mut(dir).map(|l| (l, new))
+    let l = listeners.entry(dir.to_owned()).or_insert_with(|| Listener::recover(cfg, dir, now));
+    (l, new)
 }
 
-/// The directory name for a listener name: the name itself when it is a safe file name, else the safe
-/// characters followed by a hash of the name, so that different names never share a directory and no name can
-/// point outside the data directory.
-#[must_use]
-pub fn dir_name(listener: &str) -> String {
-    let safe: String = listener
-        .chars()
-        .take(64)
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
-        .collect();
-    if safe == listener && !safe.is_empty() && !safe.starts_with('.') {
-        return safe;
+/// When anything in a listener's directory was last written: the newest modification time of the directory and
+/// its subdirectories (a page rewrite, a new or renamed file). `None` when it holds none of them (not ours).
+fn last_written(dir: &Path) -> Option<Timestamp> {
+    let mtime = |p: &Path| -> Option<Timestamp> {
+        let modified = fs::metadata(p).ok()?.modified().ok()?;
+        Timestamp::try_from(modified).ok()
+    };
+    let subdirs = ["details", "interval", "day", "weekly"].map(|s| mtime(&dir.join(s)));
+    if subdirs.iter().all(Option::is_none) {
+        return None;
     }
-    // FNV-1a: stable across builds and platforms, unlike the standard library's hasher.
-    let hash =
-        listener.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-    format!("{}-{:08x}", safe.trim_start_matches('.'), hash as u32)
+    subdirs.into_iter().chain([mtime(dir), mtime(&dir.join("p1.html"))]).flatten().max()
+}
+
+/// The longest directory name (`NAME_MAX` on Linux and most file systems), in bytes.
+pub const MAX_DIR_NAME: usize = 255;
+
+/// Whether a byte is kept as it is in a directory name: `A-Z a-z 0-9 . _ -`.
+fn is_safe(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')
+}
+
+/// The directory name for a listener name, one-to-one: a name made only of `A-Z a-z 0-9 . _ -`, not starting
+/// with `.`, is its own directory name. Any other name is written as `~` followed by the name with every byte
+/// outside that set (and every `~`) escaped as `~XX` (two upper-case hex digits): `a/b` becomes `~a~2Fb`. A safe
+/// name holds no `~`, and an escaped one starts with it and reads back only one way, so two names never share a
+/// directory, and no name can point outside the data directory. `None` when the result would be longer than
+/// [`MAX_DIR_NAME`] bytes (no listener configuration allows such a name: at most 64 characters, and only
+/// names of many non-ASCII characters come near).
+#[must_use]
+pub fn dir_name(listener: &str) -> Option<String> {
+    let bytes = listener.as_bytes();
+    if !bytes.is_empty() && bytes[0] != b'.' && bytes.len() <= MAX_DIR_NAME && bytes.iter().all(|&b| is_safe(b)) {
+        return Some(listener.to_owned());
+    }
+    let mut out = String::with_capacity(bytes.len() + 1);
+    out.push('~');
+    for &b in bytes {
+        if is_safe(b) {
+            out.push(char::from(b));
+        } else {
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            out.extend(['~', char::from(HEX[usize::from(b >> 4)]), char::from(HEX[usize::from(b & 15)])]);
+        }
+        if out.len() > MAX_DIR_NAME {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+/// The listener name a directory name stands for, if it is the [`dir_name`] of one (the inverse).
+#[must_use]
+pub fn listener_name(dir: &str) -> Option<String> {
+    let Some(escaped) = dir.strip_prefix('~') else {
+        return (dir_name(dir).as_deref() == Some(dir)).then(|| dir.to_owned());
+    };
+    let mut bytes = Vec::with_capacity(escaped.len());
+    let mut rest = escaped.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        if b == b'~' {
+            let hex = tail.get(..2).and_then(|h| std::str::from_utf8(h).ok())?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(b);
+            rest = tail;
+        }
+    }
+    let name = String::from_utf8(bytes).ok()?;
+    (dir_name(&name).as_deref() == Some(dir)).then_some(name)
 }
 
 #[cfg(test)]

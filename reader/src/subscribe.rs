@@ -20,6 +20,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{debug, error, warn};
 
 use crate::clock::Clock;
+use crate::logtext::Printable;
 use crate::stats::{self, Stats};
 use crate::store::Job;
 use crate::writer::Incoming;
@@ -147,7 +148,7 @@ impl Invalid {
         let kinds: Vec<String> =
             self.counts.iter().zip(KINDS).filter(|(n, _)| **n > 0).map(|(n, k)| format!("{n} {k}")).collect();
         let (from, cause) = self.last.take().unwrap_or_else(|| (SocketAddr::from(([0, 0, 0, 0], 0)), String::new()));
-        warn!(ignored = total, kinds = %kinds.join(", "), last_from = %from, last_error = %cause, "ignored datagrams that are not valid p1hub messages");
+        warn!(ignored = total, kinds = %kinds.join(", "), last_from = %from, last_error = %Printable(&cause), "ignored datagrams that are not valid p1hub messages");
         self.counts = [0; 4];
         self.logged = Some(now);
     }

@@ -362,8 +362,151 @@ fn listeners_get_their_own_directories_and_hostile_names_stay_inside() {
     assert!(dirs.contains(&"zolder".to_owned()) && dirs.contains(&"kelder".to_owned()));
     assert!(dirs.iter().all(|d| !d.starts_with('.') && !d.contains('/')), "{dirs:?}");
     assert_ne!(dir_name("a/b"), dir_name("a_b"));
-    assert_eq!(dir_name("a_b"), "a_b");
-    assert_eq!(dir_name("../x"), "_x-838c62fa", "stable across builds, as FILES.md shows it");
+    assert_eq!(dir_name("a_b").as_deref(), Some("a_b"));
+    assert_eq!(dir_name("../x").as_deref(), Some("~..~2Fx"), "as FILES.md shows it");
+}
+
+#[test]
+fn a_name_that_looks_like_another_names_directory_gets_its_own() {
+    let dir = crate::testutil::tempdir();
+    let mut store = Store::open(config(dir.path()), Arc::default(), ts("2024-06-01T09:00:00Z"));
+    // `a_b-0468cf61` was the directory of `a/b` under the old naming; `~a~2Fb` is the directory of `a/b` now.
+    let names_in = ["a/b", "a_b-0468cf61", "~a~2Fb", "a_b"];
+    for (i, name) in names_in.iter().enumerate() {
+        let msg = telegram(name, &format!("boot{i}"), 1, "2024-06-01T10:00:00Z");
+        assert_eq!(store.write(&mut job(&msg), msg.received_at).expect("written"), Outcome::Written, "{name}");
+    }
+    let dirs = names(dir.path());
+    assert_eq!(dirs, ["a_b", "a_b-0468cf61", "~a~2Fb", "~~7Ea~7E2Fb"]);
+    for (i, name) in names_in.iter().enumerate() {
+        let d = dir_name(name).expect("fits");
+        let details = lines(&dir.path().join(&d).join("details/2024-06-01.jsonl"));
+        assert_eq!(details.len(), 1, "{name}: one telegram, its own");
+        assert!(details[0].contains(&format!("\"boot_id\":\"boot{i}\"")), "{name}: {}", details[0]);
+        assert_eq!(listener_name(&d).as_deref(), Some(*name), "the directory reads back as its name");
+    }
+}
+
+#[test]
+fn directory_names_are_one_to_one_and_read_back() {
+    let names_in = [
+        "meterkast",
+        "a/b",
+        "a_b",
+        "a~2Fb",
+        "~a~2Fb",
+        "~",
+        "~~",
+        ".",
+        "..",
+        ".hidden",
+        "",
+        "a b",
+        "é",
+        "电表",
+        "a\nb",
+        "a\0b",
+        "x-838c62fa",
+        "_x-838c62fa",
+        "../x",
+        "A",
+        "a",
+        "a.",
+        "-",
+        "a~",
+        "a~41",
+    ];
+    let mut seen = std::collections::BTreeMap::new();
+    for name in names_in {
+        let d = dir_name(name).expect("fits");
+        assert!(!d.is_empty() && !d.starts_with('.') && !d.contains('/') && !d.contains('\0'), "{name:?}: {d}");
+        assert!(d.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-~".contains(&b)), "{name:?}: {d}");
+        assert_eq!(listener_name(&d).as_deref(), Some(name), "{d}");
+        if let Some(other) = seen.insert(d.clone(), name) {
+            panic!("{other:?} and {name:?} share {d}");
+        }
+    }
+    // Names that are no listener's directory read back as none.
+    assert_eq!(listener_name("~").as_deref(), Some(""), "the empty name");
+    for d in ["~a~2fb", "~a~2", "~a~zz", "~abc", ".x", "~~7e", "a/b"] {
+        assert_eq!(listener_name(d), None, "{d}");
+    }
+    // The longest listener name a configuration accepts (64 characters) fits when ASCII; a name whose directory
+    // name would pass 255 bytes has none.
+    assert!(dir_name(&"/".repeat(64)).is_some_and(|d| d.len() == 193));
+    assert_eq!(dir_name(&"电".repeat(64)), None);
+    assert!(dir_name(&"x".repeat(255)).is_some_and(|d| d.len() == 255));
+}
+
+#[test]
+fn sixty_four_forged_names_do_not_lock_the_real_meter_out() {
+    let dir = crate::testutil::tempdir();
+    let stats = Arc::new(Stats::default());
+    let mut store = Store::open(config(dir.path()), stats.clone(), ts("2024-06-01T09:00:00Z"));
+    let t = ts("2024-06-01T10:00:00Z");
+    // Status-only names take no place at all.
+    for i in 0..100 {
+        store.status(status_of(&format!("status-{i}"), t), t);
+    }
+    // One telegram each from 64 forged names, then the real meter.
+    for i in 0..MAX_LISTENERS {
+        let msg = telegram(&format!("spoof-{i:02}"), "b1", 1, &t.to_string());
+        assert_eq!(store.write(&mut job(&msg), t).expect("written"), Outcome::Written);
+    }
+    assert_eq!(store.listeners().count(), MAX_LISTENERS);
+    let at = |s: i64| t + SignedDuration::from_secs(s);
+    for seq in 1..=3 {
+        assert_eq!(write(&mut store, seq, at(seq as i64)), Outcome::Written, "the real meter is stored");
+    }
+    assert!(store.listeners().any(|l| l == "meterkast"));
+    assert!(!store.listeners().any(|l| l == "spoof-00"), "the one heard least recently gave way");
+    assert_eq!(stats.snapshot().set_aside, 1);
+    // More forged names push out forged names, not the meter heard a moment ago.
+    for i in 64..200 {
+        let msg = telegram(&format!("spoof-{i:03}"), "b1", 1, &at(4).to_string());
+        store.write(&mut job(&msg), at(4)).expect("written");
+        assert_eq!(write(&mut store, 4 + i, at(4)), Outcome::Written);
+    }
+    assert!(store.listeners().any(|l| l == "meterkast"));
+    store.close(at(5)).expect("close");
+    assert_eq!(lines(&dir.path().join("meterkast/details/2024-06-01.jsonl")).len(), 3 + 136);
+    // A listener set aside comes back from its files when heard again.
+    let msg = telegram("spoof-00", "b1", 2, &at(6).to_string());
+    assert_eq!(store.write(&mut job(&msg), at(6)).expect("written"), Outcome::Written);
+    assert_eq!(lines(&dir.path().join("spoof-00/details/2024-06-01.jsonl")).len(), 2);
+    let msg = telegram("spoof-00", "b1", 1, &at(6).to_string());
+    assert_eq!(store.write(&mut job(&msg), at(6)).expect("written"), Outcome::Duplicate, "its sequence came back");
+}
+
+#[test]
+fn a_restart_recovers_the_most_recently_written_listeners() {
+    let dir = crate::testutil::tempdir();
+    let t = ts("2024-06-01T10:00:00Z");
+    {
+        let mut store = Store::open(config(dir.path()), Arc::default(), t);
+        // "meterkast" sorts after every "0-spoof-…" name, and is written first.
+        write(&mut store, 1, t);
+        for i in 0..MAX_LISTENERS + 6 {
+            let msg = telegram(&format!("0-spoof-{i:02}"), "b1", 1, &t.to_string());
+            store.write(&mut job(&msg), t).expect("written");
+        }
+        store.close(t).expect("close");
+    }
+    // The forged names were last written long ago; the meter a moment ago.
+    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
+    for entry in fs::read_dir(dir.path()).expect("dir") {
+        let path = entry.expect("entry").path();
+        if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("0-spoof")) {
+            for p in ["", "details", "interval", "day", "weekly", "p1.html"].map(|s| path.join(s)) {
+                if let Ok(f) = fs::File::open(&p) {
+                    f.set_modified(old).expect("set mtime");
+                }
+            }
+        }
+    }
+    let store = Store::open(config(dir.path()), Arc::default(), t + SignedDuration::from_secs(10));
+    assert_eq!(store.listeners().count(), MAX_LISTENERS);
+    assert!(store.listeners().any(|l| l == "meterkast"), "the meter is recovered, not left out by sort order");
 }
 
 #[test]
@@ -486,4 +629,71 @@ fn a_weekly_log_that_cannot_be_written_holds_up_no_telegram() {
     let err = store.tick(t).expect_err("the tick reports the weekly log");
     assert!(err.to_string().contains("weekly"), "{err}");
     assert_eq!(lines(&m.join("details/2024-06-01.jsonl")).len(), 4);
+}
+
+#[test]
+fn a_forged_sequence_number_does_not_block_the_listener_and_missed_stays_sane() {
+    let dir = crate::testutil::tempdir();
+    let stats = Arc::new(Stats::default());
+    let mut store = Store::open(config(dir.path()), stats.clone(), ts("2024-06-01T09:00:00Z"));
+    let t = ts("2024-06-01T10:00:00Z");
+    let at = |s: i64| t + SignedDuration::from_secs(s);
+    assert_eq!(write(&mut store, 1, at(0)), Outcome::Written);
+    assert_eq!(write(&mut store, u64::MAX, at(1)), Outcome::Duplicate, "not believed, not written");
+    for seq in 2..=10 {
+        assert_eq!(write(&mut store, seq, at(seq as i64)), Outcome::Written, "seq {seq}");
+    }
+    let s = stats.snapshot();
+    assert_eq!((s.written, s.missed, s.implausible), (10, 0, 1));
+    store.tick(ts("2024-06-01T11:00:02Z")).expect("tick");
+    let weekly = lines(&dir.path().join("meterkast/weekly/2024-W22.log"));
+    assert!(weekly[1].starts_with("2024-06-01T12:00+02:00 telegrams=10 missed=0 "), "{weekly:?}");
+}
+
+#[test]
+fn fifty_thousand_stale_datagrams_log_a_line_a_minute_and_names_are_escaped() {
+    let dir = crate::testutil::tempdir();
+    let stats = Arc::new(Stats::default());
+    let name = "meter\nERROR forged line\0";
+    let t = ts("2024-06-01T10:00:00Z");
+    let ((), log) = crate::testutil::capture_logs(|| {
+        let mut store = Store::open(config(dir.path()), stats.clone(), t);
+        for seq in [10_000, 10_001] {
+            let msg = telegram(name, "b1", seq, &t.to_string());
+            assert_eq!(store.write(&mut job(&msg), t).expect("written"), Outcome::Written);
+        }
+        // 50 000 stale datagrams over 500 s, with the writer's ticks.
+        for i in 0..50_000_i64 {
+            let now = t + SignedDuration::from_millis(i * 10);
+            let stale = telegram(name, "b1", 1, &t.to_string());
+            assert_eq!(store.write(&mut job(&stale), now).expect("written"), Outcome::Duplicate);
+            if i % 50 == 0 {
+                store.tick(now).expect("tick");
+            }
+        }
+        store.close(t + SignedDuration::from_secs(500)).expect("close");
+    });
+    assert_eq!(stats.snapshot().stale, 50_000);
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARN")).collect();
+    // The first at once, then one a minute over 500 s, and the rest at the close.
+    assert!((9..=11).contains(&warnings.len()), "{} WARN lines:\n{log}", warnings.len());
+    assert!(warnings[0].contains("1 stale"), "{}", warnings[0]);
+    assert!(log.contains(r"meter\nERROR forged line\u{0}"), "{log}");
+    assert!(!log.contains("\nERROR forged") && !log.contains('\0'), "no raw newline or NUL from a name:\n{log}");
+}
+
+fn status_of(listener: &str, at: Timestamp) -> shared::wire::StatusMessage {
+    shared::wire::StatusMessage {
+        schema: shared::wire::SCHEMA_VERSION,
+        origin: shared::wire::Origin { listener: listener.into(), boot_id: "b1".into() },
+        sent_at: at,
+        uptime_s: 60,
+        source: "simulate".into(),
+        port: shared::wire::PortState::Open,
+        port_settings: None,
+        last_seq: None,
+        last_telegram_age_ms: None,
+        meter_silent: true,
+        counters: shared::wire::Counters::default(),
+    }
 }
