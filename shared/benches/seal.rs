@@ -20,7 +20,8 @@ fn dsmr5_datagram() -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(event) = engine.next_event() {
         if let Event::Telegram(checked) = event {
-            let received_at = jiff::Timestamp::from_millisecond(1_795_248_371_193).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+            let received_at =
+                jiff::Timestamp::from_millisecond(1_795_248_371_193).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
             // A five-digit sequence number, as in the README's datagram sizes.
             let msg = checked.into_message(origin, 10_000, received_at);
             wire::encode_into(&Message::Telegram(Box::new(msg)), &mut out);

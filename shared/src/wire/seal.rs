@@ -546,9 +546,9 @@ mod tests {
         assert_eq!(
             hex(&out),
             concat!(
-                "b1503153", // magic
-                "01",       // version
-                "686321c8", // key id
+                "b1503153",                 // magic
+                "01",                       // version
+                "686321c8",                 // key id
                 "703168756221212100000000", // nonce: prefix "p1hub!!!", counter 0
                 // ciphertext (59 bytes, as long as the plaintext)
                 "152922cb08948895e55ee7b82ee78096a5c2961082efa46e7ac840b96db3b8ba",
