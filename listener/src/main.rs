@@ -97,7 +97,7 @@ fn describe_security(m: &shared::config::Multicast) -> String {
         (Security::Sealed, Some(ring)) => {
             let mut s = format!("datagrams sealed, key set (id {})", ring.current().id());
             if let Some(next) = ring.next() {
-                s.push_str(&format!(", next key set (id {})", next.id()));
+                s = format!("{s}, next key set (id {})", next.id());
             }
             if m.accept_open {
                 s.push_str(", subscribers also accept open datagrams");

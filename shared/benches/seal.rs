@@ -36,9 +36,9 @@ fn seal_open(c: &mut Criterion) {
     let json = dsmr5_datagram();
     let key = Key::from_bytes(std::array::from_fn(|i| i as u8 ^ 0x5a));
     let keys = [key.clone()];
-    let mut sealer = Sealer::new(&key).expect("the OS random number generator");
+    let mut listener = Sealer::new(&key).expect("the OS random number generator");
     let (mut sealed, mut opened) = (Vec::with_capacity(4096), Vec::with_capacity(4096));
-    sealer.seal(&json, &mut sealed).expect("seal");
+    listener.seal(&json, &mut sealed).expect("seal");
     assert_eq!(seal::open(&keys, &sealed).expect("opens").plaintext, json);
     println!("DSMR 5 message: {} bytes, sealed {} bytes", json.len(), sealed.len());
 
@@ -47,7 +47,7 @@ fn seal_open(c: &mut Criterion) {
     group.bench_function("seal_dsmr5", |b| {
         b.iter(|| {
             sealed.clear();
-            sealer.seal(black_box(&json), &mut sealed).expect("seal");
+            listener.seal(black_box(&json), &mut sealed).expect("seal");
             black_box(sealed.len())
         });
     });
@@ -62,7 +62,7 @@ fn seal_open(c: &mut Criterion) {
         b.iter(|| {
             sealed.clear();
             opened.clear();
-            sealer.seal(black_box(&json), &mut sealed).expect("seal");
+            listener.seal(black_box(&json), &mut sealed).expect("seal");
             black_box(seal::open_into(&keys, &sealed, &mut opened).expect("open"))
         });
     });

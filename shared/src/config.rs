@@ -676,7 +676,7 @@ impl Config {
                     warnings.extend(warning.map(|w| format!("{name}: {w}")));
                 }
                 Err(allowed) => {
-                    errors.push(FieldError { key: name.into(), value: path.display().to_string(), allowed })
+                    errors.push(FieldError { key: name.into(), value: path.display().to_string(), allowed });
                 }
             }
         }

@@ -49,7 +49,11 @@ fn unhex(text: &str) -> Vec<u8> {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 #[test]
@@ -101,9 +105,7 @@ print("python: the documented vector and code check out")
 
 #[test]
 fn the_documented_python_reproduces_and_opens_the_vector() {
-    let probe = Command::new("python3")
-        .args(["-c", "import cryptography.hazmat.primitives.ciphers.aead"])
-        .output();
+    let probe = Command::new("python3").args(["-c", "import cryptography.hazmat.primitives.ciphers.aead"]).output();
     match probe {
         Ok(out) if out.status.success() => {}
         Ok(_) | Err(_) => {

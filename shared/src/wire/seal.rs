@@ -337,16 +337,13 @@ impl Sealer {
         out.extend_from_slice(&nonce);
         out.extend_from_slice(plaintext);
         let (header, body) = out[start..].split_at_mut(HEADER_LEN);
-        match self.cipher.encrypt_in_place_detached(Nonce::from_slice(&nonce), header, body) {
-            Ok(tag) => {
-                out.extend_from_slice(&tag);
-                Ok(())
-            }
+        if let Ok(tag) = self.cipher.encrypt_in_place_detached(Nonce::from_slice(&nonce), header, body) {
+            out.extend_from_slice(&tag);
+            Ok(())
+        } else {
             // Only for plaintexts of over 256 GiB, excluded above; still, never leave plaintext in `out`.
-            Err(_) => {
-                out.truncate(start);
-                Err(SealError::TooLarge { len: plaintext.len(), max: MAX_PLAINTEXT })
-            }
+            out.truncate(start);
+            Err(SealError::TooLarge { len: plaintext.len(), max: MAX_PLAINTEXT })
         }
     }
 }
@@ -534,7 +531,11 @@ mod tests {
     }
 
     fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
+        use std::fmt::Write as _;
+        bytes.iter().fold(String::new(), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
     }
 
     #[test]
