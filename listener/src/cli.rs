@@ -54,6 +54,12 @@ pub enum Command {
         #[arg(long, value_name = "SECS", default_value_t = 60)]
         timeout: u64,
     },
+    /// Print a new random LAN key for sealed datagrams (multicast.key); the key id goes to stderr.
+    Keygen {
+        /// Write the key to this new file (mode 600) instead of printing it; an existing file is never replaced.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 /// Flag values that override configuration keys (`global`: accepted before or after a subcommand).
@@ -97,6 +103,13 @@ pub struct Overrides {
         help = "Key for encrypted meters, 32 hex digits (listener.decryption_key)"
     )]
     pub decryption_key: Option<String>,
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        help = "File holding the LAN key for sealed datagrams (multicast.key_file; replaces multicast.key)"
+    )]
+    pub key_file: Option<String>,
 }
 
 impl Overrides {
@@ -120,6 +133,10 @@ impl Overrides {
         if let Some(k) = &self.decryption_key {
             raw.listener.decryption_key = Some(k.clone());
             raw.listener.decryption_key_file = None;
+        }
+        if let Some(f) = &self.key_file {
+            raw.multicast.key_file = Some(f.clone());
+            raw.multicast.key = None;
         }
     }
 }
@@ -162,6 +179,7 @@ mod tests {
             interface: Some("127.0.0.1".into()),
             raw_tcp: Some("127.0.0.1:2001".into()),
             decryption_key: Some("00112233445566778899AABBCCDDEEFF".into()),
+            key_file: Some("/etc/p1hub/lan.key".into()),
         };
         // The key file in the file would be an error; the flag's key replaces it.
         let (config, origin) = load_config(Some(&file), Path::new("/nonexistent"), &overrides).expect("valid");
@@ -172,6 +190,8 @@ mod tests {
         assert_eq!(config.multicast.interface.to_string(), "127.0.0.1");
         assert_eq!(config.listener.raw_tcp.map(|a| a.to_string()).as_deref(), Some("127.0.0.1:2001"));
         assert_eq!(config.listener.decryption_key.map(|k| k[0]), Some(0x00));
+        assert_eq!(config.multicast.key_file.as_deref(), Some(Path::new("/etc/p1hub/lan.key")));
+        assert_eq!(config.multicast.security, shared::config::Security::Sealed);
     }
 
     #[test]
@@ -208,6 +228,10 @@ mod tests {
         assert_eq!(cli.overrides.replay.as_deref(), Some("max"));
         let cli = Cli::parse_from(["p1-listener", "parse", "cap.txt", "--stats", "--decryption-key", "AB"]);
         assert_eq!(cli.overrides.decryption_key.as_deref(), Some("AB"));
+        let cli = Cli::parse_from(["p1-listener", "keygen", "--out", "lan.key"]);
+        assert!(matches!(cli.command, Some(Command::Keygen { out: Some(ref p) }) if p == Path::new("lan.key")));
+        let cli = Cli::parse_from(["p1-listener", "--key-file", "/k", "--check-config"]);
+        assert_eq!(cli.overrides.key_file.as_deref(), Some("/k"));
         // Every override flag is taken after either subcommand (capture refused --decryption-key before).
         let cli = Cli::parse_from(["p1-listener", "capture", "--decryption-key", "CD", "--source", "simulate"]);
         assert_eq!(

@@ -1,4 +1,4 @@
-//! The installer's tools: `p1-listener parse` and `p1-listener capture`.
+//! The installer's tools: `p1-listener parse`, `p1-listener capture` and `p1-listener keygen`.
 //!
 //! `parse` runs a raw capture through the same engine as the listener and prints each valid telegram's message,
 //! one JSON document per line, exactly as it would be published (same origin name, a fresh boot id, sequence
@@ -6,15 +6,18 @@
 //!
 //! `capture` opens the configured source (detecting the port settings), saves the first valid telegram byte for
 //! byte, and describes the meter.
+//!
+//! `keygen` makes a new LAN key for sealed datagrams (`multicast.key`, see `docs/sealed-datagrams.md`).
 
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use shared::config::Config;
 use shared::engine::{Engine, Event};
+use shared::wire::seal::{Key, KeyId};
 use shared::wire::{self, Counters, Message, Origin, TelegramMessage};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -237,6 +240,46 @@ pub fn describe(captured: &Captured, source: &str) -> String {
     s
 }
 
+/// `p1-listener keygen`: a new random LAN key. Without `file`, writes only the key (64 hex digits and a newline)
+/// to `out`, so it can be redirected; with `file`, creates that file readable by its owner only (never replacing
+/// one) and writes the key there. Either way `note` gets the key id and what to do with the key; never the key.
+pub fn keygen(file: Option<&Path>, out: &mut dyn Write, note: &mut dyn Write) -> anyhow::Result<KeyId> {
+    let key = Key::generate().context("making a key")?;
+    let line = zeroize::Zeroizing::new(format!("{}\n", key.to_hex().as_str()));
+    match file {
+        None => {
+            out.write_all(line.as_bytes()).context("writing the key")?;
+            writeln!(
+                note,
+                "p1-listener keygen: key id {}. Put the key in multicast.key, or in a file that only its owner can \
+                 read (multicast.key_file; e.g. (umask 077; p1-listener keygen > /etc/p1hub/lan.key)), on every host.",
+                key.id()
+            )?;
+        }
+        Some(path) => {
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut f = options
+                .open(path)
+                .with_context(|| format!("creating {} (an existing file is never replaced)", path.display()))?;
+            f.write_all(line.as_bytes())
+                .and_then(|()| f.sync_all())
+                .with_context(|| format!("writing {}", path.display()))?;
+            writeln!(
+                note,
+                "p1-listener keygen: wrote a new key (id {}) to {}, readable by its owner only. Copy it to every host \
+                 and set multicast.key_file: {} in p1.yml.",
+                key.id(),
+                path.display(),
+                path.display()
+            )?;
+        }
+    }
+    Ok(key.id())
+}
+
 /// A value as the message writes it (`nl-5`, `gas`, an RFC 3339 time), for people to read.
 fn wire_name<T: serde::Serialize>(value: &T) -> String {
     match serde_json::to_value(value) {
@@ -337,6 +380,47 @@ mod tests {
         assert!(text.contains("dialect:        nl-5"), "{text}");
         assert!(text.contains("manufacturer:   SIM"), "{text}");
         assert!(text.contains("channel 1: gas (type 3)") && text.contains("channel 2: water (type 7)"), "{text}");
+    }
+
+    #[test]
+    fn keygen_prints_a_new_key_and_only_the_key() {
+        let (mut out, mut note) = (Vec::new(), Vec::new());
+        let id = keygen(None, &mut out, &mut note).expect("a key");
+        let text = String::from_utf8(out).expect("text");
+        assert!(text.ends_with('\n') && text.trim_end().len() == 64, "{text:?}");
+        let key = Key::parse(&text).expect("the printed key parses");
+        assert_eq!(key.id(), id);
+        let note = String::from_utf8(note).expect("text");
+        assert!(note.contains(&id.to_string()) && note.contains("multicast.key"), "{note}");
+        assert!(!note.contains(text.trim_end()), "the note never holds the key: {note}");
+        // A second key is another key.
+        let mut again = Vec::new();
+        keygen(None, &mut again, &mut Vec::new()).expect("a key");
+        assert_ne!(Key::parse(std::str::from_utf8(&again).expect("text")).expect("parses"), key);
+    }
+
+    #[test]
+    fn keygen_writes_an_owner_only_file_and_never_replaces_one() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("lan.key");
+        let (mut out, mut note) = (Vec::new(), Vec::new());
+        let id = keygen(Some(&path), &mut out, &mut note).expect("written");
+        assert!(out.is_empty(), "the key goes to the file only");
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert_eq!(Key::parse(&text).expect("parses").id(), id);
+        assert_eq!(std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777, 0o600);
+        let note = String::from_utf8(note).expect("text");
+        assert!(note.contains(&path.display().to_string()) && !note.contains(text.trim_end()), "{note}");
+        // The file is read by the configuration without a warning.
+        let yaml = format!("multicast:\n  key_file: {}\n", path.display());
+        let mut config = RawConfig::from_yaml(&yaml, "t.yml").expect("parses").validate().expect("valid");
+        assert_eq!(config.read_multicast_keys().expect("read"), Vec::<String>::new());
+        assert_eq!(config.multicast.keyring().map(|r| r.current().id()), Some(id));
+
+        let err = keygen(Some(&path), &mut out, &mut Vec::new()).expect_err("exists");
+        assert!(format!("{err:#}").contains("never replaced"), "{err:#}");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), text, "the old key is kept");
     }
 
     #[tokio::test]

@@ -13,8 +13,26 @@ fn main() -> ExitCode {
         print!("{}", shared::config::DEFAULT_CONFIG);
         return ExitCode::SUCCESS;
     }
-    let (config, origin) = match cli.load_config() {
+    // A new key needs no configuration.
+    if let Some(Command::Keygen { out }) = &cli.command {
+        let (mut stdout, mut stderr) = (std::io::stdout().lock(), std::io::stderr());
+        return match p1_listener::commands::keygen(out.as_deref(), &mut stdout, &mut stderr) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("p1-listener: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let (mut config, origin) = match cli.load_config() {
         Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("p1-listener: configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let key_warnings = match config.read_multicast_keys() {
+        Ok(warnings) => warnings,
         Err(e) => {
             eprintln!("p1-listener: configuration: {e}");
             return ExitCode::from(2);
@@ -23,12 +41,16 @@ fn main() -> ExitCode {
     if cli.check_config {
         let m = &config.multicast;
         println!(
-            "{origin}: OK (listener '{}', source {}, group {} via {})",
+            "{origin}: OK (listener '{}', source {}, group {} via {}, {})",
             config.name,
             p1_listener::source::describe(&config.listener.source),
             m.group,
-            m.interface
+            m.interface,
+            describe_security(m)
         );
+        for w in &key_warnings {
+            println!("warning: {w}");
+        }
         return ExitCode::SUCCESS;
     }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -36,6 +58,9 @@ fn main() -> ExitCode {
     // Colour only for people at a terminal: never into pipes, files or the journal.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+    for w in &key_warnings {
+        tracing::warn!("{w}");
+    }
 
     let result = match cli.command {
         Some(Command::Parse { path, stats, .. }) => {
@@ -56,6 +81,7 @@ fn main() -> ExitCode {
                 print!("{}", p1_listener::commands::describe(&c, &source));
             })
         }),
+        Some(Command::Keygen { .. }) => Ok(()),
         None => runtime().and_then(|rt| {
             rt.block_on(async {
                 let shutdown = CancellationToken::new();
@@ -70,6 +96,25 @@ fn main() -> ExitCode {
             eprintln!("p1-listener: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Whether datagrams are sealed and with which key ids (never the keys).
+fn describe_security(m: &shared::config::Multicast) -> String {
+    use shared::config::Security;
+    match (m.security, m.keyring()) {
+        (Security::Open, _) => "datagrams open (no key set)".to_owned(),
+        (Security::Sealed, Some(ring)) => {
+            let mut s = format!("datagrams sealed, key set (id {})", ring.current().id());
+            if let Some(next) = ring.next() {
+                s = format!("{s}, next key set (id {})", next.id());
+            }
+            if m.accept_open {
+                s.push_str(", subscribers also accept open datagrams");
+            }
+            s
+        }
+        (Security::Sealed, None) => "datagrams sealed, key not read".to_owned(),
     }
 }
 

@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod read;
+use crate::wire::seal::{Key, Keyring};
 
 /// The repository's documented `p1.yml`: every key with its default and a comment.
 pub const DEFAULT_CONFIG: &str = include_str!("../../p1.yml");
@@ -58,6 +59,29 @@ pub struct RawMulticast {
     pub ttl: u32,
     /// Deliver to subscribers on the sending host too.
     pub loopback: bool,
+    /// `open` or `sealed` (default: sealed when a key is set, else open). See `docs/sealed-datagrams.md`.
+    pub security: Option<String>,
+    /// Sealed datagrams: the LAN key, 32 bytes as 64 hex digits or base64.
+    pub key: Option<Secret>,
+    /// Sealed datagrams: a file holding the key (kept out of `p1.yml`).
+    pub key_file: Option<String>,
+    /// Key rotation: the key being rotated to, accepted by subscribers beside `key`.
+    pub next_key: Option<Secret>,
+    /// Key rotation: a file holding the next key.
+    pub next_key_file: Option<String>,
+    /// Sealed mode, migration: subscribers also accept open datagrams.
+    pub accept_open: bool,
+}
+
+/// Text that must never be printed (a key in `p1.yml`): its `Debug` says only how long it is.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<secret, {} characters>", self.0.chars().count())
+    }
 }
 
 /// `listener:`
@@ -144,7 +168,18 @@ impl Default for RawConfig {
 
 impl Default for RawMulticast {
     fn default() -> Self {
-        RawMulticast { group: DEFAULT_GROUP.into(), interface: "0.0.0.0".into(), ttl: 1, loopback: true }
+        RawMulticast {
+            group: DEFAULT_GROUP.into(),
+            interface: "0.0.0.0".into(),
+            ttl: 1,
+            loopback: true,
+            security: None,
+            key: None,
+            key_file: None,
+            next_key: None,
+            next_key_file: None,
+            accept_open: false,
+        }
     }
 }
 
@@ -236,6 +271,40 @@ pub struct Multicast {
     pub ttl: u32,
     /// Loop datagrams back to the sending host.
     pub loopback: bool,
+    /// Open or sealed datagrams.
+    pub security: Security,
+    /// Sealed mode: subscribers also accept open datagrams (a migration).
+    pub accept_open: bool,
+    /// The LAN key (from `key`, or from `key_file` once [`Config::read_multicast_keys`] has run).
+    pub key: Option<Key>,
+    /// Where the key is kept, if in a file.
+    pub key_file: Option<PathBuf>,
+    /// The key being rotated to (from `next_key`, or `next_key_file` once read).
+    pub next_key: Option<Key>,
+    /// Where the next key is kept, if in a file.
+    pub next_key_file: Option<PathBuf>,
+}
+
+/// Whether datagrams are sealed (`multicast.security`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Security {
+    /// Plain JSON datagrams: anyone on the LAN can read and send them.
+    Open,
+    /// Sealed with the LAN key (`shared::wire::seal`): only key holders can read or send them.
+    Sealed,
+}
+
+impl Multicast {
+    /// The keys as a keyring (current first, then next), once every key is known: `None` in open mode, or before
+    /// [`Config::read_multicast_keys`] has read a key file.
+    #[must_use]
+    pub fn keyring(&self) -> Option<Keyring> {
+        let ring = Keyring::new(self.key.clone()?);
+        Some(match &self.next_key {
+            Some(next) => ring.with_next(next.clone()),
+            None => ring,
+        })
+    }
 }
 
 /// Where the listener reads telegrams.
@@ -480,6 +549,7 @@ impl RawConfig {
         if m.ttl > 255 {
             bad("multicast.ttl", &m.ttl, "a number from 0 to 255 (1 keeps datagrams on the LAN)");
         }
+        let sealing = multicast_security(m, &mut bad);
 
         let l = &self.listener;
         let source = parse_source(&l.source).unwrap_or_else(|why| {
@@ -580,7 +650,18 @@ impl RawConfig {
             name,
             timezone_name: self.timezone.clone(),
             timezone,
-            multicast: Multicast { group, interface, ttl: m.ttl, loopback: m.loopback },
+            multicast: Multicast {
+                group,
+                interface,
+                ttl: m.ttl,
+                loopback: m.loopback,
+                security: sealing.security,
+                accept_open: m.accept_open,
+                key: sealing.key,
+                key_file: non_empty(m.key_file.as_deref()).map(PathBuf::from),
+                next_key: sealing.next_key,
+                next_key_file: non_empty(m.next_key_file.as_deref()).map(PathBuf::from),
+            },
             listener: Listener {
                 source,
                 port_settings,
@@ -631,6 +712,155 @@ impl Config {
         self.listener.decryption_key = Some(key);
         Ok(())
     }
+}
+
+impl Config {
+    /// Reads `multicast.key_file` and `multicast.next_key_file` into `multicast.key` and `multicast.next_key`.
+    /// Every program that sends or receives sealed datagrams calls this after [`RawConfig::validate`]. Returns
+    /// warnings to log (a key file that group or others may read); never the key.
+    pub fn read_multicast_keys(&mut self) -> Result<Vec<String>, ConfigError> {
+        let m = &mut self.multicast;
+        let (mut errors, mut warnings) = (Vec::new(), Vec::new());
+        for (name, file, slot) in [
+            ("multicast.key_file", &m.key_file, &mut m.key),
+            ("multicast.next_key_file", &m.next_key_file, &mut m.next_key),
+        ] {
+            let Some(path) = file else { continue };
+            match read_key_file(path) {
+                Ok((key, warning)) => {
+                    *slot = Some(key);
+                    warnings.extend(warning.map(|w| format!("{name}: {w}")));
+                }
+                Err(allowed) => {
+                    errors.push(FieldError { key: name.into(), value: path.display().to_string(), allowed, unknown: false });
+                }
+            }
+        }
+        if let (Some(key), Some(next)) = (&m.key, &m.next_key) {
+            if key == next {
+                errors.push(FieldError {
+                    key: "multicast.next_key_file".into(),
+                    value: m
+                        .next_key_file
+                        .as_ref()
+                        .or(m.key_file.as_ref())
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
+                    allowed: "a key other than the current one (the next key is the one you rotate to)".into(),
+                    unknown: false,
+                });
+            }
+        }
+        if errors.is_empty() {
+            Ok(warnings)
+        } else {
+            Err(ConfigError::Invalid(errors))
+        }
+    }
+}
+
+/// What `multicast.security` and the keys given inline come to.
+struct Sealing {
+    security: Security,
+    key: Option<Key>,
+    next_key: Option<Key>,
+}
+
+/// Validates `multicast.security`, `key`, `key_file`, `next_key`, `next_key_file`. Key files are read later, by
+/// [`Config::read_multicast_keys`]. A key is never quoted in an error.
+fn multicast_security(m: &RawMulticast, bad: &mut dyn FnMut(&str, &dyn fmt::Display, &str)) -> Sealing {
+    const MAKE_ONE: &str = "make one with `p1-listener keygen`";
+    let text = |s: &Option<Secret>| s.as_ref().map(|s| s.0.trim().to_owned()).filter(|s| !s.is_empty());
+    let (key_text, next_text) = (text(&m.key), text(&m.next_key));
+    let (key_file, next_file) = (non_empty(m.key_file.as_deref()), non_empty(m.next_key_file.as_deref()));
+    let mut parse = |name: &str, text: Option<String>| {
+        let text = text?;
+        Key::parse(&text).map_err(|e| bad(name, &format!("<{} characters>", text.chars().count()), &e.to_string())).ok()
+    };
+    let key = parse("multicast.key", key_text.clone());
+    let next_key = parse("multicast.next_key", next_text.clone());
+    if key_text.is_some() && key_file.is_some() {
+        bad("multicast.key_file", &"(set)", "either multicast.key or multicast.key_file, not both");
+    }
+    if next_text.is_some() && next_file.is_some() {
+        bad("multicast.next_key_file", &"(set)", "either multicast.next_key or multicast.next_key_file, not both");
+    }
+    let has_key = key_text.is_some() || key_file.is_some();
+    if !has_key && (next_text.is_some() || next_file.is_some()) {
+        let name = if next_text.is_some() { "multicast.next_key" } else { "multicast.next_key_file" };
+        bad(name, &"(set)", "only beside a current key (multicast.key or multicast.key_file): set that too");
+    }
+    if let (Some(k), Some(n)) = (&key, &next_key) {
+        if k == n {
+            bad("multicast.next_key", &"(the current key)", "a key other than multicast.key (the key you rotate to)");
+        }
+    }
+    let security = match m.security.as_deref().map(str::trim) {
+        None | Some("") => {
+            if has_key {
+                Security::Sealed
+            } else {
+                Security::Open
+            }
+        }
+        Some("sealed") => {
+            if !has_key {
+                bad(
+                    "multicast.security",
+                    &"sealed",
+                    &format!("open, or set multicast.key or multicast.key_file too ({MAKE_ONE})"),
+                );
+            }
+            Security::Sealed
+        }
+        Some("open") => {
+            if has_key {
+                bad(
+                    "multicast.security",
+                    &"open",
+                    "sealed (or leave it out) while multicast.key or multicast.key_file is set; to stay open, remove \
+                     the key",
+                );
+            }
+            Security::Open
+        }
+        Some(other) => {
+            bad("multicast.security", &other, "open or sealed (leave it out: sealed when a key is set, else open)");
+            if has_key {
+                Security::Sealed
+            } else {
+                Security::Open
+            }
+        }
+    };
+    Sealing { security, key, next_key }
+}
+
+fn non_empty(text: Option<&str>) -> Option<&str> {
+    text.map(str::trim).filter(|t| !t.is_empty())
+}
+
+/// Reads a key file; the warning says when group or others may read it. The error is the "allowed" text.
+fn read_key_file(path: &Path) -> Result<(Key, Option<String>), String> {
+    let text =
+        zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| format!("a readable key file ({e})"))?);
+    let key = Key::parse(&text).map_err(|e| format!("a file holding only the key: {e}"))?;
+    let mut warning = None;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                warning = Some(format!(
+                    "{} may be read by group or others (mode {mode:03o}); run: chmod 600 {}",
+                    path.display(),
+                    path.display()
+                ));
+            }
+        }
+    }
+    Ok((key, warning))
 }
 
 const KEY_HELP: &str = "32 hex digits (16 bytes), as given by the grid operator";
@@ -849,6 +1079,121 @@ mod tests {
         std::fs::write(&file, "000102030405060708090A0B0C0D0E0F\n").expect("write");
         config.read_key_file().expect("readable key");
         assert_eq!(config.listener.decryption_key.map(|k| k[15]), Some(15));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    const LAN_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+    const NEXT_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh4=";
+
+    fn multicast(yaml: &str) -> Result<Multicast, ConfigError> {
+        RawConfig::from_yaml(&format!("multicast:\n{yaml}"), "t.yml").expect("parses").validate().map(|c| c.multicast)
+    }
+
+    fn invalid(yaml: &str) -> Vec<FieldError> {
+        match multicast(yaml) {
+            Err(ConfigError::Invalid(list)) => list,
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_key_means_sealed_and_no_key_means_open() {
+        let open = multicast("  ttl: 1\n").expect("valid");
+        assert_eq!((open.security, open.keyring()), (Security::Open, None));
+        let sealed = multicast(&format!("  key: {LAN_KEY}\n")).expect("valid");
+        assert_eq!(sealed.security, Security::Sealed);
+        let ring = sealed.keyring().expect("a keyring");
+        assert_eq!(ring.current().id().to_string(), "686321c8");
+        assert_eq!(ring.next(), None);
+        assert!(!sealed.accept_open);
+        // Explicitly sealed, with a rotation and a migration.
+        let m =
+            multicast(&format!("  security: sealed\n  key: {LAN_KEY}\n  next_key: {NEXT_KEY}\n  accept_open: true\n"))
+                .expect("valid");
+        assert_eq!((m.security, m.accept_open), (Security::Sealed, true));
+        assert_eq!(m.keyring().expect("ring").keys().len(), 2);
+        // Empty values count as unset (the documented p1.yml lists the keys empty).
+        let empty = multicast("  security:\n  key:\n  key_file: \"\"\n  next_key:\n").expect("valid");
+        assert_eq!(empty.security, Security::Open);
+    }
+
+    #[test]
+    fn sealing_mistakes_name_the_field_and_the_fix() {
+        let cases: [(String, &str, &str); 8] = [
+            ("  security: sealed\n".into(), "multicast.security", "keygen"),
+            (format!("  security: open\n  key: {LAN_KEY}\n"), "multicast.security", "remove"),
+            ("  security: secret\n".into(), "multicast.security", "open or sealed"),
+            (format!("  key: {LAN_KEY}\n  key_file: /k\n"), "multicast.key_file", "not both"),
+            (
+                format!("  key: {LAN_KEY}\n  next_key: {NEXT_KEY}\n  next_key_file: /n\n"),
+                "multicast.next_key_file",
+                "not both",
+            ),
+            (format!("  next_key: {NEXT_KEY}\n"), "multicast.next_key", "current key"),
+            (format!("  key: {LAN_KEY}\n  next_key: {LAN_KEY}\n"), "multicast.next_key", "other than"),
+            ("  key: 00112233445566778899aabbccddeeff\n".into(), "multicast.key", "64 hex digits"),
+        ];
+        for (yaml, key, fix) in cases {
+            let errors = invalid(&yaml);
+            assert_eq!(errors.len(), 1, "{yaml}: {errors:?}");
+            let text = errors[0].to_string();
+            assert!(errors[0].key == key && text.contains(fix), "{yaml}: {text}");
+            assert!(!text.contains(LAN_KEY) && !text.contains("00112233") && !text.contains("AAECA"), "{text}");
+        }
+    }
+
+    #[test]
+    fn keys_are_never_in_debug_output() {
+        let yaml = format!("multicast:\n  key: {LAN_KEY}\n  next_key: {NEXT_KEY}\n");
+        let raw = RawConfig::from_yaml(&yaml, "t.yml").expect("parses");
+        let config = raw.validate().expect("valid");
+        for text in [format!("{raw:?}"), format!("{config:?}")] {
+            assert!(!text.contains("0a0b0c") && !text.contains("AAECA"), "{text}");
+        }
+        assert!(format!("{raw:?}").contains("<secret, 64 characters>"), "{raw:?}");
+        assert!(format!("{config:?}").contains("686321c8"), "the key id may show: {config:?}");
+    }
+
+    #[test]
+    fn key_files_are_read_and_loose_permissions_warned_about() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("p1hub-lan-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let (key, next) = (dir.join("lan.key"), dir.join("next.key"));
+        let yaml = format!("multicast:\n  key_file: {}\n  next_key_file: {}\n", key.display(), next.display());
+        // Validation alone does not read the files: sealed, keys still unknown.
+        let mut config = RawConfig::from_yaml(&yaml, "t.yml").expect("parses").validate().expect("valid");
+        assert_eq!((config.multicast.security, config.multicast.keyring()), (Security::Sealed, None));
+        let Err(ConfigError::Invalid(errors)) = config.read_multicast_keys() else { panic!("missing files") };
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["multicast.key_file", "multicast.next_key_file"]);
+
+        std::fs::write(&key, format!("{LAN_KEY}\n")).expect("write");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        std::fs::write(&next, "not a key\n").expect("write");
+        std::fs::set_permissions(&next, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let Err(ConfigError::Invalid(errors)) = config.read_multicast_keys() else { panic!("bad next key") };
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].key == "multicast.next_key_file" && errors[0].allowed.contains("64 hex digits"),
+            "{errors:?}"
+        );
+
+        std::fs::write(&next, NEXT_KEY).expect("write");
+        let warnings = config.read_multicast_keys().expect("both keys read");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("multicast.next_key_file:") && warnings[0].contains("mode 644"),
+            "{warnings:?}"
+        );
+        assert!(warnings[0].contains("chmod 600"), "{warnings:?}");
+        let ring = config.multicast.keyring().expect("a keyring");
+        assert_eq!((ring.keys().len(), ring.current().id().to_string()), (2, "686321c8".to_owned()));
+
+        // The same key twice is a mistake.
+        std::fs::write(&next, LAN_KEY).expect("write");
+        let Err(ConfigError::Invalid(errors)) = config.read_multicast_keys() else { panic!("same key") };
+        assert!(errors[0].allowed.contains("other than the current"), "{errors:?}");
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -211,3 +211,46 @@ fn logs_carry_no_colour_codes_into_a_pipe() {
     assert!(err.contains("p1-listener started") && err.contains("INFO"), "{err}");
     assert!(!out.stderr.contains(&0x1b), "ANSI escape codes in a pipe: {err:?}");
 }
+
+#[test]
+fn keygen_then_check_config_says_sealed_without_printing_the_key() {
+    use std::os::unix::fs::PermissionsExt as _;
+    // keygen needs no configuration, not even a readable one.
+    let out = bin().args(["--config", "/nonexistent/p1.yml", "keygen"]).output().expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let key_text = String::from_utf8(out.stdout).expect("text");
+    let key = shared::wire::seal::Key::parse(&key_text).expect("stdout holds only a key");
+    let id = key.id().to_string();
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&id), "stderr names the key id");
+
+    // A key file that others may read: sealed, the id shown, a warning, the key never printed.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let loose = dir.path().join("loose.key");
+    std::fs::write(&loose, &key_text).expect("write");
+    std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let out = bin().args(["--source", "simulate", "--check-config", "--key-file"]).arg(&loose).output().expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(&format!("datagrams sealed, key set (id {id})")), "{stdout}");
+    assert!(stdout.contains("warning: multicast.key_file") && stdout.contains("chmod 600"), "{stdout}");
+    assert!(!stdout.contains(key_text.trim()) && !String::from_utf8_lossy(&out.stderr).contains(key_text.trim()));
+
+    // keygen --out writes an owner-only file: no warning, and never over an existing file.
+    let tight = dir.path().join("tight.key");
+    let out = bin().arg("keygen").arg("--out").arg(&tight).output().expect("run");
+    assert!(out.status.success() && out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = bin().args(["--source", "simulate", "--check-config", "--key-file"]).arg(&tight).output().expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("datagrams sealed, key set (id ") && !stdout.contains("warning"), "{stdout}");
+    let out = bin().arg("keygen").arg("--out").arg(&tight).output().expect("run");
+    assert_eq!(out.status.code(), Some(2), "an existing key file is never replaced");
+
+    // Open by default, and a bad key file is a configuration error naming the key.
+    let out = bin().args(["--source", "simulate", "--check-config"]).output().expect("run");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("datagrams open (no key set)"));
+    std::fs::write(&loose, "not a key").expect("write");
+    let out = bin().args(["--source", "simulate", "--check-config", "--key-file"]).arg(&loose).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("multicast.key_file") && err.contains("64 hex digits"), "{err}");
+}

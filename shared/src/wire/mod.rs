@@ -10,6 +10,7 @@
 
 pub(crate) mod json;
 mod obis_map;
+pub mod seal;
 
 use serde::{Deserialize, Serialize};
 
