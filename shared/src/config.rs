@@ -4,7 +4,8 @@
 //! (with the nearest valid name) and wrongly typed values are collected, not stopped at, and a YAML syntax error
 //! names its line and column (module `read`). Programs apply their command-line overrides to it, then
 //! [`RawConfig::validate`] builds the typed [`Config`] and collects *every* mistake, those of the file and every
-//! bad value, into one [`ConfigError::Invalid`], each naming the key, quoting the value and saying what is allowed. The documented default file is [`DEFAULT_CONFIG`] (the repository's `p1.yml`).
+//! bad value, into one [`ConfigError::Invalid`], each naming the key, quoting the value and saying what is allowed.
+//! The documented default file is [`DEFAULT_CONFIG`] (the repository's `p1.yml`).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
