@@ -1,10 +1,11 @@
 //! `p1.yml`: one configuration for the listener, the reader and the dashboard.
 //!
-//! Loading has two stages. [`RawConfig`] is what serde reads: strings and numbers, every key defaulted; unknown keys
-//! and wrongly typed values are collected (with the nearest valid name) rather than stopping at the first, and a
-//! YAML syntax error names its line and column (module `read`). Programs apply their command-line overrides to it, then [`RawConfig::validate`] builds the typed
-//! [`Config`] and collects *every* bad value into one [`ConfigError::Invalid`], each naming the key, quoting the
-//! value and saying what is allowed. The documented default file is [`DEFAULT_CONFIG`] (the repository's `p1.yml`).
+//! Loading has two stages. [`RawConfig`] is what serde reads: strings and numbers, every key defaulted. Unknown keys
+//! (with the nearest valid name) and wrongly typed values are collected, not stopped at, and a YAML syntax error
+//! names its line and column (module `read`). Programs apply their command-line overrides to it, then
+//! [`RawConfig::validate`] builds the typed [`Config`] and collects *every* mistake, those of the file and every
+//! bad value, into one [`ConfigError::Invalid`], each naming the key, quoting the value and saying what is allowed.
+//! The documented default file is [`DEFAULT_CONFIG`] (the repository's `p1.yml`).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -66,8 +66,8 @@ fn check_config_lists_every_unknown_key_and_bad_value_at_once() {
     let path = dir.path().join("p1.yml");
     std::fs::write(
         &path,
-        "multicast:\n  gruop: 239.255.1.2:4141\n  ttl: lots\nlistener:\n  watchdog_sec: 30\nreader:\n  compres: true\n  \
-         interval_minutes: 7\n",
+        "multicast:\n  gruop: 239.255.1.2:4141\n  ttl: lots\nlistener:\n  watchdog_sec: 30\n\
+         reader:\n  compres: true\n  interval_minutes: 7\n",
     )
     .expect("write");
     let out = reader().arg("--config").arg(&path).arg("--check-config").output().expect("run");
