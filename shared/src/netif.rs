@@ -107,6 +107,18 @@ impl Interface {
     }
 }
 
+/// The `--check-config` warning about `multicast.interface` on this host, if it is not usable here now. Every
+/// program prints it and still exits 0: the same `p1.yml` serves several hosts, and an interface may come later.
+#[must_use]
+pub fn config_warning(interface: &Interface) -> Option<String> {
+    interface.absent_on_this_host().map(|why| {
+        format!(
+            "warning: multicast.interface '{interface}': {why}; the program will wait for it (use an interface name \
+             such as eth0, or 0.0.0.0, if this file is shared between hosts)"
+        )
+    })
+}
+
 fn hex_of(addr: Ipv6Addr) -> String {
     addr.octets().iter().fold(String::with_capacity(32), |mut s, b| {
         let _ = write!(s, "{b:02x}");
@@ -278,5 +290,8 @@ mod tests {
         assert!(none.contains("no interface named p1hub-no-such"), "{none}");
         let addr = Interface::Addr("192.0.2.254".parse().expect("ip")).absent_on_this_host().expect("absent");
         assert!(addr.contains("192.0.2.254"), "{addr}");
+        let warning = config_warning(&Interface::Name("p1hub-no-such".into())).expect("a warning");
+        assert!(warning.starts_with("warning: multicast.interface 'p1hub-no-such'"), "{warning}");
+        assert_eq!(config_warning(&Interface::default()), None);
     }
 }

@@ -1,5 +1,6 @@
 //! Integration tests of the dashboard: whole-screen snapshots, every terminal size, and the event loop.
 
+mod cli;
 mod event_loop;
 mod fixtures;
 mod sizes;
