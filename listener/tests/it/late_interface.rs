@@ -13,7 +13,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::support::{config, free_port, within, Running};
 
-fn in_own_namespace(test: &str) -> bool {
+fn in_own_namespace(name: &str) -> bool {
     if std::env::var_os("P1HUB_LISTENER_NETNS").is_some() {
         ip(&["link", "set", "lo", "up"]);
         return true;
@@ -21,12 +21,12 @@ fn in_own_namespace(test: &str) -> bool {
     let out = Command::new("unshare")
         .arg("-n")
         .arg(std::env::current_exe().expect("the test binary"))
-        .args(["--exact", test, "--test-threads=1"])
+        .args(["--exact", name, "--test-threads=1"])
         .env("P1HUB_LISTENER_NETNS", "1")
         .output()
         .expect("run unshare (util-linux) to make a private network namespace");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{test} failed in its private namespace (it needs root and iproute2):\n{text}");
+    assert!(out.status.success(), "{name} failed in its private namespace (it needs root and iproute2):\n{text}");
     assert!(text.contains("1 passed"), "the inner test did not run:\n{text}");
     false
 }
