@@ -414,3 +414,11 @@ impl Subscriber {
         &self.options
     }
 }
+
+impl Drop for Subscriber {
+    /// Invalid datagrams not yet summarised in the log are, so a consumer that stops without draining `next` to
+    /// `None` loses no count from the log.
+    fn drop(&mut self) {
+        self.invalid.summarise(Instant::now());
+    }
+}
