@@ -323,7 +323,7 @@ impl Subscriber {
         match shared::wire::parse(bytes) {
             Ok(Message::Telegram(msg)) => {
                 self.counters.telegrams += 1;
-                let verdict = self.table.telegram(&msg, now, &mut changes);
+                let verdict = self.table.telegram(&msg, now, jiff::Timestamp::now(), &mut changes);
                 let datagram = bytes.to_vec();
                 self.queue_changes(&mut changes);
                 self.pending.push_back(Event::Telegram { msg, verdict, datagram, from });
@@ -349,7 +349,8 @@ impl Subscriber {
         for change in changes.drain(..) {
             self.pending.push_back(match change {
                 Change::Liveness { listener, liveness } => {
-                    info!(%listener, liveness = liveness.as_str(), "listener liveness");
+                    // `?`: the name comes from a datagram; Debug escapes control characters.
+                    info!(listener = ?listener, liveness = liveness.as_str(), "listener liveness");
                     Event::Liveness { listener, liveness }
                 }
                 Change::Forgotten { listener } => {
