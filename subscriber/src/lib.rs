@@ -73,7 +73,7 @@ use listeners::Change;
 
 impl Verdict {
     /// Whether the telegram was not seen before (new, the first of a boot, or a late one filling a gap): the ones
-    /// to keep. Duplicates and stale ones are `false`.
+    /// to keep. Duplicates, stale ones (and any verdict the tracker adds to reject a telegram) are `false`.
     #[must_use]
     pub fn is_new(self) -> bool {
         matches!(self, Verdict::New { .. } | Verdict::NewBoot { .. } | Verdict::Late)
