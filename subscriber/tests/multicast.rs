@@ -218,6 +218,7 @@ fn an_interface_named_before_it_exists_is_waited_for_then_joined() {
         let g = group(4);
         let mut options = Options::new(g, Interface::Name("p1sub0".into()));
         options.retry = QUICK;
+        options.tick = Duration::from_millis(20);
         let mut sub = Subscriber::new(options, CancellationToken::new()).expect("waiting is not an error");
         assert!(!sub.is_joined());
         // Started, and waiting: now the interface comes (a veth pair, up, with an address).
@@ -236,6 +237,21 @@ fn an_interface_named_before_it_exists_is_waited_for_then_joined() {
         assert!(matches!(next_data(&mut sub).await, Event::Liveness { .. }));
         assert!(matches!(next_data(&mut sub).await, Event::Telegram { msg, .. } if msg.origin.listener == "nas"));
         assert!(sub.counters().join_attempts >= 1);
+
+        // The adapter goes away and comes back (a new device, a new index): the subscriber waits and rejoins.
+        ip(&["link", "del", "p1sub0"]);
+        match next(&mut sub).await {
+            Event::Waiting { cause, .. } => assert!(cause.contains("p1sub0"), "{cause}"),
+            other => panic!("expected a wait once the interface is gone, got {other:?}"),
+        }
+        assert!(!sub.is_joined());
+        ip(&["link", "add", "p1sub0", "type", "veth", "peer", "name", "p1sub1"]);
+        ip(&["addr", "add", "10.77.0.1/24", "dev", "p1sub0"]);
+        ip(&["link", "set", "p1sub1", "up"]);
+        ip(&["link", "set", "p1sub0", "up"]);
+        until_joined(&mut sub).await;
+        sender(Ipv4Addr::new(10, 77, 0, 1)).send_to(&encode(&telegram("nas", "b", 2)), g).expect("send");
+        assert!(matches!(next_data(&mut sub).await, Event::Telegram { msg, verdict: Verdict::New { missed: 0 }, .. } if msg.seq == 2));
     });
 }
 

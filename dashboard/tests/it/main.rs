@@ -3,5 +3,6 @@
 mod cli;
 mod event_loop;
 mod fixtures;
+mod interface_check;
 mod sizes;
 mod snapshots;
