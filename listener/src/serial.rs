@@ -114,6 +114,10 @@ impl Connector for SerialConnector {
     fn settings(&self) -> Option<&'static str> {
         Some(self.current().name)
     }
+
+    fn advice(&self, error: &io::Error) -> Option<String> {
+        Some(open_advice(&self.path, error))
+    }
 }
 
 /// What to do when `path` cannot be opened as a serial port, for people: the cause and the fix.

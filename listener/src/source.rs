@@ -112,6 +112,11 @@ pub(crate) trait Connector {
     fn settings(&self) -> Option<&'static str> {
         None
     }
+
+    /// What to do about an open error, for the log.
+    fn advice(&self, _error: &io::Error) -> Option<String> {
+        None
+    }
 }
 
 /// How long, and how many bytes, auto-detection waits for a valid telegram before trying the next settings.
@@ -163,9 +168,10 @@ pub(crate) async fn supervise<C: Connector>(
                     tracing::debug!(source = %connector.name(), cause = %e, attempt = backoff.attempts(), "still cannot open");
                 } else {
                     outage_logged = true;
+                    let advice = connector.advice(&e).unwrap_or_else(|| e.to_string());
                     tracing::warn!(
                         source = %connector.name(),
-                        cause = %e,
+                        cause = %advice,
                         "cannot open the source; retrying quietly with backoff (1 s up to 60 s)"
                     );
                 }
