@@ -66,6 +66,18 @@ fn seal_open(c: &mut Criterion) {
             black_box(seal::open_into(&keys, &sealed, &mut opened).expect("open"))
         });
     });
+    // For comparison only (not used): AES-256-GCM, which this machine runs in hardware (AES-NI, PCLMULQDQ) and most
+    // Raspberry Pis cannot (docs/sealed-datagrams.md).
+    group.bench_function("aes256gcm_seal_and_open_dsmr5_for_comparison", |b| {
+        use aes_gcm::aead::{AeadInPlace, KeyInit};
+        let cipher = aes_gcm::Aes256Gcm::new(aes_gcm::Key::<aes_gcm::Aes256Gcm>::from_slice(&[0x5a; 32]));
+        let nonce = aes_gcm::Nonce::from_slice(&[1; 12]);
+        let mut buf = json.clone();
+        b.iter(|| {
+            let tag = cipher.encrypt_in_place_detached(nonce, &[0; 21], black_box(&mut buf)).expect("seal");
+            cipher.decrypt_in_place_detached(nonce, &[0; 21], black_box(&mut buf), &tag).expect("open");
+        });
+    });
     group.finish();
 }
 

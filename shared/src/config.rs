@@ -1113,6 +1113,9 @@ mod tests {
                 .expect("valid");
         assert_eq!((m.security, m.accept_open), (Security::Sealed, true));
         assert_eq!(m.keyring().expect("ring").keys().len(), 2);
+        // A hex key of digits only is still read as text, not as a YAML number.
+        let digits = "1234567890123456789012345678901234567890123456789012345678901234";
+        assert_eq!(multicast(&format!("  key: {digits}\n")).expect("valid").keyring().map(|r| r.keys().len()), Some(1));
         // Empty values count as unset (the documented p1.yml lists the keys empty).
         let empty = multicast("  security:\n  key:\n  key_file: \"\"\n  next_key:\n").expect("valid");
         assert_eq!(empty.security, Security::Open);

@@ -8,7 +8,8 @@
 //! - [`telegram`]: a checked telegram parsed into named values and a lossless OBIS map.
 //! - [`engine`]: framer + CRC + decryption + parser in one push-based state machine, with counters.
 //! - [`decimal`], [`timestamp`]: exact meter numbers and meter times (written with two-digit tables, `digits`).
-//! - [`wire`]: the multicast datagram (the only place that builds or reads one).
+//! - [`wire`]: the multicast datagram (the only place that builds or reads one); [`wire::seal`] its sealed
+//!   (encrypted and authenticated) envelope.
 //! - [`netif`]: an interface's index from its IPv6 address (for IPv6 multicast).
 //! - [`columns`]: named CSV columns over a message.
 //! - [`config`]: the `p1.yml` configuration.

@@ -7,6 +7,9 @@
 //! A subscriber in any language needs five lines: join the group, receive, `json.loads`, look at `type`
 //! (`"telegram"` or `"status"`), read `values.power_kw`. The schema is documented in the README and in
 //! `docs/message.schema.json`.
+//!
+//! With a LAN key, the datagram travels sealed: [`seal`] wraps these bytes in an authenticated, encrypted envelope
+//! and opens it again (`docs/sealed-datagrams.md`).
 
 pub(crate) mod json;
 mod obis_map;
