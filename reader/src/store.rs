@@ -163,6 +163,14 @@ impl Job {
     pub fn message(&self) -> &TelegramMessage {
         &self.msg
     }
+
+    /// The memory it is counted for while it waits: the datagram (kept for the details file) and the parsed
+    /// message, which takes about as much again, plus 2 KiB for the rest (measured: 7.2 KB for a 2.6 KB datagram,
+    /// 131 KB for a 65 KB one).
+    #[must_use]
+    pub fn cost(&self) -> usize {
+        self.raw.len().saturating_mul(2).saturating_add(2048)
+    }
 }
 
 /// What became of a job.

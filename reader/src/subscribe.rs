@@ -6,11 +6,11 @@
 //! and `IP_MULTICAST_ALL` is off, so only this group's datagrams arrive, not those of other groups on the same
 //! port. [`receive`] reads every datagram through [`shared::wire::parse`]; datagrams that are not a valid message
 //! are counted by kind and summarised in the log at most once a minute. It never blocks on the disk: the hand-over
-//! to the writing thread is `try_send`, and a full channel is counted as a drop.
+//! to the writing thread is a push onto the [`Inbox`], which is bounded in bytes and drops its oldest telegrams
+//! (counted) when full.
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ use crate::clock::Clock;
 use crate::logtext::Printable;
 use crate::stats::{self, Stats};
 use crate::store::Job;
-use crate::writer::Incoming;
+use crate::writer::{Closed, Inbox, Incoming};
 
 /// The receive buffer asked of the kernel, to ride out bursts while the writing thread is busy (the kernel may
 /// cap it at `net.core.rmem_max`).
@@ -154,10 +154,10 @@ impl Invalid {
     }
 }
 
-/// Reads datagrams until `shutdown` completes or the writing thread is gone, handing valid messages to `tx`.
+/// Reads datagrams until `shutdown` completes or the writing thread is gone, handing valid messages to `inbox`.
 pub async fn receive(
     socket: tokio::net::UdpSocket,
-    tx: SyncSender<Incoming>,
+    inbox: Arc<Inbox>,
     clock: Arc<dyn Clock>,
     stats: Arc<Stats>,
     shutdown: impl Future<Output = ()>,
@@ -168,6 +168,7 @@ pub async fn receive(
     let mut invalid = Invalid::default();
     let mut summary = tokio::time::interval(Duration::from_secs(60));
     let mut full_logged: Option<Timestamp> = None;
+    let mut dropped_since = 0_u64;
     loop {
         let received = tokio::select! {
             () = &mut shutdown => break,
@@ -204,17 +205,21 @@ pub async fn receive(
                 continue;
             }
         };
-        match tx.try_send(item) {
-            // A status that does not fit is simply superseded by the next one.
-            Ok(()) | Err(TrySendError::Full(Incoming::Status(_))) => {}
-            Err(TrySendError::Full(Incoming::Telegram(_))) => {
-                stats::bump(&stats.dropped_full);
+        match inbox.push(item) {
+            Ok(0) => {}
+            Ok(dropped) => {
+                dropped_since += dropped;
                 if full_logged.is_none_or(|t| now >= t + SUMMARY_EVERY) {
-                    warn!("the writing thread is behind; dropping telegrams");
+                    warn!(
+                        dropped = dropped_since,
+                        limit_bytes = inbox.limit(),
+                        "the memory queue is full (the disk cannot be written, or not fast enough); dropping the oldest telegrams"
+                    );
                     full_logged = Some(now);
+                    dropped_since = 0;
                 }
             }
-            Err(TrySendError::Disconnected(_)) => {
+            Err(Closed) => {
                 error!("the writing thread has stopped; no longer receiving");
                 break;
             }
