@@ -114,7 +114,14 @@ impl Reader {
         inbox.close();
         let joined = tokio::task::spawn_blocking(move || thread.join()).await;
         let s = self.stats.snapshot();
-        info!(received = s.telegrams, written = s.written, duplicates = s.duplicates, missed = s.missed, "stopped");
+        info!(
+            received = s.telegrams,
+            written = s.written,
+            duplicates = s.duplicates,
+            missed = s.missed,
+            dropped_full = s.dropped_full,
+            "stopped"
+        );
         match joined {
             Ok(Ok(())) => Ok(()),
             _ => Err(ReaderError::WriterPanicked),

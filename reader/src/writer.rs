@@ -6,7 +6,7 @@
 //! MiB) of messages, each counted at [`Job::cost`] (its datagram twice, as the parsed message takes about as much
 //! again, plus 2 KiB): while writes fail (disk full, read-only or missing directory) or stall (a slow `fsync`),
 //! that is 72 minutes of 2.7 KB DSMR 5 telegrams at one a second (4320 × 7.2 KB), 55 minutes of the Belgian 3.8
-//! KB ones, or 250 of the largest (65 KB) datagrams. Beyond that the oldest are dropped and counted, so memory stays
+//! KB ones, or about 250 of the largest (65 KB) datagrams. Beyond that the oldest are dropped and counted, so memory stays
 //! bounded whatever the datagrams' size. Retries back off from 1 s to 60 s. The first failure is logged as an
 //! error with the file and the cause, then a reminder at most once a minute, and a line when writing works again.
 //! [`Writer::step`] takes `now`, so backoff is tested without waiting.
