@@ -355,7 +355,10 @@ impl Store {
                     })
                     .collect();
                 dirs.sort_by(|a, b| b.cmp(a));
-                for (written, name) in dirs.into_iter().take(MAX_LISTENERS) {
+                for (written, name) in dirs {
+                    if store.listeners.len() >= MAX_LISTENERS {
+                        break;
+                    }
                     let mut listener = Listener::recover(&store.cfg, &name, now, true);
                     if dir_name(&listener.name).as_deref() != Some(name.as_str()) {
                         // Written under an older naming (a hash for unsafe names): its files stay as they are.
