@@ -1,10 +1,11 @@
 //! Sends telegram datagrams to a multicast group on loopback at a given rate, for `scripts/bench-reader`.
 //!
-//! `blast --group ADDR:PORT --count N --rate PER_SECOND [--listener NAME]`
+//! `blast --group ADDR:PORT --count N --rate PER_SECOND [--listener NAME] [--size BYTES]`
 //!
 //! The telegram is a three-phase DSMR 5 message of the simulated meter (about 1.2 KB on the wire); each copy gets
 //! the next sequence number and the current time. Datagrams leave through 127.0.0.1 with TTL 0, so they never
-//! leave this host. Prints the rate actually achieved.
+//! leave this host. `--size` pads the meter's text message so that every datagram is about that large (up to the
+//! largest valid one, 65 507 bytes), for `scripts/reader-disk-full`. Prints the rate actually achieved.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -17,6 +18,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let (mut group, mut count, mut rate, mut listener) = (None, 10_000_u64, 1_000_f64, "bench".to_owned());
+    let mut target_size: Option<usize> = None;
     while let Some(arg) = args.next() {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
         match arg.as_str() {
@@ -24,6 +26,7 @@ fn main() -> anyhow::Result<()> {
             "--count" => count = value()?.parse()?,
             "--rate" => rate = value()?.parse()?,
             "--listener" => listener = value()?,
+            "--size" => target_size = Some(value()?.parse()?),
             other => bail!("unexpected argument {other:?}"),
         }
     }
@@ -35,7 +38,13 @@ fn main() -> anyhow::Result<()> {
         .push(&shared::simulate::Simulator::new(1).telegram_at(jiff::Zoned::now().with_time_zone(tz)), Instant::now());
     let Some(Event::Telegram(checked)) = engine.next_event() else { bail!("the simulator gave no telegram") };
     let origin = Origin { listener, boot_id: format!("{:016x}", std::process::id()) };
-    let template = checked.into_message(origin, 0, jiff::Timestamp::now());
+    let mut template = checked.into_message(origin, 0, jiff::Timestamp::now());
+    if let Some(want) = target_size {
+        let base = encode(&Message::Telegram(Box::new(template.clone()))).len();
+        // Room for a five-digit sequence number and a longer time stamp.
+        let pad = want.saturating_sub(base + 16);
+        template.values.text_message.get_or_insert_with(String::new).push_str(&"x".repeat(pad));
+    }
 
     let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_multicast_if_v4(&Ipv4Addr::LOCALHOST)?;

@@ -53,7 +53,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::stats::Stats;
 use crate::store::{Store, StoreConfig};
 use crate::subscribe::SubscribeError;
-use crate::writer::Writer;
+use crate::writer::{Inbox, Writer};
 
 /// Why the reader could not run.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +76,7 @@ pub struct Reader {
     store: Store,
     stats: Arc<Stats>,
     clock: Arc<dyn Clock>,
+    queue_bytes: usize,
 }
 
 impl Reader {
@@ -92,7 +93,7 @@ impl Reader {
         let stats = Arc::new(Stats::default());
         let store = Store::open(StoreConfig::from_config(config), stats.clone(), clock.now());
         info!(group = %m.group, interface = %m.interface, dir = %config.reader.dir.display(), joined = sub.is_joined(), "subscribed");
-        Ok(Reader { sub, store, stats, clock })
+        Ok(Reader { sub, store, stats, clock, queue_bytes: config.reader.queue_bytes })
     }
 
     /// The counters, live.
@@ -114,16 +115,22 @@ impl Reader {
 
     /// Receives and writes until `shutdown` completes, then writes what is queued and closes every file.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ReaderError> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(writer::BUFFER);
-        let writer = Writer::new(self.store, self.stats.clone());
-        let closing = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let thread = writer::spawn(writer, rx, self.clock.clone(), closing.clone()).map_err(ReaderError::Thread)?;
-        subscribe::receive(self.sub, tx, self.clock, self.stats.clone(), shutdown).await;
-        closing.store(true, std::sync::atomic::Ordering::Relaxed);
-        // The sender is gone: the thread writes what is left, closes the files and ends.
+        let inbox = Arc::new(Inbox::new(self.queue_bytes, self.stats.clone()));
+        let writer = Writer::new(self.store, self.stats.clone(), inbox.clone());
+        let thread = writer::spawn(writer, self.clock.clone()).map_err(ReaderError::Thread)?;
+        subscribe::receive(self.sub, inbox.clone(), self.clock, self.stats.clone(), shutdown).await;
+        // Closed: the thread writes what is left, closes the files and ends.
+        inbox.close();
         let joined = tokio::task::spawn_blocking(move || thread.join()).await;
         let s = self.stats.snapshot();
-        info!(received = s.telegrams, written = s.written, duplicates = s.duplicates, missed = s.missed, "stopped");
+        info!(
+            received = s.telegrams,
+            written = s.written,
+            duplicates = s.duplicates,
+            missed = s.missed,
+            dropped_full = s.dropped_full,
+            "stopped"
+        );
         match joined {
             Ok(Ok(())) => Ok(()),
             _ => Err(ReaderError::WriterPanicked),

@@ -2,12 +2,12 @@
 //!
 //! Joining the group, decoding datagrams and counting invalid ones is [`p1hub_subscriber`]'s (one implementation
 //! for every subscriber). [`receive`] turns its events into work for the writing thread and counts them in
-//! [`Stats`]. It never blocks on the disk: the hand-over is `try_send`, and a full channel is counted as a drop.
+//! [`Stats`]. It never blocks on the disk: the hand-over is a push onto the [`Inbox`], which is bounded in bytes and drops
+//! its oldest telegrams (counted) when full.
 //! The store judges sequence numbers itself (its tracker is rebuilt from the details file on restart), so every
 //! telegram is handed on whatever the library's verdict.
 
 use std::future::Future;
-use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
@@ -17,22 +17,23 @@ use tracing::{error, info, warn};
 use crate::clock::Clock;
 use crate::stats::{self, Stats};
 use crate::store::Job;
-use crate::writer::Incoming;
+use crate::writer::{Closed, Inbox, Incoming};
 
 pub use p1hub_subscriber::SocketError as SubscribeError;
 
-const FULL_LOG_EVERY: SignedDuration = SignedDuration::from_secs(60);
+const SUMMARY_EVERY: SignedDuration = SignedDuration::from_secs(60);
 
-/// Hands the subscriber's events to `tx` until `shutdown` completes or the writing thread is gone.
+/// Hands the subscriber's events to `inbox` until `shutdown` completes or the writing thread is gone.
 pub async fn receive(
     mut sub: Subscriber,
-    tx: SyncSender<Incoming>,
+    inbox: Arc<Inbox>,
     clock: Arc<dyn Clock>,
     stats: Arc<Stats>,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
     let mut full_logged: Option<Timestamp> = None;
+    let mut dropped_since = 0_u64;
     loop {
         // `next` is cancel-safe: dropping it here loses no event.
         let event = tokio::select! {
@@ -72,17 +73,21 @@ pub async fn receive(
             // Waiting is logged by the library; liveness is the store's own business (it reads the status).
             _ => continue,
         };
-        match tx.try_send(item) {
-            // A status that does not fit is simply superseded by the next one.
-            Ok(()) | Err(TrySendError::Full(Incoming::Status(_))) => {}
-            Err(TrySendError::Full(Incoming::Telegram(_))) => {
-                stats::bump(&stats.dropped_full);
-                if full_logged.is_none_or(|t| now >= t + FULL_LOG_EVERY) {
-                    warn!("the writing thread is behind; dropping telegrams");
+        match inbox.push(item) {
+            Ok(0) => {}
+            Ok(dropped) => {
+                dropped_since += dropped;
+                if full_logged.is_none_or(|t| now >= t + SUMMARY_EVERY) {
+                    warn!(
+                        dropped = dropped_since,
+                        limit_bytes = inbox.limit(),
+                        "the memory queue is full (the disk cannot be written, or not fast enough); dropping the oldest telegrams"
+                    );
                     full_logged = Some(now);
+                    dropped_since = 0;
                 }
             }
-            Err(TrySendError::Disconnected(_)) => {
+            Err(Closed) => {
                 error!("the writing thread has stopped; no longer receiving");
                 break;
             }

@@ -121,6 +121,8 @@ pub struct RawListener {
 pub struct RawReader {
     /// Data directory.
     pub dir: String,
+    /// MiB of telegrams kept in memory while the disk cannot be written (1 to 4096).
+    pub queue_mib: u32,
     /// Write the details (JSON lines) files.
     pub details: bool,
     /// Minutes per interval file (1 to 1440, dividing a day).
@@ -222,6 +224,7 @@ impl Default for RawReader {
     fn default() -> Self {
         RawReader {
             dir: "./data".into(),
+            queue_mib: 32,
             details: true,
             interval_minutes: 5,
             columns: DEFAULT_COLUMNS.iter().map(|&c| c.to_owned()).collect(),
@@ -378,6 +381,8 @@ pub struct Listener {
 pub struct Reader {
     /// Data directory.
     pub dir: PathBuf,
+    /// Bound of the memory queue, in bytes.
+    pub queue_bytes: usize,
     /// Details files on.
     pub details: bool,
     /// Interval length.
@@ -624,6 +629,9 @@ impl RawConfig {
         if r.columns.is_empty() {
             bad("reader.columns", &"[]", "at least one column");
         }
+        if !(1..=4096).contains(&r.queue_mib) {
+            bad("reader.queue_mib", &r.queue_mib, "MiB from 1 to 4096");
+        }
         for c in &r.columns {
             if !crate::columns::is_known(c) {
                 bad("reader.columns", c, &format!("one of: {}", crate::columns::KNOWN.join(", ")));
@@ -679,6 +687,7 @@ impl RawConfig {
             },
             reader: Reader {
                 dir: PathBuf::from(&r.dir),
+                queue_bytes: (r.queue_mib as usize) << 20,
                 details: r.details,
                 interval_minutes: r.interval_minutes,
                 columns: r.columns.clone(),

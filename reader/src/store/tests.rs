@@ -697,3 +697,20 @@ fn status_of(listener: &str, at: Timestamp) -> shared::wire::StatusMessage {
         counters: shared::wire::Counters::default(),
     }
 }
+
+#[test]
+fn a_directory_of_the_older_naming_is_left_alone() {
+    let dir = crate::testutil::tempdir();
+    let t = ts("2024-06-01T10:00:00Z");
+    // What an earlier version wrote for listener `a/b`.
+    let old = dir.path().join("a_b-0468cf61/details");
+    fs::create_dir_all(&old).expect("mkdir");
+    let msg = telegram("a/b", "b1", 1, &t.to_string());
+    fs::write(old.join("2024-06-01.jsonl"), [job(&msg).raw, b"\n".to_vec()].concat()).expect("write");
+    let mut store = Store::open(config(dir.path()), Arc::default(), t);
+    assert_eq!(store.listeners().count(), 0, "not taken for the listener `a_b-0468cf61`");
+    let next = telegram("a/b", "b1", 2, &(t + SignedDuration::from_secs(1)).to_string());
+    assert_eq!(store.write(&mut job(&next), next.received_at).expect("written"), Outcome::Written);
+    assert_eq!(lines(&dir.path().join("~a~2Fb/details/2024-06-01.jsonl")).len(), 1);
+    assert_eq!(lines(&old.join("2024-06-01.jsonl")).len(), 1, "the old file is untouched");
+}
