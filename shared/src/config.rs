@@ -844,9 +844,8 @@ impl RawBridge {
         if m.tls_insecure && m.ca_file.is_some() {
             bad("bridge.mqtt.tls_insecure", &"true", "false when ca_file is set (a CA is only used to verify)");
         }
-        let topic_ok = |t: &str| {
-            !t.is_empty() && !t.starts_with('/') && !t.ends_with('/') && !t.contains(['+', '#', '\0'])
-        };
+        let topic_ok =
+            |t: &str| !t.is_empty() && !t.starts_with('/') && !t.ends_with('/') && !t.contains(['+', '#', '\0']);
         if !topic_ok(&m.topic_prefix) {
             bad("bridge.mqtt.topic_prefix", &m.topic_prefix, "topic levels without +, # or a leading/trailing /");
         }
@@ -858,7 +857,11 @@ impl RawBridge {
             t => match parse_replay(t) {
                 Some(Replay::Every(d)) => d,
                 _ => {
-                    bad("bridge.mqtt.min_interval", &m.min_interval, "0 (every telegram) or a time such as 5s or 500ms");
+                    bad(
+                        "bridge.mqtt.min_interval",
+                        &m.min_interval,
+                        "0 (every telegram) or a time such as 5s or 500ms",
+                    );
                     Duration::ZERO
                 }
             },
@@ -870,7 +873,11 @@ impl RawBridge {
             bad("bridge.mqtt.keep_alive_secs", &m.keep_alive_secs, "seconds from 5 to 3600");
         }
         if !topic_ok(&m.discovery_prefix) {
-            bad("bridge.mqtt.discovery_prefix", &m.discovery_prefix, "topic levels without +, # or a leading/trailing /");
+            bad(
+                "bridge.mqtt.discovery_prefix",
+                &m.discovery_prefix,
+                "topic levels without +, # or a leading/trailing /",
+            );
         }
         let path = |p: &Option<String>| p.as_deref().map(PathBuf::from);
         Bridge {

@@ -226,10 +226,9 @@ mod tests {
         assert!(topics.contains(&"homeassistant/sensor/p1hub_e0044404_000000001/energy_import_t1_kwh/config"));
         assert!(topics.contains(&"homeassistant/sensor/p1hub_e0044404_000000001/gas_m3/config"));
         assert!(!topics.iter().any(|t| t.contains("water_m3") || t.contains("voltage_l2_v")), "{topics:?}");
-        let gas: serde_json::Value = serde_json::from_slice(
-            &configs.iter().find(|p| p.topic.contains("/gas_m3/")).expect("gas entity").payload,
-        )
-        .expect("json");
+        let gas: serde_json::Value =
+            serde_json::from_slice(&configs.iter().find(|p| p.topic.contains("/gas_m3/")).expect("gas entity").payload)
+                .expect("json");
         assert_eq!(gas["device_class"], "gas");
         assert_eq!(gas["state_class"], "total_increasing");
         assert_eq!(gas["unit_of_measurement"], "m³");

@@ -278,7 +278,13 @@ struct State {
 }
 
 impl State {
-    fn new(settings: Mqtt, discovery: Option<Discovery>, bridge_availability: String, stats: Arc<Stats>, client: AsyncClient) -> State {
+    fn new(
+        settings: Mqtt,
+        discovery: Option<Discovery>,
+        bridge_availability: String,
+        stats: Arc<Stats>,
+        client: AsyncClient,
+    ) -> State {
         State {
             queue: Queue::new(settings.queue_bytes),
             limit: RateLimit::new(settings.min_interval),
@@ -452,7 +458,11 @@ impl State {
         self.stats.dropped.store(self.queue.dropped(), Ordering::Relaxed);
         if self.queue.is_empty() {
             if let Some(n) = self.catching_up.take() {
-                info!(sent = n, dropped_since_start = self.queue.dropped(), "MQTT caught up: everything queued is sent");
+                info!(
+                    sent = n,
+                    dropped_since_start = self.queue.dropped(),
+                    "MQTT caught up: everything queued is sent"
+                );
             }
         }
         full
@@ -460,8 +470,12 @@ impl State {
 
     fn housekeeping(&mut self, now: Instant) {
         let Some(after) = self.settings.discovery_remove_after else { return };
-        let gone: Vec<String> =
-            self.meters.iter().filter(|(_, m)| now.duration_since(m.last_seen) >= after).map(|(k, _)| k.clone()).collect();
+        let gone: Vec<String> = self
+            .meters
+            .iter()
+            .filter(|(_, m)| now.duration_since(m.last_seen) >= after)
+            .map(|(k, _)| k.clone())
+            .collect();
         for node in gone {
             if let Some(m) = self.meters.remove(&node) {
                 info!(device = %node, unseen_for = ?after, "meter gone: Home Assistant entities removed");
@@ -501,7 +515,13 @@ impl State {
 
 /// Drives rumqttc's event loop: reports connections, failures (explained) and Home Assistant's birth message;
 /// backs off between attempts; takes back what the broker had not acknowledged when a connection failed.
-async fn drive(mut eventloop: EventLoop, tx: mpsc::Sender<Net>, m: Mqtt, stats: Arc<Stats>, closing: CancellationToken) {
+async fn drive(
+    mut eventloop: EventLoop,
+    tx: mpsc::Sender<Net>,
+    m: Mqtt,
+    stats: Arc<Stats>,
+    closing: CancellationToken,
+) {
     let ha_status = format!("{}/status", m.discovery_prefix);
     let mut backoff = Duration::from_secs(1);
     loop {
@@ -569,6 +589,22 @@ fn rustls_error(e: &std::io::Error) -> Option<&rustls::Error> {
     e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>())
 }
 
+/// The TLS error somewhere in `e`'s chain: a client-certificate alert, for one, arrives with TLS 1.3 only when
+/// the first MQTT packet is read, wrapped in rumqttc's state and decoding errors.
+fn find_rustls<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut level = Some(e);
+    while let Some(err) = level {
+        if let Some(r) = err.downcast_ref::<rustls::Error>() {
+            return Some(r);
+        }
+        if let Some(r) = err.downcast_ref::<std::io::Error>().and_then(rustls_error) {
+            return Some(r);
+        }
+        level = err.source();
+    }
+    None
+}
+
 /// One clear sentence for a connection failure, naming the setting to look at.
 #[must_use]
 pub fn explain(e: &ConnectionError, m: &Mqtt) -> String {
@@ -588,6 +624,9 @@ pub fn explain(e: &ConnectionError, m: &Mqtt) -> String {
             _ => format!("{at} (bridge.mqtt.url): {io}"),
         }
     };
+    if let Some(t) = find_rustls(e).and_then(|r| tls::explain(r, m)) {
+        return t;
+    }
     match e {
         ConnectionError::ConnectionRefused(code) => match code {
             ConnectReturnCode::BadUserNamePassword => format!(
@@ -597,7 +636,8 @@ pub fn explain(e: &ConnectionError, m: &Mqtt) -> String {
                 password_source(m)
             ),
             ConnectReturnCode::NotAuthorized => format!(
-                "the broker at {at} refused the login: not authorized (bridge.mqtt.username{}, password from {})",
+                "the broker at {at} refused the login: wrong user name or password, or the user is not allowed \
+                 (bridge.mqtt.username{}, password from {})",
                 m.username.as_deref().map(|u| format!(" '{u}'")).unwrap_or_else(|| " not set".into()),
                 password_source(m)
             ),

@@ -45,15 +45,25 @@ pub fn topic_segment(name: &str) -> String {
         .chars()
         .map(|c| if matches!(c, '/' | '+' | '#') || c.is_control() || c.is_whitespace() { '_' } else { c })
         .collect();
-    if s.is_empty() { "_".to_owned() } else { s }
+    if s.is_empty() {
+        "_".to_owned()
+    } else {
+        s
+    }
 }
 
 /// A string as a Home Assistant object id / unique id part: ASCII letters, digits, `_` and `-` only.
 #[must_use]
 pub fn object_id(text: &str) -> String {
-    let s: String =
-        text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c.to_ascii_lowercase() } else { '_' }).collect();
-    if s.is_empty() { "_".to_owned() } else { s }
+    let s: String = text
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c.to_ascii_lowercase() } else { '_' })
+        .collect();
+    if s.is_empty() {
+        "_".to_owned()
+    } else {
+        s
+    }
 }
 
 /// Topic names of one listener.
@@ -176,11 +186,9 @@ mod tests {
     #[test]
     fn availability_is_retained_and_not_rate_limited() {
         let p = availability("p1hub", "meterkast", false);
-        assert_eq!((p.topic.as_str(), p.payload.as_slice(), p.retain, p.limited), (
-            "p1hub/meterkast/availability",
-            b"offline".as_slice(),
-            true,
-            false
-        ));
+        assert_eq!(
+            (p.topic.as_str(), p.payload.as_slice(), p.retain, p.limited),
+            ("p1hub/meterkast/availability", b"offline".as_slice(), true, false)
+        );
     }
 }

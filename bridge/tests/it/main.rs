@@ -1,1 +1,5 @@
+//! Integration tests of p1-bridge against a real Mosquitto broker on 127.0.0.1 (started per test).
 
+mod ha;
+mod mqtt;
+mod support;

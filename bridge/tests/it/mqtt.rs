@@ -1,0 +1,301 @@
+//! The MQTT output against a real Mosquitto: plain, TLS (accepted, other CA, wrong host, client certificate),
+//! passwords, a broker stopped and restarted mid-stream, the offline queue, the rate limit.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use p1_bridge::mqtt::{Input, Output};
+use shared::wire::{Message, TelegramMessage};
+
+use crate::ha::check_sensor;
+use crate::support::*;
+
+const T: Duration = Duration::from_secs(15);
+
+fn seq(payload: &str) -> Option<u64> {
+    serde_json::from_str::<serde_json::Value>(payload).ok()?.get("seq")?.as_u64()
+}
+
+fn saw_seq(topic: &'static str, n: u64) -> impl Fn(&[Received]) -> bool {
+    move |seen| seen.iter().any(|m| m.topic == topic && seq(&m.payload) == Some(n))
+}
+
+fn numbers(t: &TelegramMessage) -> Vec<(String, f64)> {
+    let v = serde_json::to_value(&*t.values).expect("json");
+    v.as_object()
+        .expect("object")
+        .iter()
+        .filter_map(|(k, v)| v.as_f64().filter(|_| v.is_number()).map(|f| (k.clone(), f)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_sees_state_values_availability_and_valid_discovery() {
+    let dir = tempfile::tempdir().expect("dir");
+    let broker = Broker::start(dir.path(), &BrokerOptions::default());
+    let mut sub = Sub::start(broker.port, "#", &[]);
+    let out = run_output(&mqtt_settings(&format!("url: mqtt://127.0.0.1:{}", broker.port)));
+    let ts = telegrams("meterkast", 3);
+    for t in &ts {
+        out.send(t).await;
+    }
+    sub.until(T, "state seq 3", saw_seq("p1hub/meterkast/state", 3));
+
+    // The state topic carries the message, exactly as the datagram does.
+    let state = sub.last("p1hub/meterkast/state").expect("state");
+    match shared::wire::parse(state.payload.as_bytes()).expect("a valid p1hub message") {
+        Message::Telegram(t) => assert_eq!(*t, ts[2]),
+        other => panic!("not a telegram: {other:?}"),
+    }
+    // One topic per named number, a bare number equal to the message's.
+    let values = numbers(&ts[2]);
+    assert!(values.len() > 30, "a three-phase meter with gas and water: {values:?}");
+    for (key, expected) in &values {
+        let topic = format!("p1hub/meterkast/{key}");
+        let is_it =
+            |m: &Received| m.topic == topic && m.payload.parse::<f64>().is_ok_and(|g| (g - expected).abs() < 1e-9);
+        sub.until(T, &format!("{topic} = {expected}"), |seen| seen.iter().any(is_it));
+    }
+    assert_eq!(sub.last("p1hub/meterkast/availability").map(|m| m.payload.as_str()), Some("online"));
+    assert_eq!(sub.last("p1hub/bridge/p1-bridge-it/availability").map(|m| m.payload.as_str()), Some("online"));
+
+    // Discovery: every config is valid for Home Assistant, one per value sent, all on one device.
+    let configs: Vec<&Received> =
+        sub.seen.iter().filter(|m| m.topic.starts_with("homeassistant/sensor/") && !m.payload.is_empty()).collect();
+    let mut keys = BTreeSet::new();
+    let mut devices = BTreeSet::new();
+    for c in &configs {
+        let errors = check_sensor("homeassistant", &c.topic, &c.payload);
+        assert!(errors.is_empty(), "{}: {errors:?}\n{}", c.topic, c.payload);
+        let v: serde_json::Value = serde_json::from_str(&c.payload).expect("json");
+        devices.insert(v["device"]["identifiers"][0].as_str().expect("id").to_owned());
+        keys.insert(c.topic.split('/').nth(3).expect("object id").to_owned());
+        assert!(c.retained || sub.seen.iter().any(|m| m.topic == c.topic), "configs are retained");
+    }
+    let sent: BTreeSet<String> = values.iter().map(|(k, _)| k.clone()).collect();
+    assert!(keys.is_subset(&sent), "an entity for a value not sent: {:?}", keys.difference(&sent));
+    for energy in [
+        "energy_import_t1_kwh",
+        "energy_import_t2_kwh",
+        "energy_export_t1_kwh",
+        "energy_export_t2_kwh",
+        "gas_m3",
+        "water_m3",
+    ] {
+        assert!(keys.contains(energy), "no entity for {energy}: {keys:?}");
+    }
+    // A Dutch meter has no Belgian capacity tariff: no value, so no entity.
+    assert!(!sent.contains("capacity_peak_kw") && !keys.contains("capacity_peak_kw"));
+    assert_eq!(devices.len(), 1, "one device per meter: {devices:?}");
+
+    // Retained: a subscriber arriving later gets the current state at once.
+    let r = retained(broker.port, "p1hub/meterkast/state", &[]).expect("retained state");
+    assert_eq!(seq(&r.payload), Some(3));
+    let r = retained(broker.port, "p1hub/meterkast/power_kw", &[]).expect("retained value");
+    assert!(r.payload.parse::<f64>().is_ok());
+
+    // A clean stop says offline for the bridge (the last will covers an unclean one).
+    out.stop().await;
+    let r = retained(broker.port, "p1hub/bridge/p1-bridge-it/availability", &[]).expect("retained");
+    assert_eq!(r.payload, "offline");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn liveness_drives_availability_and_the_rate_limit_holds_per_topic() {
+    let dir = tempfile::tempdir().expect("dir");
+    let broker = Broker::start(dir.path(), &BrokerOptions::default());
+    let mut sub = Sub::start(broker.port, "p1hub/#", &[]);
+    let out = run_output(&mqtt_settings(&format!("url: mqtt://127.0.0.1:{}\nmin_interval: 3600s", broker.port)));
+    let ts = telegrams("kast", 5);
+    for t in &ts {
+        out.send(t).await;
+    }
+    let offline = |listener: &str, online| Input::Liveness { listener: listener.into(), online };
+    out.tx.send(offline("kast", false)).await.expect("runs");
+    sub.until(T, "offline", |seen| seen.iter().any(|m| m.topic == "p1hub/kast/availability" && m.payload == "offline"));
+    out.tx.send(offline("kast", true)).await.expect("runs");
+    sub.until(T, "online again", |seen| {
+        seen.iter().filter(|m| m.topic == "p1hub/kast/availability" && m.payload == "online").count() == 2
+    });
+    let states: Vec<u64> =
+        sub.seen.iter().filter(|m| m.topic == "p1hub/kast/state").filter_map(|m| seq(&m.payload)).collect();
+    assert_eq!(states, [1], "one state per topic per min_interval");
+    assert!(out.stats.rate_limited.load(std::sync::atomic::Ordering::Relaxed) >= 4 * 30);
+    out.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_the_test_ca_is_accepted_and_with_another_ca_refused_clearly() {
+    let dir = tempfile::tempdir().expect("dir");
+    let certs = make_certs(dir.path(), "good", "DNS:localhost,IP:127.0.0.1");
+    let other = make_certs(dir.path(), "other", "DNS:localhost,IP:127.0.0.1");
+    let broker = Broker::start(dir.path(), &BrokerOptions { tls: Some(certs.clone()), ..BrokerOptions::default() });
+    let url = format!("url: mqtts://127.0.0.1:{}", broker.port);
+
+    let out = run_output(&mqtt_settings(&format!("{url}\nca_file: {}", certs.ca.display())));
+    out.wait(T, "a verified TLS connection", connected).await;
+    out.send(&telegrams("tls", 1)[0]).await;
+    let ca = certs.ca.display().to_string();
+    let mut got = None;
+    for _ in 0..50 {
+        got = retained(broker.port, "p1hub/tls/state", &["--cafile", &ca]);
+        if got.is_some() {
+            break;
+        }
+    }
+    assert_eq!(got.and_then(|r| seq(&r.payload)), Some(1));
+    out.stop().await;
+
+    let out = run_output(&mqtt_settings(&format!("{url}\nca_file: {}", other.ca.display())));
+    out.wait(T, "a refusal", |s| s.last_error().is_some()).await;
+    let err = out.stats.last_error().expect("error");
+    assert!(err.contains("bridge.mqtt.ca_file") && err.contains("not signed by"), "{err}");
+    assert!(!connected(&out.stats));
+    out.stop().await;
+
+    // Without ca_file, the system's roots do not know the test CA either.
+    let out = run_output(&mqtt_settings(&url));
+    out.wait(T, "a refusal", |s| s.last_error().is_some()).await;
+    let err = out.stats.last_error().expect("error");
+    assert!(err.contains("system's CA roots") && err.contains("bridge.mqtt.ca_file"), "{err}");
+    out.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_a_host_name_the_certificate_does_not_name_is_refused_clearly() {
+    let dir = tempfile::tempdir().expect("dir");
+    // The certificate names only the address, so "localhost" is not a name it is valid for.
+    let certs = make_certs(dir.path(), "iponly", "IP:127.0.0.1");
+    let broker = Broker::start(dir.path(), &BrokerOptions { tls: Some(certs.clone()), ..BrokerOptions::default() });
+    let out =
+        run_output(&mqtt_settings(&format!("url: mqtts://localhost:{}\nca_file: {}", broker.port, certs.ca.display())));
+    out.wait(T, "a refusal", |s| s.last_error().is_some_and(|e| e.contains("host name"))).await;
+    let err = out.stats.last_error().expect("error");
+    assert!(err.contains("'localhost'") && err.contains("bridge.mqtt.url"), "{err}");
+    out.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_wants_a_client_certificate_gets_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let certs = make_certs(dir.path(), "mtls", "DNS:localhost,IP:127.0.0.1");
+    let options = BrokerOptions { tls: Some(certs.clone()), require_client_cert: true, ..BrokerOptions::default() };
+    let broker = Broker::start(dir.path(), &options);
+    let base = format!("url: mqtts://127.0.0.1:{}\nca_file: {}", broker.port, certs.ca.display());
+
+    let out = run_output(&mqtt_settings(&base));
+    out.wait(T, "a refusal", |s| s.last_error().is_some()).await;
+    let err = out.stats.last_error().expect("error");
+    assert!(err.contains("bridge.mqtt.client_cert_file"), "{err}");
+    out.stop().await;
+
+    let with_cert = format!(
+        "{base}\nclient_cert_file: {}\nclient_key_file: {}",
+        certs.client_cert.display(),
+        certs.client_key.display()
+    );
+    let out = run_output(&mqtt_settings(&with_cert));
+    out.wait(T, "a connection with the client certificate", connected).await;
+    out.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_refused_clearly_and_never_shown() {
+    let dir = tempfile::tempdir().expect("dir");
+    let users = vec![("p1".to_owned(), "right-horse-battery".to_owned())];
+    let broker = Broker::start(dir.path(), &BrokerOptions { users, ..BrokerOptions::default() });
+    let file = dir.path().join("pw");
+    std::fs::write(&file, "wrong-staple\n").expect("write");
+    let settings = format!("url: mqtt://127.0.0.1:{}\nusername: p1\npassword_file: {}", broker.port, file.display());
+    let out = run_output(&mqtt_settings(&settings));
+    out.wait(T, "a refusal", |s| s.last_error().is_some()).await;
+    let err = out.stats.last_error().expect("error");
+    assert!(err.contains("user name or password") && err.contains("bridge.mqtt.username"), "{err}");
+    assert!(err.contains("bridge.mqtt.password_file") && !err.contains("wrong-staple"), "{err}");
+    assert!(!connected(&out.stats));
+    out.stop().await;
+
+    std::fs::write(&file, "right-horse-battery\n").expect("write");
+    let out = run_output(&mqtt_settings(&settings));
+    out.wait(T, "a connection with the right password", connected).await;
+    out.stop().await;
+
+    // A password variable that is not set is a start-up error naming the setting.
+    let m = mqtt_settings(&format!(
+        "url: mqtt://127.0.0.1:{}\nusername: p1\npassword_env: P1HUB_TEST_UNSET_VARIABLE",
+        broker.port
+    ));
+    let err = Output::new(&m).err().expect("refused").to_string();
+    assert!(err.contains("bridge.mqtt.password_env") && err.contains("P1HUB_TEST_UNSET_VARIABLE"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restarted_mid_stream_loses_nothing_and_the_retained_state_is_current() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut broker = Broker::start(dir.path(), &BrokerOptions::default());
+    // A persistent QoS 1 subscriber: the broker keeps its messages while it is away.
+    let persistent = ["-c", "-i", "it-persistent", "-q", "1"];
+    let state = "p1hub/meterkast/state";
+    let mut sub = Sub::start(broker.port, state, &persistent);
+    let out = run_output(&mqtt_settings(&format!("url: mqtt://127.0.0.1:{}", broker.port)));
+    let ts = telegrams("meterkast", 30);
+    for t in &ts[..10] {
+        out.send(t).await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    sub.until(T, "seq 10", saw_seq(state, 10));
+    let mut seen: Vec<Received> = std::mem::take(&mut sub.seen);
+    drop(sub);
+
+    broker.stop();
+    out.wait(T, "the connection to drop", |s| !connected(s)).await;
+    for t in &ts[10..20] {
+        out.send(t).await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    broker.restart();
+    let mut sub = Sub::start(broker.port, state, &persistent);
+    out.wait(T, "the reconnection", connected).await;
+    for t in &ts[20..] {
+        out.send(t).await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    sub.until(T, "seq 30", saw_seq(state, 30));
+    seen.append(&mut sub.seen);
+    let seqs: BTreeSet<u64> = seen.iter().filter_map(|m| seq(&m.payload)).collect();
+    let missing: Vec<u64> = (1..=30).filter(|n| !seqs.contains(n)).collect();
+    assert!(missing.is_empty(), "lost across the restart: {missing:?}");
+    let r = retained(broker.port, state, &[]).expect("retained state");
+    assert_eq!(seq(&r.payload), Some(30), "the retained state is the newest");
+    let s = &out.stats;
+    assert!(s.connections.load(std::sync::atomic::Ordering::Relaxed) >= 2);
+    out.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_offline_queue_keeps_the_newest() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut broker = Broker::start(dir.path(), &BrokerOptions::default());
+    broker.stop();
+    let out = run_output(&mqtt_settings(&format!("url: mqtt://127.0.0.1:{}\nqueue_bytes: 40000", broker.port)));
+    out.wait(T, "a failed attempt", |s| s.last_error().is_some()).await;
+    let err = out.stats.last_error().expect("error");
+    assert!(err.contains("connection refused") && err.contains("bridge.mqtt.url"), "{err}");
+    for t in &telegrams("meterkast", 40) {
+        out.send(t).await;
+    }
+    out.wait(T, "drops", |s| s.dropped.load(std::sync::atomic::Ordering::Relaxed) > 0).await;
+    assert!(out.stats.queued_bytes.load(std::sync::atomic::Ordering::Relaxed) <= 40_000);
+    broker.restart();
+    out.wait(T, "the connection", connected).await;
+    out.wait(T, "the queue to empty", |s| s.queued_bytes.load(std::sync::atomic::Ordering::Relaxed) == 0).await;
+    let mut state = None;
+    for _ in 0..50 {
+        state = retained(broker.port, "p1hub/meterkast/state", &[]);
+        if state.as_ref().and_then(|r| seq(&r.payload)) == Some(40) {
+            break;
+        }
+    }
+    assert_eq!(state.and_then(|r| seq(&r.payload)), Some(40));
+    out.stop().await;
+}
