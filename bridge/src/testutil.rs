@@ -3,7 +3,7 @@
 use shared::wire::{CrcStatus, Dialect, ObisMap, Origin, TelegramMessage, Values, SCHEMA_VERSION};
 
 fn d(text: &str) -> Option<shared::decimal::Decimal> {
-    Some(text.parse().expect("decimal"))
+    text.parse().ok()
 }
 
 /// A DSMR 5 single-phase telegram with gas, from listener `listener`, sequence `seq`.

@@ -779,7 +779,7 @@ pub struct Mqtt {
     pub tls_insecure: bool,
     /// Topic prefix.
     pub topic_prefix: String,
-    /// QoS of data publications.
+    /// `QoS` of data publications.
     pub qos: u8,
     /// Per-topic rate limit (zero: none).
     pub min_interval: Duration,
@@ -854,9 +854,10 @@ impl RawBridge {
         }
         let min_interval = match m.min_interval.trim() {
             "0" | "0s" | "0ms" => Duration::ZERO,
-            t => match parse_replay(t) {
-                Some(Replay::Every(d)) => d,
-                _ => {
+            t => {
+                if let Some(Replay::Every(d)) = parse_replay(t) {
+                    d
+                } else {
                     bad(
                         "bridge.mqtt.min_interval",
                         &m.min_interval,
@@ -864,7 +865,7 @@ impl RawBridge {
                     );
                     Duration::ZERO
                 }
-            },
+            }
         };
         if m.queue_bytes < 4096 {
             bad("bridge.mqtt.queue_bytes", &m.queue_bytes, "at least 4096 bytes");

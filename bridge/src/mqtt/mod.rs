@@ -91,7 +91,7 @@ pub struct Stats {
     pub rate_limited: AtomicU64,
     /// Publications written to the connection.
     pub sent: AtomicU64,
-    /// QoS 1 publications the broker acknowledged.
+    /// `QoS` 1 publications the broker acknowledged.
     pub acked: AtomicU64,
     /// Publications dropped because the offline queue was full.
     pub dropped: AtomicU64,
@@ -112,7 +112,7 @@ impl Stats {
     /// The explanation of the last connection failure, if any.
     #[must_use]
     pub fn last_error(&self) -> Option<String> {
-        self.last_error.lock().map(|e| e.clone()).unwrap_or(None)
+        self.last_error.lock().map_or(None, |e| e.clone())
     }
 
     fn set_error(&self, e: String) {
@@ -638,7 +638,7 @@ pub fn explain(e: &ConnectionError, m: &Mqtt) -> String {
             ConnectReturnCode::NotAuthorized => format!(
                 "the broker at {at} refused the login: wrong user name or password, or the user is not allowed \
                  (bridge.mqtt.username{}, password from {})",
-                m.username.as_deref().map(|u| format!(" '{u}'")).unwrap_or_else(|| " not set".into()),
+                m.username.as_deref().map_or_else(|| " not set".into(), |u| format!(" '{u}'")),
                 password_source(m)
             ),
             ConnectReturnCode::BadClientId => {

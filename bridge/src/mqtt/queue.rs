@@ -4,7 +4,7 @@
 //! queue is bounded in bytes: past the bound the *oldest* publications are dropped and counted, so what reaches
 //! the broker after an outage is the most recent data. Publications the client had taken but the broker had not
 //! acknowledged when a connection dropped come back to the *front* ([`Queue::requeue`]), so nothing acknowledged
-//! to the bridge's caller is lost across a reconnect (QoS 1 delivery is at least once).
+//! to the bridge's caller is lost across a reconnect (`QoS` 1 delivery is at least once).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! Per listener (its name made topic-safe by [`topic_segment`]):
 //! - `<prefix>/<listener>/state`: the whole message, the same JSON as the datagram, retained;
 //! - `<prefix>/<listener>/<value>`: one topic per named number the meter sent (`power_kw`, `gas_m3`, ...), the
-//!   bare number as text, retained, so OpenHAB and Node-RED need no JSON path;
+//!   bare number as text, retained, so `OpenHAB` and Node-RED need no JSON path;
 //! - `<prefix>/<listener>/availability`: `online` / `offline`, retained, driven by the listener's liveness;
 //! - `<prefix>/bridge/<client id>/availability`: the bridge's own `online`, and `offline` as its last will.
 
@@ -23,7 +23,7 @@ pub struct Publication {
     pub payload: Vec<u8>,
     /// Retained by the broker.
     pub retain: bool,
-    /// `false` for QoS 0, `true` for QoS 1.
+    /// `false` for `QoS` 0, `true` for `QoS` 1.
     pub qos1: bool,
     /// Subject to the per-topic rate limit (data), or always sent (availability, discovery).
     pub limited: bool,

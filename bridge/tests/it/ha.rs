@@ -53,7 +53,7 @@ pub fn check_sensor(prefix: &str, topic: &str, payload: &str) -> Vec<String> {
         Some(t) if !t.is_empty() && !t.contains(['+', '#']) => {}
         _ => bad("state_topic is required: a topic without wildcards".into()),
     }
-    if !text("unique_id").is_some_and(|u| !u.is_empty()) {
+    if text("unique_id").is_none_or(str::is_empty) {
         bad("unique_id is required (a device needs it)".into());
     }
     match c.get("device") {
@@ -69,7 +69,7 @@ pub fn check_sensor(prefix: &str, topic: &str, payload: &str) -> Vec<String> {
     match c.get("availability") {
         Some(Value::Array(list)) if !list.is_empty() => {
             for a in list {
-                if !a.get("topic").and_then(Value::as_str).is_some_and(|t| !t.is_empty()) {
+                if a.get("topic").and_then(Value::as_str).is_none_or(str::is_empty) {
                     bad(format!("availability entry without topic: {a}"));
                 }
             }

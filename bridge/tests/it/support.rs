@@ -1,6 +1,7 @@
 //! A real Mosquitto broker per test (own config, own free port on 127.0.0.1, own directory), certificates made
 //! with the openssl command, `mosquitto_sub` as the subscriber, and telegrams from the shared simulator.
 
+use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -78,15 +79,16 @@ impl Broker {
                 let ok = cmd.arg("-b").arg(&file).arg(user).arg(pass).status().expect("mosquitto_passwd");
                 assert!(ok.success());
             }
-            conf.push_str(&format!("allow_anonymous false\npassword_file {}\n", file.display()));
+            let _ = writeln!(conf, "allow_anonymous false\npassword_file {}", file.display());
         }
         if let Some(c) = &options.tls {
-            conf.push_str(&format!(
-                "cafile {}\ncertfile {}\nkeyfile {}\n",
+            let _ = writeln!(
+                conf,
+                "cafile {}\ncertfile {}\nkeyfile {}",
                 c.ca.display(),
                 c.server_cert.display(),
                 c.server_key.display()
-            ));
+            );
             if options.require_client_cert {
                 conf.push_str("require_certificate true\n");
             }
@@ -331,7 +333,10 @@ pub fn telegrams(listener: &str, n: usize) -> Vec<TelegramMessage> {
 
 /// `bridge.mqtt` settings from YAML lines under `mqtt:` (indented by the caller's text), validated.
 pub fn mqtt_settings(lines: &str) -> Mqtt {
-    let indented: String = lines.lines().map(|l| format!("    {l}\n")).collect();
+    let indented = lines.lines().fold(String::new(), |mut out, l| {
+        let _ = writeln!(out, "    {l}");
+        out
+    });
     let yaml = format!("name: it\nbridge:\n  mqtt:\n{indented}");
     let config = RawConfig::from_yaml(&yaml, "test").expect("yaml").validate().expect("valid");
     config.bridge.mqtt.expect("mqtt on")
