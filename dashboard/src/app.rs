@@ -6,7 +6,7 @@
 //! the dashboard through any sequence of events and render the result.
 
 use std::collections::VecDeque;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -34,7 +34,7 @@ pub struct Settings {
     /// The group it subscribed to (shown while waiting).
     pub group: SocketAddr,
     /// The interface it joined on.
-    pub interface: IpAddr,
+    pub interface: shared::netif::Interface,
     /// A meter whose last telegram is older than this is stale.
     pub stale_after: Duration,
     /// A listener from which nothing at all arrived for this long is gone.
@@ -54,7 +54,7 @@ impl Settings {
         let gone_after = stale_after.max(config.listener.status_every * 3);
         Settings {
             group: config.multicast.group,
-            interface: config.multicast.interface,
+            interface: config.multicast.interface.clone(),
             stale_after,
             gone_after,
             chart_minutes: config.dashboard.chart_minutes,
@@ -549,7 +549,7 @@ mod tests {
     fn settings() -> Settings {
         Settings {
             group: "239.255.80.1:4141".parse().expect("addr"),
-            interface: "127.0.0.1".parse().expect("ip"),
+            interface: "127.0.0.1".parse().expect("interface"),
             stale_after: Duration::from_secs(15),
             gone_after: Duration::from_secs(15),
             chart_minutes: 5,

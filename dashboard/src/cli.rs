@@ -73,12 +73,13 @@ mod tests {
 
     #[test]
     fn bad_flags_are_reported_with_the_key_they_override() {
-        let args = Args::parse_from(["p1-dashboard", "--group", "10.0.0.1:99", "--interface", "eth0"]);
+        // `eth0` is a valid interface now (a name); `eth0/1` is not.
+        let args = Args::parse_from(["p1-dashboard", "--group", "10.0.0.1:99", "--interface", "eth0/1"]);
         let err = args.load_config().expect_err("invalid");
         let text = err.to_string();
         assert!(text.contains("2 invalid settings"), "{text}");
         assert!(text.contains("multicast.group: '10.0.0.1:99'"), "{text}");
-        assert!(text.contains("multicast.interface: 'eth0'"), "{text}");
+        assert!(text.contains("multicast.interface: 'eth0/1'"), "{text}");
     }
 
     #[test]

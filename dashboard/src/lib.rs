@@ -8,14 +8,13 @@
 //! # Layout
 //! - [`app`] holds the state, the messages and `update`, with the sequence and health accounting;
 //! - [`ui`] draws;
-//! - [`net`] subscribes to the multicast group (socket2);
+//! - the multicast socket is [`p1hub_subscriber::socket`]'s (one implementation for every subscriber);
 //! - [`cli`] reads the flags and loads the configuration.
 
 pub mod app;
 mod bigtext;
 pub mod cli;
 mod format;
-pub mod net;
 pub mod ui;
 
 use std::io;
@@ -148,8 +147,11 @@ where
 /// The subscription or the terminal could not be set up, or [`run`] failed.
 pub async fn start(config: &Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let group = config.multicast.group;
-    let interface = config.multicast.interface;
-    let socket = net::subscribe(group, interface).context("subscribing to the multicast group")?;
+    let interface = &config.multicast.interface;
+    let socket = match subscribe(group, interface, &shutdown).await? {
+        Some(s) => s,
+        None => return Ok(()),
+    };
     tracing::info!(%group, %interface, "subscribed");
     let mut app = App::new(Settings::from_config(config), Timestamp::now());
     let mut terminal = match ratatui::try_init() {
@@ -163,6 +165,32 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> anyhow::Resu
     let result = run(&mut terminal, &mut app, events, &socket, Timestamp::now, &shutdown).await;
     ratatui::restore();
     result
+}
+
+/// Joins `group` on `interface`. When the interface is not there yet (a late DHCP lease) it says so on stderr
+/// (the terminal is not taken over yet) and waits for it, retrying with a capped backoff; `None` if `shutdown`
+/// fires first.
+async fn subscribe(
+    group: std::net::SocketAddr,
+    interface: &shared::netif::Interface,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<tokio::net::UdpSocket>> {
+    use p1hub_subscriber::socket::{self, Retry};
+    let opened = socket::retry(
+        || socket::open(group, interface, socket::RECV_BUFFER),
+        Retry::default(),
+        shutdown,
+        |n, e, delay| {
+            if n == 1 {
+                eprintln!("p1-dashboard: {e}; waiting for it (Ctrl-C to quit)");
+            }
+            tracing::warn!(cause = %e, attempt = n, retry_in = ?delay, "the interface is not there yet; waiting for it");
+        },
+    )
+    .await;
+    let Some(opened) = opened else { return Ok(None) };
+    let socket = opened.context("subscribing to the multicast group")?;
+    Ok(Some(tokio::net::UdpSocket::from_std(socket).context("registering the socket with the runtime")?))
 }
 
 /// Cancels `shutdown` on SIGINT, SIGTERM or SIGHUP (a closed terminal), so the terminal is restored on the way out.

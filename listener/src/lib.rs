@@ -39,7 +39,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::health::{Health, SharedHealth};
 use crate::pipeline::Pipeline;
-use crate::publish::{MulticastSender, StatusInfo};
+use crate::publish::{Outlet, StatusInfo};
 use crate::raw_tcp::RawHub;
 
 /// How long shutdown waits for tasks to finish.
@@ -59,8 +59,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         std::fs::File::open(path).with_context(|| format!("cannot read capture {}", path.display()))?;
     }
     let m = &config.multicast;
-    let sender = MulticastSender::open(m)
-        .with_context(|| format!("setting up multicast to {} on interface {}", m.group, m.interface))?;
+    let sender =
+        Outlet::open(m).with_context(|| format!("setting up multicast to {} on interface {}", m.group, m.interface))?;
 
     let tracker = TaskTracker::new();
     let tasks = shutdown.child_token();

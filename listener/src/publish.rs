@@ -3,6 +3,12 @@
 //! The socket is built with socket2 from `multicast:` in `p1.yml`: TTL (hop limit), loopback, and the outgoing
 //! interface, by address for IPv4 (`IP_MULTICAST_IF`) and by index for IPv6 (`IPV6_MULTICAST_IF`, the index of the
 //! interface that owns the configured address). Datagrams are built only by [`shared::wire::encode`].
+//! `multicast.interface` may also be a name (`eth0`): IPv4 then sends through that device (`SO_BINDTODEVICE`),
+//! IPv6 by its index.
+//!
+//! When the interface or its address is not there yet (a late DHCP lease), the listener does not exit: the
+//! [`Outlet`] has no socket, the publisher retries with a capped backoff (logged) and counts the telegrams it
+//! could not send as send errors, while the source and the raw TCP server go on.
 //!
 //! The publisher task drains the queue filled by the source task until the source is gone, so on shutdown every
 //! telegram already read is still sent; then it sends a last status datagram (port `closed`). It also runs the
@@ -13,12 +19,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use shared::config::Multicast;
+use shared::netif::Interface;
 use shared::wire::{self, Message, Origin, PortState, StatusMessage, SCHEMA_VERSION};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use crate::backoff::Backoff;
 use crate::health::{log_bad_input, SharedHealth, Watchdog, WatchdogChange};
 use crate::pipeline::Published;
 
@@ -44,9 +52,18 @@ impl MulticastSender {
                 let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
                 s.set_multicast_ttl_v4(m.ttl)?;
                 s.set_multicast_loop_v4(m.loopback)?;
-                if let IpAddr::V4(ifaddr) = m.interface {
-                    if !ifaddr.is_unspecified() {
-                        s.set_multicast_if_v4(&ifaddr)?;
+                match &m.interface {
+                    Interface::Addr(a) if a.is_unspecified() => {}
+                    Interface::Addr(IpAddr::V4(ifaddr)) => s.set_multicast_if_v4(ifaddr)?,
+                    Interface::Addr(a) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            format!("an IPv4 group cannot be sent to through the IPv6 address {a}"),
+                        ))
+                    }
+                    Interface::Name(name) => {
+                        interface_index(&m.interface)?;
+                        bind_device(&s, name)?;
                     }
                 }
                 s.bind(&SocketAddr::from(([0, 0, 0, 0], 0)).into())?;
@@ -56,7 +73,7 @@ impl MulticastSender {
                 let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
                 s.set_multicast_hops_v6(m.ttl)?;
                 s.set_multicast_loop_v6(m.loopback)?;
-                let index = interface_index(m.interface)?;
+                let index = interface_index(&m.interface)?;
                 if index != 0 {
                     s.set_multicast_if_v6(index)?;
                 }
@@ -80,19 +97,130 @@ impl MulticastSender {
     }
 }
 
-/// The index of the interface that owns `addr` (IPv6), or 0 (the system's choice) for `::`.
+/// The index of the interface: the one that owns the address (IPv6), the one of that name (up), or 0 (the
+/// system's choice) for `0.0.0.0` / `::`.
 ///
 /// # Errors
-/// No interface has that address.
-pub fn interface_index(addr: IpAddr) -> io::Result<u32> {
-    if addr.is_unspecified() {
-        return Ok(0);
-    }
-    let index = match addr {
-        IpAddr::V6(v6) => shared::netif::ipv6_index(v6),
-        IpAddr::V4(_) => None,
+/// No interface has that address or name (yet): [`io::ErrorKind::AddrNotAvailable`], see [`is_absent`].
+pub fn interface_index(interface: &Interface) -> io::Result<u32> {
+    let index = match interface {
+        Interface::Addr(a) if a.is_unspecified() => return Ok(0),
+        Interface::Addr(IpAddr::V6(v6)) => shared::netif::ipv6_index(*v6),
+        Interface::Addr(IpAddr::V4(_)) => None,
+        Interface::Name(n) => shared::netif::index_of(n),
     };
-    index.ok_or_else(|| io::Error::new(io::ErrorKind::AddrNotAvailable, format!("no interface has the address {addr}")))
+    index.ok_or_else(|| {
+        let what = match interface {
+            Interface::Name(n) => format!("no interface named {n} is up"),
+            Interface::Addr(a) => format!("no interface has the address {a}"),
+        };
+        io::Error::new(io::ErrorKind::AddrNotAvailable, what)
+    })
+}
+
+/// Sends through device `name` whatever the routes say (`SO_BINDTODEVICE`; Linux).
+fn bind_device(socket: &Socket, name: &str) -> io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        socket.bind_device(Some(name.as_bytes()))
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = socket;
+        Err(io::Error::new(io::ErrorKind::Unsupported, format!("interface names ({name}) need Linux; give an address")))
+    }
+}
+
+/// Whether opening failed because the interface or its address is not there (yet): worth retrying.
+/// (`EADDRNOTAVAIL` from `IP_MULTICAST_IF` with an address no interface has, `ENODEV` from a vanished device.)
+#[must_use]
+pub fn is_absent(e: &io::Error) -> bool {
+    const ENODEV: i32 = 19;
+    e.kind() == io::ErrorKind::AddrNotAvailable || (cfg!(target_os = "linux") && e.raw_os_error() == Some(ENODEV))
+}
+
+/// The multicast sender, or what it takes to open it once the interface is there.
+#[derive(Debug)]
+pub struct Outlet {
+    multicast: Multicast,
+    sender: Option<MulticastSender>,
+    backoff: Backoff,
+    next_try: Instant,
+}
+
+impl Outlet {
+    /// Opens the sender now if it can; an absent interface is logged and left to [`run`] to retry. Must be called
+    /// inside a tokio runtime.
+    ///
+    /// # Errors
+    /// A failure that waiting will not cure (a socket option refused, the wrong address family).
+    pub fn open(m: &Multicast) -> io::Result<Outlet> {
+        let mut outlet = Outlet {
+            multicast: m.clone(),
+            sender: None,
+            backoff: Backoff::new(RETRY_MIN, RETRY_MAX),
+            next_try: Instant::now(),
+        };
+        match MulticastSender::open(m) {
+            Ok(s) => outlet.sender = Some(s),
+            Err(e) if is_absent(&e) => outlet.failed(&e),
+            Err(e) => return Err(e),
+        }
+        Ok(outlet)
+    }
+
+    /// Whether the socket is open.
+    #[must_use]
+    pub fn is_open(&self) -> bool {
+        self.sender.is_some()
+    }
+
+    fn failed(&mut self, e: &io::Error) {
+        let delay = self.backoff.next_delay();
+        let (group, interface) = (self.multicast.group, &self.multicast.interface);
+        if self.backoff.attempts() == 1 {
+            tracing::warn!(cause = %e, %group, %interface, retry_in = ?delay, "the multicast interface is not there yet; waiting for it (telegrams are not sent until then)");
+        } else {
+            tracing::info!(cause = %e, attempt = self.backoff.attempts(), retry_in = ?delay, "still waiting for the multicast interface");
+        }
+        self.next_try = Instant::now() + delay;
+    }
+
+    /// Another attempt (when the sender is not open and the delay has passed).
+    fn retry(&mut self) {
+        match MulticastSender::open(&self.multicast) {
+            Ok(s) => {
+                tracing::info!(group = %self.multicast.group, interface = %self.multicast.interface, attempts = self.backoff.attempts(), "the multicast interface is there; sending");
+                self.sender = Some(s);
+                self.backoff.reset();
+            }
+            Err(e) => {
+                if !is_absent(&e) {
+                    tracing::error!(cause = %e, "cannot open the multicast socket; trying again");
+                }
+                self.failed(&e);
+            }
+        }
+    }
+
+    async fn send(&self, datagram: &[u8]) -> io::Result<()> {
+        match &self.sender {
+            Some(s) => s.send(datagram).await,
+            None => Err(io::Error::new(io::ErrorKind::AddrNotAvailable, "waiting for the multicast interface")),
+        }
+    }
+}
+
+/// Delays between attempts to open the socket while the interface is absent.
+const RETRY_MIN: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+async fn sleep_until_if(open: bool, at: Instant) {
+    if open {
+        std::future::pending::<()>().await;
+    } else {
+        tokio::time::sleep_until(at).await;
+    }
 }
 
 /// What the status datagram needs to know besides [`crate::health::Health`].
@@ -111,12 +239,7 @@ pub struct StatusInfo {
 }
 
 /// Sends queued telegrams and periodic status datagrams until the queue's senders are all gone.
-pub async fn run(
-    sender: MulticastSender,
-    mut queue: mpsc::Receiver<Published>,
-    health: SharedHealth,
-    info: StatusInfo,
-) {
+pub async fn run(mut sender: Outlet, mut queue: mpsc::Receiver<Published>, health: SharedHealth, info: StatusInfo) {
     let mut status = tokio::time::interval(info.every);
     status.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut second = tokio::time::interval(Duration::from_secs(1));
@@ -138,6 +261,7 @@ pub async fn run(
                 }
                 None => break,
             },
+            () = sleep_until_if(sender.is_open(), sender.next_try) => sender.retry(),
             _ = second.tick() => {
                 let now = Instant::now();
                 let (last, bad) = {
@@ -221,7 +345,11 @@ mod tests {
     #[test]
     fn the_unspecified_address_means_any_interface() {
         // Finding an interface by its address is `shared::netif`'s, tested there.
-        assert_eq!(interface_index("::".parse().expect("address")).expect("unspecified"), 0);
+        assert_eq!(interface_index(&"::".parse().expect("address")).expect("unspecified"), 0);
+        let e = interface_index(&Interface::Name("p1hub-none".into())).expect_err("no such interface");
+        assert!(is_absent(&e) && e.to_string().contains("p1hub-none"), "{e}");
+        assert!(is_absent(&io::Error::from_raw_os_error(19)), "ENODEV");
+        assert!(!is_absent(&io::Error::from(io::ErrorKind::PermissionDenied)));
     }
 
     #[tokio::test(start_paused = true)]

@@ -97,13 +97,14 @@ mod tests {
         args.apply(&mut raw);
         let config = raw.validate().expect("valid");
         assert_eq!(config.multicast.group, "239.255.9.9:5000".parse().expect("addr"));
-        assert_eq!(config.multicast.interface, IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(config.multicast.interface, IpAddr::from([127, 0, 0, 1]).into());
         assert_eq!(config.reader.dir, PathBuf::from("/tmp/x"));
     }
 
     #[test]
     fn bad_flags_are_reported_with_the_other_errors() {
-        let args = Args::parse_from(["p1-reader", "--group", "10.0.0.1:4141", "--interface", "eth0"]);
+        // `eth0` is a valid interface now (a name); `192.168.1` is neither an address nor a name.
+        let args = Args::parse_from(["p1-reader", "--group", "10.0.0.1:4141", "--interface", "192.168.1"]);
         let mut raw = RawConfig::from_yaml("reader:\n  interval_minutes: 7\n", "t.yml").expect("yaml");
         args.apply(&mut raw);
         let err = raw.validate().expect_err("invalid").to_string();

@@ -9,11 +9,11 @@
 //!
 //! # Layout
 //! - [`cli`]: flags, configuration loading, signals.
-//! - [`subscribe`]: the socket and the receive loop; invalid datagrams are counted.
+//! - [`subscribe`]: the receive loop over [`p1hub_subscriber`] (the socket, decoding, invalid datagrams counted).
 //! - [`writer`]: the writing thread, its bounded queue and backoff.
 //! - [`store`]: which file each telegram goes to, rotation, restart recovery.
 //! - [`period`]: intervals, hours, days and ISO weeks in a time zone, DST included.
-//! - [`tracker`]: sequence gaps, listener restarts, duplicates.
+//! - [`tracker`]: sequence gaps, listener restarts, duplicates (the subscriber library's, re-exported).
 //! - [`linefile`]: append-only whole-line files and atomic replacement.
 //! - [`csv`], [`weekly`], [`html`]: the formats.
 //! - [`housekeeping`]: gzip and retention of closed files.
@@ -29,7 +29,7 @@ pub mod period;
 pub mod stats;
 pub mod store;
 pub mod subscribe;
-pub mod tracker;
+pub use p1hub_subscriber::tracker;
 pub mod weekly;
 pub mod writer;
 
@@ -39,6 +39,9 @@ mod testutil;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+
+use p1hub_subscriber::{Options, Subscriber};
+use tokio_util::sync::CancellationToken;
 
 use shared::config::Config;
 use tracing::info;
@@ -66,14 +69,15 @@ pub enum ReaderError {
 
 /// A reader that has joined its group and opened its data directory, ready to [`run`](Reader::run).
 pub struct Reader {
-    socket: tokio::net::UdpSocket,
+    sub: Subscriber,
     store: Store,
     stats: Arc<Stats>,
     clock: Arc<dyn Clock>,
 }
 
 impl Reader {
-    /// Joins the configured group and opens the data directory. Must be called inside a tokio runtime.
+    /// Joins the configured group and opens the data directory. Must be called inside a tokio runtime. An
+    /// interface that is not there yet is no error: the reader waits for it (logged) while it runs.
     pub fn bind(config: &Config) -> Result<Reader, ReaderError> {
         Reader::bind_with_clock(config, Arc::new(SystemClock))
     }
@@ -81,12 +85,11 @@ impl Reader {
     /// As [`Reader::bind`], with the reader's time taken from `clock`.
     pub fn bind_with_clock(config: &Config, clock: Arc<dyn Clock>) -> Result<Reader, ReaderError> {
         let m = &config.multicast;
-        let std_socket = subscribe::socket(m.group, m.interface)?;
-        let socket = tokio::net::UdpSocket::from_std(std_socket).map_err(SubscribeError::Socket)?;
+        let sub = Subscriber::new(Options::from_config(config), CancellationToken::new())?;
         let stats = Arc::new(Stats::default());
         let store = Store::open(StoreConfig::from_config(config), stats.clone(), clock.now());
-        info!(group = %m.group, interface = %m.interface, dir = %config.reader.dir.display(), "subscribed");
-        Ok(Reader { socket, store, stats, clock })
+        info!(group = %m.group, interface = %m.interface, dir = %config.reader.dir.display(), joined = sub.is_joined(), "subscribed");
+        Ok(Reader { sub, store, stats, clock })
     }
 
     /// The counters, live.
@@ -95,9 +98,15 @@ impl Reader {
         self.stats.clone()
     }
 
-    /// The address the socket is bound to.
+    /// The address the socket is bound to (an error while the reader still waits for its interface).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.socket.local_addr()
+        self.sub.local_addr().ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotConnected))
+    }
+
+    /// Whether the group is joined (`false` while waiting for the interface).
+    #[must_use]
+    pub fn is_joined(&self) -> bool {
+        self.sub.is_joined()
     }
 
     /// Receives and writes until `shutdown` completes, then writes what is queued and closes every file.
@@ -106,7 +115,7 @@ impl Reader {
         let writer = Writer::new(self.store, self.stats.clone());
         let closing = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let thread = writer::spawn(writer, rx, self.clock.clone(), closing.clone()).map_err(ReaderError::Thread)?;
-        subscribe::receive(self.socket, tx, self.clock, self.stats.clone(), shutdown).await;
+        subscribe::receive(self.sub, tx, self.clock, self.stats.clone(), shutdown).await;
         closing.store(true, std::sync::atomic::Ordering::Relaxed);
         // The sender is gone: the thread writes what is left, closes the files and ends.
         let joined = tokio::task::spawn_blocking(move || thread.join()).await;

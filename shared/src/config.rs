@@ -47,7 +47,7 @@ pub struct RawConfig {
 pub struct RawMulticast {
     /// `ADDR:PORT`; IPv4 `239.0.0.0/8` or IPv6 `[ff15::...]:PORT`.
     pub group: String,
-    /// The local interface address to send and join on (`0.0.0.0`: the system's choice).
+    /// The local interface to send and join on: an address (`0.0.0.0`: the system's choice) or a name (`eth0`).
     pub interface: String,
     /// Hops a datagram may travel (1 = this LAN only).
     pub ttl: u32,
@@ -218,8 +218,8 @@ pub struct Config {
 pub struct Multicast {
     /// Group address and port.
     pub group: SocketAddr,
-    /// Local interface address (unspecified: the system's choice).
-    pub interface: IpAddr,
+    /// Local interface: an address (unspecified: the system's choice) or a name.
+    pub interface: crate::netif::Interface,
     /// TTL / hop limit.
     pub ttl: u32,
     /// Loop datagrams back to the sending host.
@@ -425,11 +425,11 @@ impl RawConfig {
             bad("multicast.group", &m.group, why);
             DEFAULT_GROUP.parse().unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0))
         });
-        let interface = m.interface.parse::<IpAddr>().unwrap_or_else(|_| {
-            bad("multicast.interface", &m.interface, "a local IP address such as 0.0.0.0, 127.0.0.1 or 10.0.0.2");
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        let interface = m.interface.parse::<crate::netif::Interface>().unwrap_or_else(|why| {
+            bad("multicast.interface", &m.interface, why);
+            crate::netif::Interface::default()
         });
-        if group.is_ipv4() != interface.is_ipv4() && !interface.is_unspecified() {
+        if !interface.fits(group.ip()) {
             bad("multicast.interface", &m.interface, "an address of the same family (IPv4/IPv6) as multicast.group");
         }
         if m.ttl > 255 {

@@ -14,7 +14,7 @@ use shared::wire::{self, Counters, Message, Origin, PortState, StatusMessage, Te
 pub fn settings() -> Settings {
     Settings {
         group: "239.255.80.1:4141".parse().expect("addr"),
-        interface: "127.0.0.1".parse().expect("ip"),
+        interface: "127.0.0.1".parse().expect("interface"),
         stale_after: Duration::from_secs(15),
         gone_after: Duration::from_secs(15),
         chart_minutes: 5,
