@@ -50,6 +50,9 @@ async fn main() -> anyhow::Result<()> {
         MqttOptions::new(format!("latency-{}", std::process::id()), broker.ip().to_string(), broker.port());
     options.set_max_packet_size(1 << 20, 1 << 20);
     let (client, mut eventloop) = AsyncClient::new(options, 16);
+    let mut network = eventloop.network_options();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
     client.subscribe(format!("p1hub/{listener}/state"), QoS::AtMostOnce).await?;
     loop {
         if let Event::Incoming(Packet::SubAck(_)) = eventloop.poll().await? {

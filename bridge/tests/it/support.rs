@@ -265,7 +265,11 @@ impl Sub {
                 }
             }
         });
-        ready_rx.recv_timeout(Duration::from_secs(10)).expect("mosquitto_sub subscribed");
+        if ready_rx.recv_timeout(Duration::from_secs(10)).is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("mosquitto_sub did not subscribe within 10 s");
+        }
         Sub { child, rx, seen: Vec::new() }
     }
 
