@@ -17,6 +17,7 @@ pub mod discovery;
 pub mod queue;
 pub mod tls;
 pub mod topics;
+pub mod v5;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -72,14 +73,6 @@ pub enum MqttError {
         /// What is wrong (never the password).
         message: String,
     },
-    /// A setting this build does not support.
-    #[error("{setting}: {message}")]
-    Unsupported {
-        /// The key to fix.
-        setting: &'static str,
-        /// What is supported.
-        message: String,
-    },
 }
 
 /// Counters and connection state, shared with whoever wants to watch (tests, logs).
@@ -122,10 +115,52 @@ impl Stats {
     }
 }
 
+/// The connection options of either protocol version.
+enum Options {
+    V311(Box<MqttOptions>),
+    V5(Box<rumqttc::v5::MqttOptions>),
+}
+
+/// The client handle of either protocol version.
+enum Client {
+    V311(AsyncClient),
+    V5(rumqttc::v5::AsyncClient),
+}
+
+impl Client {
+    /// Hands `p` to the event loop; `false` when its channel is full.
+    fn try_publish(&self, p: &Publication) -> bool {
+        match self {
+            Client::V311(c) => {
+                let qos = if p.qos1 { QoS::AtLeastOnce } else { QoS::AtMostOnce };
+                match c.try_publish(p.topic.clone(), qos, p.retain, p.payload.clone()) {
+                    Ok(()) => true,
+                    Err(ClientError::TryRequest(_) | ClientError::Request(_)) => false,
+                }
+            }
+            Client::V5(c) => v5::publish(c, p),
+        }
+    }
+
+    fn try_subscribe(&self, topic: String) -> bool {
+        match self {
+            Client::V311(c) => c.try_subscribe(topic, QoS::AtLeastOnce).is_ok(),
+            Client::V5(c) => c.try_subscribe(topic, v5::qos(true)).is_ok(),
+        }
+    }
+
+    async fn disconnect(&self) -> bool {
+        match self {
+            Client::V311(c) => c.disconnect().await.is_ok(),
+            Client::V5(c) => c.disconnect().await.is_ok(),
+        }
+    }
+}
+
 /// The MQTT output, configured and ready to run.
 pub struct Output {
     settings: Mqtt,
-    options: MqttOptions,
+    options: Options,
     discovery: Option<Discovery>,
     bridge_availability: String,
     stats: Arc<Stats>,
@@ -162,27 +197,12 @@ fn password(m: &Mqtt) -> Result<Option<String>, MqttError> {
 impl Output {
     /// Checks the settings, reads the password and builds the TLS configuration. Opens no connection.
     pub fn new(m: &Mqtt) -> Result<Output, MqttError> {
-        if m.protocol == MqttProtocol::V5 {
-            return Err(MqttError::Unsupported {
-                setting: "bridge.mqtt.protocol",
-                message: "5: this build speaks MQTT 3.1.1 only (set protocol: 3.1.1; every broker that speaks 5 \
-                          speaks 3.1.1 too)"
-                    .into(),
-            });
-        }
         let bridge_availability = topics::bridge_availability(&m.topic_prefix, &m.client_id);
-        let mut options = MqttOptions::new(&m.client_id, &m.host, m.port);
-        options
-            .set_keep_alive(m.keep_alive)
-            .set_clean_session(true)
-            // A three-phase state message is about 4 KB; a long power-failure log or capacity history more.
-            .set_max_packet_size(64 * 1024, 256 * 1024)
-            .set_inflight(100)
-            .set_last_will(LastWill::new(&bridge_availability, topics::OFFLINE, QoS::AtLeastOnce, true));
-        if let Some(user) = &m.username {
-            options.set_credentials(user, password(m)?.unwrap_or_default());
-        }
-        if m.tls {
+        let credentials = match &m.username {
+            Some(user) => Some((user.clone(), password(m)?.unwrap_or_default())),
+            None => None,
+        };
+        let transport = if m.tls {
             if m.tls_insecure {
                 warn!(
                     url = %m.url,
@@ -190,8 +210,27 @@ impl Output {
                      can read and change what is sent, and the password"
                 );
             }
-            options.set_transport(Transport::Tls(TlsConfiguration::Rustls(tls::client_config(m)?)));
-        }
+            Transport::Tls(TlsConfiguration::Rustls(tls::client_config(m)?))
+        } else {
+            Transport::Tcp
+        };
+        let options = match m.protocol {
+            MqttProtocol::V311 => {
+                let mut o = MqttOptions::new(&m.client_id, &m.host, m.port);
+                o.set_keep_alive(m.keep_alive)
+                    .set_clean_session(true)
+                    // A three-phase state message is about 4 KB; a long power-failure log or capacity history more.
+                    .set_max_packet_size(64 * 1024, 256 * 1024)
+                    .set_inflight(100)
+                    .set_last_will(LastWill::new(&bridge_availability, topics::OFFLINE, QoS::AtLeastOnce, true))
+                    .set_transport(transport);
+                if let Some((user, password)) = credentials {
+                    o.set_credentials(user, password);
+                }
+                Options::V311(Box::new(o))
+            }
+            MqttProtocol::V5 => Options::V5(Box::new(v5::options(m, &bridge_availability, credentials, transport))),
+        };
         let discovery = m.discovery.then(|| Discovery {
             prefix: m.discovery_prefix.clone(),
             topic_prefix: m.topic_prefix.clone(),
@@ -209,15 +248,25 @@ impl Output {
     /// Publishes what `input` brings until `shutdown` is cancelled (or `input` closes), then says `offline` for the
     /// bridge and disconnects cleanly (within a few seconds).
     pub async fn run(self, mut input: mpsc::Receiver<Input>, shutdown: CancellationToken) {
-        let (client, mut eventloop) = AsyncClient::new(self.options.clone(), 64);
-        // Small packets, sent at once: without this, Nagle's algorithm and the broker's delayed ACK hold a
-        // publication back up to 40 ms now and then (measured with scripts/bench-bridge).
-        let mut network = eventloop.network_options();
-        network.set_tcp_nodelay(true);
-        eventloop.set_network_options(network);
         let (net_tx, mut net_rx) = mpsc::channel(64);
         let closing = CancellationToken::new();
-        let driver = tokio::spawn(drive(eventloop, net_tx, self.settings.clone(), self.stats.clone(), closing.clone()));
+        let (settings, counters) = (self.settings.clone(), self.stats.clone());
+        let (client, driver) = match self.options {
+            Options::V311(options) => {
+                let (client, mut eventloop) = AsyncClient::new(*options, 64);
+                // Small packets, sent at once: without this, Nagle's algorithm and the broker's delayed ACK hold a
+                // publication back up to 40 ms now and then (measured with scripts/bench-bridge).
+                let mut network = eventloop.network_options();
+                network.set_tcp_nodelay(true);
+                eventloop.set_network_options(network);
+                (Client::V311(client), tokio::spawn(drive(eventloop, net_tx, settings, counters, closing.clone())))
+            }
+            Options::V5(options) => {
+                // rumqttc's v5 event loop has no TCP_NODELAY setting.
+                let (client, eventloop) = rumqttc::v5::AsyncClient::new(*options, 64);
+                (Client::V5(client), tokio::spawn(v5::drive(eventloop, net_tx, settings, counters, closing.clone())))
+            }
+        };
         let mut state = State::new(self.settings, self.discovery, self.bridge_availability, self.stats, client);
         let mut retry: Option<Instant> = None;
         let mut housekeeping = tokio::time::interval(Duration::from_secs(60));
@@ -271,7 +320,7 @@ struct State {
     discovery: Option<Discovery>,
     bridge_availability: String,
     stats: Arc<Stats>,
-    client: AsyncClient,
+    client: Client,
     queue: Queue,
     limit: RateLimit,
     meters: HashMap<String, Meter>,
@@ -288,7 +337,7 @@ impl State {
         discovery: Option<Discovery>,
         bridge_availability: String,
         stats: Arc<Stats>,
-        client: AsyncClient,
+        client: Client,
     ) -> State {
         State {
             queue: Queue::new(settings.queue_bytes),
@@ -411,8 +460,8 @@ impl State {
                 self.announce();
                 if let Some(d) = &self.discovery {
                     let status = format!("{}/status", d.prefix);
-                    if let Err(e) = self.client.try_subscribe(status, QoS::AtLeastOnce) {
-                        debug!(cause = %e, "cannot subscribe to Home Assistant's status");
+                    if !self.client.try_subscribe(status) {
+                        debug!("cannot subscribe to Home Assistant's status now");
                     }
                 }
             }
@@ -445,18 +494,14 @@ impl State {
         let mut full = false;
         while self.connected {
             let Some(p) = self.queue.front() else { break };
-            let qos = if p.qos1 { QoS::AtLeastOnce } else { QoS::AtMostOnce };
-            match self.client.try_publish(p.topic.clone(), qos, p.retain, p.payload.clone()) {
-                Ok(()) => {
-                    self.queue.pop();
-                    if let Some(n) = &mut self.catching_up {
-                        *n += 1;
-                    }
+            if self.client.try_publish(p) {
+                self.queue.pop();
+                if let Some(n) = &mut self.catching_up {
+                    *n += 1;
                 }
-                Err(ClientError::TryRequest(_) | ClientError::Request(_)) => {
-                    full = true;
-                    break;
-                }
+            } else {
+                full = true;
+                break;
             }
         }
         self.stats.queued_bytes.store(self.queue.bytes() as u64, Ordering::Relaxed);
@@ -513,7 +558,7 @@ impl State {
             }
         }
         // The channel has room unless the broker stopped reading; then the driver's timeout ends it anyway.
-        if !matches!(tokio::time::timeout(Duration::from_secs(1), self.client.disconnect()).await, Ok(Ok(()))) {
+        if !matches!(tokio::time::timeout(Duration::from_secs(1), self.client.disconnect()).await, Ok(true)) {
             debug!("MQTT disconnect not sent (event loop gone or stuck)");
         }
     }
@@ -611,27 +656,49 @@ fn find_rustls<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustl
     None
 }
 
+/// What both protocol versions share: a TLS failure anywhere in the chain, the host name, an I/O error.
+/// `connecting`: the error came from opening the connection (not from a connection that was up).
+fn explain_transport(e: &(dyn std::error::Error + 'static), m: &Mqtt, connecting: bool) -> Option<String> {
+    let at = format!("{}:{}", m.host, m.port);
+    if let Some(t) = find_rustls(e).and_then(|r| tls::explain(r, m)) {
+        return Some(t);
+    }
+    let mut level = Some(e);
+    while let Some(err) = level {
+        if let Some(rumqttc::TlsError::DNSName(_)) = err.downcast_ref::<rumqttc::TlsError>() {
+            return Some(format!("'{}' is not a valid host name for TLS (bridge.mqtt.url)", m.host));
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return Some(match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => {
+                    format!(
+                        "cannot connect to {at} (bridge.mqtt.url): connection refused; is the broker running there?"
+                    )
+                }
+                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset if m.tls && connecting => {
+                    format!(
+                    "{at} closed the connection during or right after the TLS handshake ({io}); the broker may want \
+                     a client certificate (bridge.mqtt.client_cert_file) or not speak TLS on this port \
+                     (bridge.mqtt.url)"
+                )
+                }
+                _ => format!("{at} (bridge.mqtt.url): {io}"),
+            });
+        }
+        level = err.source();
+    }
+    None
+}
+
 /// One clear sentence for a connection failure, naming the setting to look at.
 #[must_use]
 pub fn explain(e: &ConnectionError, m: &Mqtt) -> String {
     let at = format!("{}:{}", m.host, m.port);
-    let io = |io: &std::io::Error| -> String {
-        if let Some(t) = rustls_error(io).and_then(|r| tls::explain(r, m)) {
+    if !matches!(e, ConnectionError::ConnectionRefused(_)) {
+        let connecting = matches!(e, ConnectionError::Tls(_) | ConnectionError::Io(_));
+        if let Some(t) = explain_transport(e, m, connecting) {
             return t;
         }
-        match io.kind() {
-            std::io::ErrorKind::ConnectionRefused => {
-                format!("cannot connect to {at} (bridge.mqtt.url): connection refused; is the broker running there?")
-            }
-            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset if m.tls => format!(
-                "{at} closed the connection during or right after the TLS handshake ({io}); the broker may want a \
-                 client certificate (bridge.mqtt.client_cert_file) or not speak TLS on this port (bridge.mqtt.url)"
-            ),
-            _ => format!("{at} (bridge.mqtt.url): {io}"),
-        }
-    };
-    if let Some(t) = find_rustls(e).and_then(|r| tls::explain(r, m)) {
-        return t;
     }
     match e {
         ConnectionError::ConnectionRefused(code) => match code {
@@ -655,17 +722,7 @@ pub fn explain(e: &ConnectionError, m: &Mqtt) -> String {
             }
             other => format!("the broker at {at} refused the connection: {other:?}"),
         },
-        ConnectionError::Tls(t) => match t {
-            rumqttc::TlsError::Io(e) => io(e),
-            rumqttc::TlsError::TLS(r) => {
-                tls::explain(r, m).unwrap_or_else(|| format!("TLS with {at} failed: {r} (bridge.mqtt.url)"))
-            }
-            rumqttc::TlsError::DNSName(_) => {
-                format!("'{}' is not a valid host name for TLS (bridge.mqtt.url)", m.host)
-            }
-            other => format!("TLS with {at} failed: {other}"),
-        },
-        ConnectionError::Io(e) => io(e),
+        ConnectionError::Tls(t) => format!("TLS with {at} failed: {t} (bridge.mqtt.url)"),
         ConnectionError::NetworkTimeout => format!("no answer from {at} within 5 s (bridge.mqtt.url)"),
         other => format!("{at}: {other}"),
     }

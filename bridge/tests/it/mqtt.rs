@@ -231,13 +231,22 @@ async fn a_wrong_password_is_refused_clearly_and_never_shown() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restarted_mid_stream_loses_nothing_and_the_retained_state_is_current() {
+    restart_mid_stream("3.1.1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt5_a_broker_restarted_mid_stream_loses_nothing_either() {
+    restart_mid_stream("5").await;
+}
+
+async fn restart_mid_stream(protocol: &str) {
     let dir = tempfile::tempdir().expect("dir");
     let mut broker = Broker::start(dir.path(), &BrokerOptions::default());
     // A persistent QoS 1 subscriber: the broker keeps its messages while it is away.
     let persistent = ["-c", "-i", "it-persistent", "-q", "1"];
     let state = "p1hub/meterkast/state";
     let mut sub = Sub::start(broker.port, state, &persistent);
-    let out = run_output(&mqtt_settings(&format!("url: mqtt://127.0.0.1:{}", broker.port)));
+    let out = run_output(&mqtt_settings(&format!("url: mqtt://127.0.0.1:{}\nprotocol: '{protocol}'", broker.port)));
     let ts = telegrams("meterkast", 30);
     for t in &ts[..10] {
         out.send(t).await;
@@ -298,4 +307,43 @@ async fn a_full_offline_queue_keeps_the_newest() {
     }
     assert_eq!(state.and_then(|r| seq(&r.payload)), Some(40));
     out.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt5_publishes_the_same_topics_and_refuses_a_wrong_password_clearly() {
+    let dir = tempfile::tempdir().expect("dir");
+    let users = vec![("p1".to_owned(), "right-horse-battery".to_owned())];
+    let broker = Broker::start(dir.path(), &BrokerOptions { users, ..BrokerOptions::default() });
+    let file = dir.path().join("pw");
+    std::fs::write(&file, "wrong-staple\n").expect("write");
+    let settings = format!(
+        "url: mqtt://127.0.0.1:{}\nprotocol: '5'\nusername: p1\npassword_file: {}",
+        broker.port,
+        file.display()
+    );
+    let out = run_output(&mqtt_settings(&settings));
+    out.wait(T, "a refusal", |s| s.last_error().is_some()).await;
+    let err = out.stats.last_error().expect("error");
+    assert!(err.contains("user name or password") && err.contains("bridge.mqtt.username"), "{err}");
+    assert!(!err.contains("wrong-staple"), "{err}");
+    out.stop().await;
+
+    std::fs::write(&file, "right-horse-battery\n").expect("write");
+    let login = ["-u", "p1", "-P", "right-horse-battery"];
+    let mut sub = Sub::start(broker.port, "#", &login);
+    let out = run_output(&mqtt_settings(&settings));
+    out.wait(T, "an MQTT 5 connection", connected).await;
+    let ts = telegrams("v5", 2);
+    for t in &ts {
+        out.send(t).await;
+    }
+    sub.until(T, "state seq 2", saw_seq("p1hub/v5/state", 2));
+    sub.until(T, "a value, availability and discovery", |seen| {
+        seen.iter().any(|m| m.topic == "p1hub/v5/power_kw")
+            && seen.iter().any(|m| m.topic == "p1hub/v5/availability" && m.payload == "online")
+            && seen.iter().any(|m| m.topic.starts_with("homeassistant/sensor/") && m.topic.ends_with("/gas_m3/config"))
+    });
+    out.stop().await;
+    let r = retained(broker.port, "p1hub/bridge/p1-bridge-it/availability", &login).expect("retained");
+    assert_eq!(r.payload, "offline");
 }
