@@ -55,9 +55,10 @@ impl Bridge {
         let m = config.bridge.mqtt.as_ref().ok_or(BridgeError::NoOutput)?;
         let mqtt = Output::new(m)?;
         let describe = format!(
-            "group {} via {}, MQTT {}{}{}",
+            "group {} via {}, MQTT {} {}{}{}",
             config.multicast.group,
             config.multicast.interface,
+            if m.protocol == shared::config::MqttProtocol::V5 { "5" } else { "3.1.1" },
             m.url,
             if m.tls && !m.tls_insecure {
                 " (TLS, verified)"
