@@ -735,3 +735,76 @@ fn password_source(m: &Mqtt) -> String {
         (None, None) => "nowhere: neither bridge.mqtt.password_file nor password_env is set".into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::telegram;
+
+    /// A state whose client is never connected: everything stays in the queue, where the test can read it.
+    fn state(yaml: &str) -> State {
+        let yaml = format!("name: t\nbridge:\n  mqtt:\n    url: mqtt://127.0.0.1:1\n{yaml}");
+        let config = shared::config::RawConfig::from_yaml(&yaml, "t").expect("yaml").validate().expect("valid");
+        let m = config.bridge.mqtt.expect("mqtt");
+        let (client, _eventloop) = AsyncClient::new(MqttOptions::new("t", "127.0.0.1", 1), 4);
+        let bridge = topics::bridge_availability(&m.topic_prefix, &m.client_id);
+        let discovery = Discovery {
+            prefix: m.discovery_prefix.clone(),
+            topic_prefix: m.topic_prefix.clone(),
+            bridge_availability: bridge.clone(),
+        };
+        State::new(m, Some(discovery), bridge, Arc::default(), Client::V311(client))
+    }
+
+    fn drain_topics(s: &mut State) -> Vec<(String, usize)> {
+        std::iter::from_fn(|| s.queue.pop().map(|p| (p.topic, p.payload.len()))).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_value_gets_its_entity_and_a_meter_gone_for_good_loses_them() {
+        let mut s = state("    discovery_remove_after_hours: 2\n");
+        let t0 = Instant::now();
+        s.input(Input::Telegram(Box::new(telegram("kast", 1))), t0);
+        let first = drain_topics(&mut s);
+        assert_eq!(first[0], ("p1hub/kast/availability".into(), 6), "online first: {first:?}");
+        let configs = first.iter().filter(|(t, _)| t.ends_with("/config")).count();
+        assert!(configs > 10, "{first:?}");
+
+        // The same values again: no discovery; a water meter appears: its entity (and the rest again) is published.
+        s.input(Input::Telegram(Box::new(telegram("kast", 2))), t0 + Duration::from_secs(1));
+        assert!(!drain_topics(&mut s).iter().any(|(t, _)| t.ends_with("/config")));
+        let mut with_water = telegram("kast", 3);
+        with_water.values.water_m3 = "12.5".parse().ok();
+        s.input(Input::Telegram(Box::new(with_water)), t0 + Duration::from_secs(2));
+        let again = drain_topics(&mut s);
+        assert!(again.iter().any(|(t, _)| t == "homeassistant/sensor/p1hub_e0044404_000000001/water_m3/config"));
+
+        // Not yet gone, then gone: one empty retained config per entity ever published.
+        s.housekeeping(t0 + Duration::from_secs(3600));
+        assert!(s.queue.is_empty());
+        s.housekeeping(t0 + Duration::from_secs(2 * 3600 + 2));
+        let removed = drain_topics(&mut s);
+        assert_eq!(removed.len(), configs + 1, "{removed:?}");
+        assert!(removed.iter().all(|(t, len)| t.ends_with("/config") && *len == 0), "{removed:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn liveness_changes_are_published_once_and_a_reconnect_announces_everything_first() {
+        let mut s = state("");
+        let t0 = Instant::now();
+        s.input(Input::Liveness { listener: "kast".into(), online: false }, t0);
+        s.input(Input::Liveness { listener: "kast".into(), online: false }, t0);
+        assert_eq!(drain_topics(&mut s), [("p1hub/kast/availability".to_owned(), 7)]);
+        s.input(Input::Telegram(Box::new(telegram("kast", 1))), t0);
+        let before = s.queue.len();
+        s.network(Net::Connected);
+        let order = drain_topics(&mut s);
+        assert_eq!(order[0].0, "p1hub/bridge/p1-bridge-t/availability");
+        let configs = order.iter().filter(|(t, _)| t.ends_with("/config")).count() / 2;
+        assert!(configs > 10);
+        // Announced first: the bridge, every config, each listener's availability; then what was queued.
+        assert_eq!(order.len(), before + 1 + configs + 1, "{order:?}");
+        assert!(order[1..=configs].iter().all(|(t, _)| t.ends_with("/config")), "{order:?}");
+        assert_eq!(order[configs + 1], ("p1hub/kast/availability".to_owned(), 6));
+    }
+}
