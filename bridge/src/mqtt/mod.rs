@@ -454,9 +454,13 @@ impl State {
                     info!(broker = %self.settings.url, queued = self.queue.len(), bytes = self.queue.bytes(), "MQTT connected; sending what was queued");
                     self.catching_up = Some(0);
                 }
+                // After a *re*connection the broker may have lost its retained messages: the next telegram goes
+                // out whole, whatever the rate limit. (At the first connection the queue holds everything.)
+                if self.ever_connected {
+                    self.limit.reset();
+                }
                 self.connected = true;
                 self.ever_connected = true;
-                self.limit.reset();
                 self.announce();
                 if let Some(d) = &self.discovery {
                     let status = format!("{}/status", d.prefix);
@@ -578,6 +582,8 @@ async fn drive(
     loop {
         let event = tokio::select! {
             () = closing.cancelled(), if !stats.connected.load(Ordering::Relaxed) => return,
+            // The output is gone without closing (its task dropped): drop the connection, so the will fires.
+            () = tx.closed() => return,
             e = eventloop.poll() => e,
         };
         let report = match event {
@@ -806,5 +812,23 @@ mod tests {
         assert_eq!(order.len(), before + 1 + configs + 1, "{order:?}");
         assert!(order[1..=configs].iter().all(|(t, _)| t.ends_with("/config")), "{order:?}");
         assert_eq!(order[configs + 1], ("p1hub/kast/availability".to_owned(), 6));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_rate_limit_starts_over_after_a_reconnection_only() {
+        let mut s = state("    min_interval: 3600s\n    discovery: false\n");
+        let t0 = Instant::now();
+        let states = |s: &mut State| drain_topics(s).iter().filter(|(t, _)| t == "p1hub/kast/state").count();
+        s.input(Input::Telegram(Box::new(telegram("kast", 1))), t0);
+        assert_eq!(states(&mut s), 1);
+        // The first connection: the limit holds (this failed when every connection reset it).
+        s.network(Net::Connected);
+        s.input(Input::Telegram(Box::new(telegram("kast", 2))), t0 + Duration::from_secs(1));
+        assert_eq!(states(&mut s), 0);
+        // A reconnection: the broker may have lost its retained state, so the next telegram goes out whole.
+        s.network(Net::Failed { error: "gone".into(), unacknowledged: Vec::new() });
+        s.network(Net::Connected);
+        s.input(Input::Telegram(Box::new(telegram("kast", 3))), t0 + Duration::from_secs(2));
+        assert_eq!(states(&mut s), 1);
     }
 }

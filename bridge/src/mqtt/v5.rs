@@ -57,6 +57,8 @@ pub(super) async fn drive(
     loop {
         let event = tokio::select! {
             () = closing.cancelled(), if !stats.connected.load(Ordering::Relaxed) => return,
+            // The output is gone without closing (its task dropped): drop the connection, so the will fires.
+            () = tx.closed() => return,
             e = eventloop.poll() => e,
         };
         let report = match event {

@@ -347,3 +347,51 @@ async fn mqtt5_publishes_the_same_topics_and_refuses_a_wrong_password_clearly() 
     let r = retained(broker.port, "p1hub/bridge/p1-bridge-it/availability", &login).expect("retained");
     assert_eq!(r.payload, "offline");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_insecure_connects_without_verification() {
+    let dir = tempfile::tempdir().expect("dir");
+    let certs = make_certs(dir.path(), "unknown", "DNS:elsewhere.invalid");
+    let broker = Broker::start(dir.path(), &BrokerOptions { tls: Some(certs), ..BrokerOptions::default() });
+    // Neither the CA nor the name would pass verification; the explicit opt-out connects anyway.
+    let out = run_output(&mqtt_settings(&format!("url: mqtts://127.0.0.1:{}\ntls_insecure: true", broker.port)));
+    out.wait(T, "an unverified TLS connection", connected).await;
+    out.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_bridge_process_goes_offline_through_its_last_will() {
+    let dir = tempfile::tempdir().expect("dir");
+    let broker = Broker::start(dir.path(), &BrokerOptions::default());
+    let config = dir.path().join("p1.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "name: will\nmulticast:\n  group: 239.255.81.9:4199\n  interface: 127.0.0.1\nbridge:\n  mqtt:\n    \
+             url: mqtt://127.0.0.1:{}\n",
+            broker.port
+        ),
+    )
+    .expect("write");
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_p1-bridge"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--check-config")
+        .output()
+        .expect("p1-bridge");
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    assert!(String::from_utf8_lossy(&check.stdout).contains("MQTT 3.1.1 mqtt://127.0.0.1:"));
+
+    let mut sub = Sub::start(broker.port, "p1hub/bridge/#", &[]);
+    let mut bridge = std::process::Command::new(env!("CARGO_BIN_EXE_p1-bridge"))
+        .arg("--config")
+        .arg(&config)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("p1-bridge");
+    let topic = "p1hub/bridge/p1-bridge-will/availability";
+    sub.until(T, "online", |seen| seen.iter().any(|m| m.topic == topic && m.payload == "online"));
+    bridge.kill().expect("kill");
+    let _ = bridge.wait();
+    sub.until(T, "offline by the last will", |seen| seen.iter().any(|m| m.topic == topic && m.payload == "offline"));
+}
