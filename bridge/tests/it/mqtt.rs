@@ -395,3 +395,23 @@ async fn a_killed_bridge_process_goes_offline_through_its_last_will() {
     let _ = bridge.wait();
     sub.until(T, "offline by the last will", |seen| seen.iter().any(|m| m.topic == topic && m.payload == "offline"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn home_assistant_coming_online_gets_the_discovery_again() {
+    let dir = tempfile::tempdir().expect("dir");
+    let broker = Broker::start(dir.path(), &BrokerOptions::default());
+    let out = run_output(&mqtt_settings(&format!("url: mqtt://127.0.0.1:{}", broker.port)));
+    out.wait(T, "the connection", connected).await;
+    out.send(&telegrams("ha", 1)[0]).await;
+    let mut sub = Sub::start(broker.port, "homeassistant/sensor/#", &[]);
+    let gas = |seen: &[Received]| seen.iter().filter(|m| m.topic.ends_with("/gas_m3/config")).count();
+    sub.until(T, "the retained gas config", |seen| gas(seen) == 1);
+    // Home Assistant's birth message: every config is published again (HA may have lost them).
+    let status = std::process::Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &broker.port.to_string(), "-t", "homeassistant/status", "-m", "online"])
+        .status()
+        .expect("mosquitto_pub");
+    assert!(status.success());
+    sub.until(T, "the gas config again", |seen| gas(seen) == 2);
+    out.stop().await;
+}
