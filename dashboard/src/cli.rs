@@ -19,7 +19,7 @@ pub struct Args {
     /// Multicast group to join, overriding multicast.group.
     #[arg(long, value_name = "ADDR:PORT")]
     pub group: Option<String>,
-    /// Local address of the interface to join on, overriding multicast.interface.
+    /// Local address or name (eth0) of the interface to join on, overriding multicast.interface.
     #[arg(long, value_name = "IP")]
     pub interface: Option<String>,
     /// Print the documented default configuration and exit.

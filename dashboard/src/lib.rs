@@ -148,10 +148,7 @@ where
 pub async fn start(config: &Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let group = config.multicast.group;
     let interface = &config.multicast.interface;
-    let socket = match subscribe(group, interface, &shutdown).await? {
-        Some(s) => s,
-        None => return Ok(()),
-    };
+    let Some(socket) = subscribe(group, interface, &shutdown).await? else { return Ok(()) };
     tracing::info!(%group, %interface, "subscribed");
     let mut app = App::new(Settings::from_config(config), Timestamp::now());
     let mut terminal = match ratatui::try_init() {

@@ -20,6 +20,9 @@ fn main() -> ExitCode {
         }
     };
     if args.check_config {
+        if let Some(warning) = shared::netif::config_warning(&config.multicast.interface) {
+            eprintln!("p1-dashboard: {warning}");
+        }
         println!("p1-dashboard: configuration ok ({origin})");
         return ExitCode::SUCCESS;
     }

@@ -80,7 +80,7 @@ pub struct Overrides {
         long,
         global = true,
         value_name = "IP",
-        help = "Local address of the interface to send on (multicast.interface)"
+        help = "Local address or name (eth0) of the interface to send on (multicast.interface)"
     )]
     pub interface: Option<String>,
     #[arg(

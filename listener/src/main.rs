@@ -22,6 +22,9 @@ fn main() -> ExitCode {
     };
     if cli.check_config {
         let m = &config.multicast;
+        if let Some(warning) = shared::netif::config_warning(&m.interface) {
+            eprintln!("p1-listener: {warning}");
+        }
         println!(
             "{origin}: OK (listener '{}', source {}, group {} via {})",
             config.name,

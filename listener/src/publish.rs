@@ -353,6 +353,31 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn an_absent_interface_is_retried_with_backoff_and_sends_fail_until_then() {
+        let m = Multicast {
+            group: "239.255.80.1:4141".parse().expect("group"),
+            interface: Interface::Name("p1hub-none".into()),
+            ttl: 0,
+            loopback: true,
+        };
+        let mut outlet = Outlet::open(&m).expect("an absent interface is not an error");
+        assert!(!outlet.is_open());
+        let t0 = Instant::now();
+        assert_eq!(outlet.next_try - t0, Duration::from_secs(1));
+        let err = outlet.send(b"x").await.expect_err("nothing to send on");
+        assert!(is_absent(&err), "{err}");
+        let mut delays = Vec::new();
+        for _ in 0..6 {
+            tokio::time::advance(outlet.next_try - Instant::now()).await;
+            let before = Instant::now();
+            outlet.retry();
+            delays.push((outlet.next_try - before).as_secs());
+        }
+        assert_eq!(delays, [2, 4, 8, 16, 30, 30], "capped exponential backoff");
+        assert!(!outlet.is_open());
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn status_reports_silence_and_counters() {
         let started = Instant::now();
         let health = SharedHealth::new(Health::new(started));

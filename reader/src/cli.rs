@@ -19,7 +19,7 @@ pub struct Args {
     /// Multicast group and port to join (overrides multicast.group).
     #[arg(long, value_name = "ADDR:PORT")]
     pub group: Option<String>,
-    /// Local address of the interface to join on (overrides multicast.interface).
+    /// Local address or name (eth0) of the interface to join on (overrides multicast.interface).
     #[arg(long, value_name = "IP")]
     pub interface: Option<String>,
     /// Data directory (overrides reader.dir).

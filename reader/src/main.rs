@@ -22,6 +22,9 @@ fn main() -> ExitCode {
         }
     };
     if args.check_config {
+        if let Some(warning) = shared::netif::config_warning(&config.multicast.interface) {
+            eprintln!("p1-reader: {warning}");
+        }
         println!("{origin}: ok");
         return ExitCode::SUCCESS;
     }

@@ -3,9 +3,10 @@
 //!
 //! IPv6 multicast is sent and joined by interface *index*; IPv4 by address or index. `multicast.interface` names an
 //! address (`192.168.1.23`, `::1`, `0.0.0.0` for the system's choice) or an interface (`eth0`), so one `p1.yml`
-//! can be copied from a Pi to a NAS whose addresses differ. This module only reads files (`/proc/net/igmp`,
-//! `/proc/net/if_inet6`, `/proc/net/fib_trie`, `/proc/net/dev`), which are per network namespace; it opens no
-//! socket. Every lookup has an `_in` form over the file's text, for tests.
+//! can be copied from a Pi to a NAS whose addresses differ. This module only reads files (`igmp`, `if_inet6`,
+//! `fib_trie`, `dev` under `/proc/self/net`, which are per network namespace and, unlike `/proc/net`, still
+//! visible under systemd's `ProcSubset=pid`); it opens no socket. Every lookup has an `_in` form over the file's
+//! text, for tests.
 
 use std::fmt::{self, Write as _};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -89,7 +90,7 @@ impl Interface {
         let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
         match self {
             Interface::Addr(a) if a.is_unspecified() => None,
-            Interface::Addr(IpAddr::V4(a)) => (!ipv4_is_local_in(&read("/proc/net/fib_trie"), *a))
+            Interface::Addr(IpAddr::V4(a)) => (!ipv4_is_local_in(&read("/proc/self/net/fib_trie"), *a))
                 .then(|| format!("no interface on this host has the address {a} (yet)")),
             Interface::Addr(IpAddr::V6(a)) => {
                 ipv6_index(*a).is_none().then(|| format!("no interface on this host has the address {a} (yet)"))
@@ -97,7 +98,7 @@ impl Interface {
             Interface::Name(n) => {
                 if index_of(n).is_some() {
                     None
-                } else if link_exists_in(&read("/proc/net/dev"), n) {
+                } else if link_exists_in(&read("/proc/self/net/dev"), n) {
                     Some(format!("the interface {n} exists on this host but is down"))
                 } else {
                     Some(format!("this host has no interface named {n} (yet)"))
@@ -105,6 +106,18 @@ impl Interface {
             }
         }
     }
+}
+
+/// The `--check-config` warning about `multicast.interface` on this host, if it is not usable here now. Every
+/// program prints it and still exits 0: the same `p1.yml` serves several hosts, and an interface may come later.
+#[must_use]
+pub fn config_warning(interface: &Interface) -> Option<String> {
+    interface.absent_on_this_host().map(|why| {
+        format!(
+            "warning: multicast.interface '{interface}': {why}; the program will wait for it (use an interface name \
+             such as eth0, or 0.0.0.0, if this file is shared between hosts)"
+        )
+    })
 }
 
 fn hex_of(addr: Ipv6Addr) -> String {
@@ -131,7 +144,7 @@ pub fn ipv6_index_in(table: &str, addr: Ipv6Addr) -> Option<u32> {
 /// no `/proc/net/if_inet6`).
 #[must_use]
 pub fn ipv6_index(addr: Ipv6Addr) -> Option<u32> {
-    ipv6_index_in(&std::fs::read_to_string("/proc/net/if_inet6").ok()?, addr)
+    ipv6_index_in(&std::fs::read_to_string("/proc/self/net/if_inet6").ok()?, addr)
 }
 
 /// The index of interface `name` in the text of `/proc/net/igmp` (one `<index>\t<name> : …` line per interface
@@ -163,7 +176,7 @@ pub fn index_in(igmp: &str, if_inet6: &str, name: &str) -> Option<u32> {
 #[must_use]
 pub fn index_of(name: &str) -> Option<u32> {
     let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
-    index_in(&read("/proc/net/igmp"), &read("/proc/net/if_inet6"), name)
+    index_in(&read("/proc/self/net/igmp"), &read("/proc/self/net/if_inet6"), name)
 }
 
 /// Whether `addr` is a local address in the text of `/proc/net/fib_trie` (a `|-- ADDR` line followed by
@@ -278,5 +291,8 @@ mod tests {
         assert!(none.contains("no interface named p1hub-no-such"), "{none}");
         let addr = Interface::Addr("192.0.2.254".parse().expect("ip")).absent_on_this_host().expect("absent");
         assert!(addr.contains("192.0.2.254"), "{addr}");
+        let warning = config_warning(&Interface::Name("p1hub-no-such".into())).expect("a warning");
+        assert!(warning.starts_with("warning: multicast.interface 'p1hub-no-such'"), "{warning}");
+        assert_eq!(config_warning(&Interface::default()), None);
     }
 }

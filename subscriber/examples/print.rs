@@ -49,10 +49,16 @@ async fn main() -> anyhow::Result<()> {
             Event::Waiting { cause, retry_in, .. } => println!("waiting: {cause} (again in {retry_in:?})"),
             Event::Telegram { msg, verdict, .. } => {
                 let power = msg.values.power_kw.map_or_else(|| "-".to_owned(), |p| p.to_string());
+                // Duplicates (the same datagram over two paths) and numbers too old to judge are skipped.
+                if !verdict.is_new() {
+                    continue;
+                }
                 match verdict {
-                    Verdict::Duplicate | Verdict::Stale => {}
                     Verdict::New { missed } if missed > 0 => {
                         println!("{} #{}: {power} kW ({missed} missed before it)", msg.origin.listener, msg.seq);
+                    }
+                    Verdict::NewBoot { restart: true } => {
+                        println!("{} #{}: {power} kW (the listener restarted)", msg.origin.listener, msg.seq);
                     }
                     _ => println!("{} #{}: {power} kW", msg.origin.listener, msg.seq),
                 }

@@ -127,8 +127,9 @@ impl InvalidLog {
         .filter(|(n, _)| *n > 0)
         .map(|(n, k)| format!("{n} {}", k.as_str()))
         .collect();
+        // `?cause`: parse errors quote datagram text (an unknown variant, a field name); Debug escapes it for the log.
         let (from, cause) = self.last.take().unwrap_or_else(|| (SocketAddr::from(([0, 0, 0, 0], 0)), String::new()));
-        warn!(ignored = total, kinds = %kinds.join(", "), last_from = %from, last_error = %cause, "ignored datagrams that are not valid p1hub messages");
+        warn!(ignored = total, kinds = %kinds.join(", "), last_from = %from, last_error = ?cause, "ignored datagrams that are not valid p1hub messages");
         self.pending = InvalidCounts::default();
         self.logged = Some(now);
         true

@@ -30,7 +30,8 @@
 //! Behaviour:
 //! - **Joining** ([`socket`]): the group on `multicast.interface`, an address or a name. When the interface or its
 //!   address is not there yet (late DHCP), [`Subscriber::next`] keeps retrying with a capped backoff and reports
-//!   [`Event::Waiting`], then [`Event::Joined`]; it does not fail.
+//!   [`Event::Waiting`], then [`Event::Joined`]; it does not fail. A named interface that goes down or away later
+//!   is waited for and joined again.
 //! - **Decoding**: every datagram through [`shared::wire::parse`]; invalid ones are [`Event::Invalid`], counted by
 //!   kind ([`Counters::invalid`]) and summarised in the log at most once a minute.
 //! - **Per listener** ([`listeners`]): each telegram carries a [`Verdict`] from the listener's own [`tracker`]
@@ -72,7 +73,7 @@ use listeners::Change;
 
 impl Verdict {
     /// Whether the telegram was not seen before (new, the first of a boot, or a late one filling a gap): the ones
-    /// to keep. Duplicates and stale ones are `false`.
+    /// to keep. Duplicates, stale ones (and any verdict the tracker adds to reject a telegram) are `false`.
     #[must_use]
     pub fn is_new(self) -> bool {
         matches!(self, Verdict::New { .. } | Verdict::NewBoot { .. } | Verdict::Late)
@@ -208,6 +209,8 @@ pub struct Subscriber {
     options: Options,
     cancel: CancellationToken,
     socket: Option<tokio::net::UdpSocket>,
+    /// The index of the named interface joined on (a name only): when it changes or goes, the join is redone.
+    joined_index: Option<u32>,
     /// While waiting for the interface: failed attempts and when to try again.
     waiting: Option<(u32, Instant)>,
     table: Listeners,
@@ -234,6 +237,7 @@ impl Subscriber {
             options,
             cancel,
             socket: None,
+            joined_index: None,
             waiting: None,
             counters: Counters::default(),
             invalid: InvalidLog::default(),
@@ -292,6 +296,7 @@ impl Subscriber {
         match woke {
             None => {
                 let now = Instant::now();
+                self.check_named_interface();
                 self.invalid.maybe_summarise(now);
                 let mut changes = std::mem::take(&mut self.changes);
                 self.table.tick(now, &mut changes);
@@ -318,7 +323,7 @@ impl Subscriber {
         match shared::wire::parse(bytes) {
             Ok(Message::Telegram(msg)) => {
                 self.counters.telegrams += 1;
-                let verdict = self.table.telegram(&msg, now, &mut changes);
+                let verdict = self.table.telegram(&msg, now, jiff::Timestamp::now(), &mut changes);
                 let datagram = bytes.to_vec();
                 self.queue_changes(&mut changes);
                 self.pending.push_back(Event::Telegram { msg, verdict, datagram, from });
@@ -344,7 +349,8 @@ impl Subscriber {
         for change in changes.drain(..) {
             self.pending.push_back(match change {
                 Change::Liveness { listener, liveness } => {
-                    info!(%listener, liveness = liveness.as_str(), "listener liveness");
+                    // `?`: the name comes from a datagram; Debug escapes control characters.
+                    info!(listener = ?listener, liveness = liveness.as_str(), "listener liveness");
                     Event::Liveness { listener, liveness }
                 }
                 Change::Forgotten { listener } => {
@@ -364,9 +370,28 @@ impl Subscriber {
             info!(group = %o.group, interface = %o.interface, attempts = failed_before, "the interface is there; joined");
         }
         self.socket = Some(socket);
+        self.joined_index = match &o.interface {
+            Interface::Name(n) => shared::netif::index_of(n),
+            Interface::Addr(_) => None,
+        };
         self.waiting = None;
         self.pending.push_back(Event::Joined { group: o.group, interface: o.interface.clone() });
         Ok(())
+    }
+
+    /// A named interface that went down or away (a USB adapter pulled, a bridge recreated) takes the membership
+    /// with it: the socket is dropped and the subscriber waits for the interface again, then joins anew.
+    fn check_named_interface(&mut self) {
+        let Interface::Name(name) = &self.options.interface else { return };
+        let now = shared::netif::index_of(name);
+        if now == self.joined_index {
+            return;
+        }
+        let name = name.clone();
+        tracing::warn!(interface = %name, "the interface went down or away; joining again when it is back");
+        self.socket = None;
+        self.joined_index = None;
+        self.wait_after(1, &SocketError::NoSuchName(name));
     }
 
     fn wait_after(&mut self, attempt: u32, e: &SocketError) {
@@ -412,5 +437,13 @@ impl Subscriber {
     #[must_use]
     pub fn options(&self) -> &Options {
         &self.options
+    }
+}
+
+impl Drop for Subscriber {
+    /// Invalid datagrams not yet summarised in the log are, so a consumer that stops without draining `next` to
+    /// `None` loses no count from the log.
+    fn drop(&mut self) {
+        self.invalid.summarise(Instant::now());
     }
 }

@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use jiff::Timestamp;
 use shared::wire::{PortState, StatusMessage, TelegramMessage};
 use tokio::time::Instant;
 
@@ -83,6 +84,8 @@ struct Entry {
     /// `Some` once a telegram arrived: the listener holds a slot.
     tracker: Option<Box<SeqTracker>>,
     last_heard: Instant,
+    /// When its latest telegram arrived, on the wall clock.
+    telegram_at: Option<Timestamp>,
     /// When the latest status arrived, whether it called the meter silent, whether it said the port is closed.
     status: Option<(Instant, bool, bool)>,
     /// What was last reported.
@@ -118,8 +121,15 @@ impl Listeners {
         Listeners { limits: Limits { max_listeners: limits.max_listeners.max(1), ..limits }, ..Listeners::default() }
     }
 
-    /// Judges a telegram, taking a slot for its listener if it has none; appends any changes to `changes`.
-    pub fn telegram(&mut self, msg: &TelegramMessage, now: Instant, changes: &mut Vec<Change>) -> Verdict {
+    /// Judges a telegram that arrived at `now` (monotonic) and `wall` (the wall clock), taking a slot for its
+    /// listener if it has none; appends any changes to `changes`.
+    pub fn telegram(
+        &mut self,
+        msg: &TelegramMessage,
+        now: Instant,
+        wall: Timestamp,
+        changes: &mut Vec<Change>,
+    ) -> Verdict {
         let name = &msg.origin.listener;
         let needs_slot = self.entries.get(name).is_none_or(|e| e.tracker.is_none());
         if needs_slot {
@@ -131,10 +141,12 @@ impl Listeners {
         let entry = self.entries.entry(name.clone()).or_insert_with(|| Entry {
             tracker: None,
             last_heard: now,
+            telegram_at: None,
             status: None,
             reported: None,
         });
         entry.last_heard = now;
+        entry.telegram_at = Some(wall);
         let verdict = entry.tracker.get_or_insert_with(Box::default).observe(&msg.origin.boot_id, msg.seq);
         Self::report(name, entry, now, self.limits.gone_after, changes);
         verdict
@@ -149,6 +161,7 @@ impl Listeners {
         let entry = self.entries.entry(name.clone()).or_insert_with(|| Entry {
             tracker: None,
             last_heard: now,
+            telegram_at: None,
             status: None,
             reported: None,
         });
@@ -181,6 +194,12 @@ impl Listeners {
     #[must_use]
     pub fn current(&self, listener: &str) -> Option<(&str, u64)> {
         self.entries.get(listener)?.tracker.as_ref()?.current()
+    }
+
+    /// When the latest telegram of a listener arrived (wall clock), if one did and it is still known.
+    #[must_use]
+    pub fn telegram_at(&self, listener: &str) -> Option<Timestamp> {
+        self.entries.get(listener)?.telegram_at
     }
 
     /// Listeners known (with or without a slot), and those holding a slot.
@@ -224,7 +243,8 @@ impl Listeners {
             if slotted {
                 self.slots -= 1;
             }
-            tracing::warn!(listener = %name, max = self.limits.max_listeners, "too many listeners; forgetting the least recently heard");
+            // `?`: the name comes from a datagram; Debug escapes control characters.
+            tracing::warn!(listener = ?name, max = self.limits.max_listeners, "too many listeners; forgetting the least recently heard");
             changes.push(Change::Forgotten { listener: name });
         }
     }
@@ -278,6 +298,7 @@ mod tests {
     }
 
     const S: fn(u64) -> Duration = Duration::from_secs;
+    const WALL: Timestamp = Timestamp::UNIX_EPOCH;
 
     #[test]
     fn liveness_follows_status_datagrams_and_silence() {
@@ -305,7 +326,7 @@ mod tests {
         changes.clear();
 
         // Back, with telegrams.
-        let verdict = table.telegram(&telegram("pi", "b2", 1), t0 + S(100), &mut changes);
+        let verdict = table.telegram(&telegram("pi", "b2", 1), t0 + S(100), WALL, &mut changes);
         assert_eq!(verdict, Verdict::NewBoot { restart: false });
         assert_eq!(changes, [live("pi", Liveness::Online)], "a telegram after silence is online");
         changes.clear();
@@ -322,13 +343,15 @@ mod tests {
         let t0 = Instant::now();
         let mut table = Listeners::new(Limits::default());
         let mut changes = Vec::new();
-        assert_eq!(table.telegram(&telegram("a", "x", 1), t0, &mut changes), Verdict::NewBoot { restart: false });
-        assert_eq!(table.telegram(&telegram("b", "y", 7), t0, &mut changes), Verdict::NewBoot { restart: false });
-        assert_eq!(table.telegram(&telegram("a", "x", 3), t0, &mut changes), Verdict::New { missed: 1 });
-        assert_eq!(table.telegram(&telegram("a", "x", 3), t0, &mut changes), Verdict::Duplicate);
-        assert_eq!(table.telegram(&telegram("b", "y", 8), t0, &mut changes), Verdict::New { missed: 0 });
-        assert_eq!(table.telegram(&telegram("a", "z", 1), t0, &mut changes), Verdict::NewBoot { restart: true });
+        assert_eq!(table.telegram(&telegram("a", "x", 1), t0, WALL, &mut changes), Verdict::NewBoot { restart: false });
+        assert_eq!(table.telegram(&telegram("b", "y", 7), t0, WALL, &mut changes), Verdict::NewBoot { restart: false });
+        assert_eq!(table.telegram(&telegram("a", "x", 3), t0, WALL, &mut changes), Verdict::New { missed: 1 });
+        assert_eq!(table.telegram(&telegram("a", "x", 3), t0, WALL, &mut changes), Verdict::Duplicate);
+        assert_eq!(table.telegram(&telegram("b", "y", 8), t0, WALL, &mut changes), Verdict::New { missed: 0 });
+        assert_eq!(table.telegram(&telegram("a", "z", 1), t0, WALL, &mut changes), Verdict::NewBoot { restart: true });
         assert_eq!(table.current("a"), Some(("z", 1)));
+        assert_eq!(table.telegram_at("a"), Some(WALL));
+        assert_eq!(table.telegram_at("nobody"), None);
         assert_eq!(changes, [live("a", Liveness::Online), live("b", Liveness::Online)]);
     }
 
@@ -337,8 +360,8 @@ mod tests {
         let t0 = Instant::now();
         let mut table = Listeners::new(Limits { max_listeners: 2, gone_after: S(15) });
         let mut changes = Vec::new();
-        table.telegram(&telegram("a", "x", 1), t0, &mut changes);
-        table.telegram(&telegram("b", "x", 1), t0 + S(1), &mut changes);
+        table.telegram(&telegram("a", "x", 1), t0, WALL, &mut changes);
+        table.telegram(&telegram("b", "x", 1), t0 + S(1), WALL, &mut changes);
         // Status-only names: no slot taken, the two listeners with telegrams stay.
         table.status(&status("s1", false, PortState::Open), t0 + S(2), &mut changes);
         table.status(&status("s2", false, PortState::Open), t0 + S(3), &mut changes);
@@ -347,14 +370,14 @@ mod tests {
         changes.clear();
 
         // `a` is heard again, so `b` is now the least recently heard slot holder and gives way to `c`.
-        table.telegram(&telegram("a", "x", 2), t0 + S(4), &mut changes);
-        table.telegram(&telegram("c", "x", 1), t0 + S(5), &mut changes);
+        table.telegram(&telegram("a", "x", 2), t0 + S(4), WALL, &mut changes);
+        table.telegram(&telegram("c", "x", 1), t0 + S(5), WALL, &mut changes);
         assert_eq!(changes, [Change::Forgotten { listener: "b".into() }, live("c", Liveness::Online)]);
         assert_eq!(table.len(), (4, 2));
         changes.clear();
         // `b` comes back as a stranger: its old boot is not remembered.
         assert_eq!(
-            table.telegram(&telegram("b", "x", 2), t0 + S(6), &mut changes),
+            table.telegram(&telegram("b", "x", 2), t0 + S(6), WALL, &mut changes),
             Verdict::NewBoot { restart: false }
         );
         assert_eq!(changes[0], Change::Forgotten { listener: "a".into() });
@@ -367,7 +390,7 @@ mod tests {
 
         // A status-only name that sends a telegram takes a slot (the least recent, `c`, gives way) and leaves the
         // status-only table.
-        table.telegram(&telegram("s2", "x", 1), t0 + S(8), &mut changes);
+        table.telegram(&telegram("s2", "x", 1), t0 + S(8), WALL, &mut changes);
         assert_eq!(changes, [Change::Forgotten { listener: "c".into() }]);
         assert_eq!(table.len(), (3, 2));
     }

@@ -2,5 +2,6 @@
 
 mod event_loop;
 mod fixtures;
+mod interface_check;
 mod sizes;
 mod snapshots;

@@ -73,6 +73,18 @@ fn configuration_errors_are_all_listed_with_exit_code_2() {
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("OK"));
 }
 
+#[test]
+fn check_config_warns_about_an_interface_this_host_lacks_and_still_exits_0() {
+    let out =
+        bin().args(["--source", "simulate", "--interface", "p1hub-nas0", "--check-config"]).output().expect("run");
+    assert!(out.status.success(), "a warning, not an error");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("warning: multicast.interface 'p1hub-nas0'") && err.contains("no interface named"), "{err}");
+    let out = bin().args(["--source", "simulate", "--interface", "lo", "--check-config"]).output().expect("run");
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"), "lo is there (up in the test namespace)");
+}
+
 #[tokio::test]
 async fn sigterm_stops_the_binary_cleanly_after_a_last_status() {
     let group = unique_group();

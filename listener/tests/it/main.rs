@@ -5,6 +5,7 @@
 mod cli;
 mod encrypted;
 mod ipv6;
+mod late_interface;
 mod pty;
 mod raw_tcp;
 mod sources;

@@ -28,6 +28,23 @@ fn check_config_accepts_a_good_file_and_flags() {
         .expect("run");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "p1.yml: ok\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "127.0.0.1 exists everywhere: no warning");
+}
+
+#[test]
+fn check_config_warns_about_an_interface_this_host_lacks_and_still_exits_0() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (interface, said) in [
+        ("p1hub-nas0", "no interface named p1hub-nas0"),
+        ("192.0.2.123", "no interface on this host has the address 192.0.2.123"),
+    ] {
+        let out =
+            reader().args(["--check-config", "--interface", interface]).current_dir(dir.path()).output().expect("run");
+        assert!(out.status.success(), "a warning, not an error");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("warning: multicast.interface") && err.contains(said), "{err}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "built-in defaults: ok\n");
+    }
 }
 
 #[test]
