@@ -31,6 +31,10 @@ fn main() -> ExitCode {
         }
     };
     if args.check_config {
+        // Like the other programs: an interface that is not on this host (yet) is a warning, not an error.
+        if let Some(warning) = shared::netif::config_warning(&config.multicast.interface) {
+            eprintln!("p1-bridge: {warning}");
+        }
         println!("{origin}: OK ({})", bridge.describe());
         return ExitCode::SUCCESS;
     }
