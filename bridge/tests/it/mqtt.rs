@@ -415,3 +415,38 @@ async fn home_assistant_coming_online_gets_the_discovery_again() {
     sub.until(T, "the gas config again", |seen| gas(seen) == 2);
     out.stop().await;
 }
+
+#[test]
+fn unreadable_tls_files_are_start_up_errors_naming_the_setting() {
+    let dir = tempfile::tempdir().expect("dir");
+    let certs = make_certs(dir.path(), "files", "IP:127.0.0.1");
+    let missing = dir.path().join("missing.pem");
+    let not_pem = dir.path().join("not.pem");
+    std::fs::write(&not_pem, "hello\n").expect("write");
+    let cases = [
+        (format!("ca_file: {}", missing.display()), "bridge.mqtt.ca_file"),
+        (format!("ca_file: {}", not_pem.display()), "bridge.mqtt.ca_file"),
+        (
+            format!("client_cert_file: {}\nclient_key_file: {}", certs.client_cert.display(), missing.display()),
+            "bridge.mqtt.client_key_file",
+        ),
+        (
+            // The server's key does not belong to the client's certificate.
+            format!(
+                "client_cert_file: {}\nclient_key_file: {}",
+                certs.client_cert.display(),
+                certs.server_key.display()
+            ),
+            "bridge.mqtt.client_key_file",
+        ),
+        (
+            format!("client_cert_file: {}\nclient_key_file: {}", not_pem.display(), certs.client_key.display()),
+            "bridge.mqtt.client_cert_file",
+        ),
+    ];
+    for (extra, key) in cases {
+        let m = mqtt_settings(&format!("url: mqtts://127.0.0.1:8883\n{extra}"));
+        let err = Output::new(&m).err().unwrap_or_else(|| panic!("{extra}: accepted")).to_string();
+        assert!(err.starts_with(key), "{extra}: {err}");
+    }
+}
