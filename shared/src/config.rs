@@ -46,6 +46,8 @@ pub struct RawConfig {
     /// [`RawConfig::validate`] reports them first. Empty for a clean file.
     #[serde(skip)]
     pub file_errors: Vec<FieldError>,
+    /// `p1-bridge`.
+    pub bridge: RawBridge,
 }
 
 /// `multicast:`
@@ -165,6 +167,7 @@ impl Default for RawConfig {
             reader: RawReader::default(),
             dashboard: RawDashboard::default(),
             file_errors: Vec::new(),
+            bridge: RawBridge::default(),
         }
     }
 }
@@ -262,6 +265,8 @@ pub struct Config {
     pub reader: Reader,
     /// Dashboard settings.
     pub dashboard: Dashboard,
+    /// Bridge settings.
+    pub bridge: Bridge,
 }
 
 /// Validated `multicast:`.
@@ -652,6 +657,8 @@ impl RawConfig {
             bad("dashboard.stale_secs", &d.stale_secs, "seconds from 1 to 3600");
         }
 
+        let bridge = self.bridge.validate(&name, &mut bad);
+
         if !errors.is_empty() {
             return Err(ConfigError::Invalid(errors));
         }
@@ -700,6 +707,7 @@ impl RawConfig {
                 interval_retention_days: (r.interval_retention_days > 0).then_some(r.interval_retention_days),
             },
             dashboard: Dashboard { chart_minutes: d.chart_minutes, stale_after: Duration::from_secs(d.stale_secs) },
+            bridge,
         })
     }
 }
@@ -947,6 +955,298 @@ fn host_name() -> String {
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "p1hub".into())
+}
+
+// ---- `bridge:` (p1-bridge) ------------------------------------------------------------------------------------
+
+/// `bridge:`
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawBridge {
+    /// `bridge.mqtt:`
+    pub mqtt: RawMqtt,
+}
+
+/// `bridge.mqtt:`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawMqtt {
+    /// `mqtt://HOST:PORT` or `mqtts://HOST:PORT`; empty: MQTT off.
+    pub url: Option<String>,
+    /// `3.1.1` or `5`.
+    pub protocol: String,
+    /// Client id (default: `p1-bridge-<name>`).
+    pub client_id: Option<String>,
+    /// User name, if the broker wants one.
+    pub username: Option<String>,
+    /// A file holding the password (kept out of `p1.yml`).
+    pub password_file: Option<String>,
+    /// The name of an environment variable holding the password.
+    pub password_env: Option<String>,
+    /// PEM file of the CA(s) to trust instead of the system's roots.
+    pub ca_file: Option<String>,
+    /// PEM client certificate (chain), for brokers that want one.
+    pub client_cert_file: Option<String>,
+    /// PEM private key of the client certificate.
+    pub client_key_file: Option<String>,
+    /// Skip verifying the broker's certificate (loudly logged; never the default).
+    pub tls_insecure: bool,
+    /// First topic level.
+    pub topic_prefix: String,
+    /// 0 or 1.
+    pub qos: u8,
+    /// Least time between two publications on one topic (`0`: every telegram; `5s`, `500ms`).
+    pub min_interval: String,
+    /// Bytes held while the broker is unreachable; the oldest are dropped beyond.
+    pub queue_bytes: usize,
+    /// MQTT keep-alive, seconds.
+    pub keep_alive_secs: u64,
+    /// Publish Home Assistant discovery configs.
+    pub discovery: bool,
+    /// Home Assistant's discovery prefix.
+    pub discovery_prefix: String,
+    /// Hours a meter may be unseen before its discovery configs are removed (0: never).
+    pub discovery_remove_after_hours: u64,
+}
+
+impl Default for RawMqtt {
+    fn default() -> Self {
+        RawMqtt {
+            url: None,
+            protocol: "3.1.1".into(),
+            client_id: None,
+            username: None,
+            password_file: None,
+            password_env: None,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+            tls_insecure: false,
+            topic_prefix: "p1hub".into(),
+            qos: 1,
+            min_interval: "0".into(),
+            queue_bytes: 1 << 20,
+            keep_alive_secs: 30,
+            discovery: true,
+            discovery_prefix: "homeassistant".into(),
+            discovery_remove_after_hours: 0,
+        }
+    }
+}
+
+/// Validated `bridge:`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bridge {
+    /// MQTT output, if `bridge.mqtt.url` is set.
+    pub mqtt: Option<Mqtt>,
+}
+
+/// The MQTT protocol version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MqttProtocol {
+    /// MQTT 3.1.1.
+    V311,
+    /// MQTT 5.
+    V5,
+}
+
+/// Validated `bridge.mqtt:`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mqtt {
+    /// The URL as given (for logs).
+    pub url: String,
+    /// Broker host name or address (TLS checks the certificate against it).
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// `mqtts://`.
+    pub tls: bool,
+    /// Protocol version.
+    pub protocol: MqttProtocol,
+    /// Client id.
+    pub client_id: String,
+    /// User name.
+    pub username: Option<String>,
+    /// Password file.
+    pub password_file: Option<PathBuf>,
+    /// Password environment variable.
+    pub password_env: Option<String>,
+    /// CA file (None: the system's roots).
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate file.
+    pub client_cert_file: Option<PathBuf>,
+    /// Client key file.
+    pub client_key_file: Option<PathBuf>,
+    /// Certificate verification off.
+    pub tls_insecure: bool,
+    /// Topic prefix.
+    pub topic_prefix: String,
+    /// `QoS` of data publications.
+    pub qos: u8,
+    /// Per-topic rate limit (zero: none).
+    pub min_interval: Duration,
+    /// Offline queue bound.
+    pub queue_bytes: usize,
+    /// Keep-alive.
+    pub keep_alive: Duration,
+    /// Home Assistant discovery on.
+    pub discovery: bool,
+    /// Discovery prefix.
+    pub discovery_prefix: String,
+    /// Remove a meter's discovery configs after this long unseen (None: never).
+    pub discovery_remove_after: Option<Duration>,
+}
+
+impl RawBridge {
+    fn validate(&self, name: &str, bad: &mut dyn FnMut(&str, &dyn fmt::Display, &str)) -> Bridge {
+        let m = &self.mqtt;
+        let Some(url) = m.url.as_deref().map(str::trim).filter(|u| !u.is_empty() && *u != "off") else {
+            return Bridge { mqtt: None };
+        };
+        let (host, port, tls) = parse_mqtt_url(url).unwrap_or_else(|why| {
+            bad("bridge.mqtt.url", &url, why);
+            (String::new(), 0, false)
+        });
+        let protocol = match m.protocol.trim() {
+            "3.1.1" | "3" | "4" => MqttProtocol::V311,
+            "5" | "5.0" => MqttProtocol::V5,
+            other => {
+                bad("bridge.mqtt.protocol", &other, "3.1.1 or 5");
+                MqttProtocol::V311
+            }
+        };
+        let client_id = m.client_id.clone().unwrap_or_else(|| format!("p1-bridge-{name}"));
+        if client_id.is_empty() || client_id.len() > 128 {
+            bad("bridge.mqtt.client_id", &client_id, "1 to 128 characters");
+        }
+        if m.password_file.is_some() && m.password_env.is_some() {
+            bad("bridge.mqtt.password_file", &"(set)", "either password_file or password_env, not both");
+        }
+        if (m.password_file.is_some() || m.password_env.is_some()) && m.username.is_none() {
+            bad("bridge.mqtt.username", &"", "a user name (a password is set)");
+        }
+        if m.client_cert_file.is_some() != m.client_key_file.is_some() {
+            bad(
+                "bridge.mqtt.client_key_file",
+                &m.client_key_file.as_deref().unwrap_or(""),
+                "both client_cert_file and client_key_file, or neither",
+            );
+        }
+        if !tls {
+            for (key, set) in [
+                ("bridge.mqtt.ca_file", m.ca_file.is_some()),
+                ("bridge.mqtt.client_cert_file", m.client_cert_file.is_some()),
+                ("bridge.mqtt.tls_insecure", m.tls_insecure),
+            ] {
+                if set {
+                    bad(key, &"(set)", "a TLS setting: use an mqtts:// URL, or remove it");
+                }
+            }
+        }
+        if m.tls_insecure && m.ca_file.is_some() {
+            bad("bridge.mqtt.tls_insecure", &"true", "false when ca_file is set (a CA is only used to verify)");
+        }
+        let topic_ok =
+            |t: &str| !t.is_empty() && !t.starts_with('/') && !t.ends_with('/') && !t.contains(['+', '#', '\0']);
+        if !topic_ok(&m.topic_prefix) {
+            bad("bridge.mqtt.topic_prefix", &m.topic_prefix, "topic levels without +, # or a leading/trailing /");
+        }
+        if m.qos > 1 {
+            bad("bridge.mqtt.qos", &m.qos, "0 or 1");
+        }
+        let min_interval = match m.min_interval.trim() {
+            "0" | "0s" | "0ms" => Duration::ZERO,
+            t => {
+                if let Some(Replay::Every(d)) = parse_replay(t) {
+                    d
+                } else {
+                    bad(
+                        "bridge.mqtt.min_interval",
+                        &m.min_interval,
+                        "0 (every telegram) or a time such as 5s or 500ms",
+                    );
+                    Duration::ZERO
+                }
+            }
+        };
+        if m.queue_bytes < 4096 {
+            bad("bridge.mqtt.queue_bytes", &m.queue_bytes, "at least 4096 bytes");
+        }
+        if !(5..=3600).contains(&m.keep_alive_secs) {
+            bad("bridge.mqtt.keep_alive_secs", &m.keep_alive_secs, "seconds from 5 to 3600");
+        }
+        if !topic_ok(&m.discovery_prefix) {
+            bad(
+                "bridge.mqtt.discovery_prefix",
+                &m.discovery_prefix,
+                "topic levels without +, # or a leading/trailing /",
+            );
+        }
+        let path = |p: &Option<String>| p.as_deref().map(PathBuf::from);
+        Bridge {
+            mqtt: Some(Mqtt {
+                url: url.to_owned(),
+                host,
+                port,
+                tls,
+                protocol,
+                client_id,
+                username: m.username.clone(),
+                password_file: path(&m.password_file),
+                password_env: m.password_env.clone(),
+                ca_file: path(&m.ca_file),
+                client_cert_file: path(&m.client_cert_file),
+                client_key_file: path(&m.client_key_file),
+                tls_insecure: m.tls_insecure,
+                topic_prefix: m.topic_prefix.clone(),
+                qos: m.qos,
+                min_interval,
+                queue_bytes: m.queue_bytes,
+                keep_alive: Duration::from_secs(m.keep_alive_secs),
+                discovery: m.discovery,
+                discovery_prefix: m.discovery_prefix.clone(),
+                discovery_remove_after: (m.discovery_remove_after_hours > 0)
+                    .then(|| Duration::from_secs(m.discovery_remove_after_hours * 3600)),
+            }),
+        }
+    }
+}
+
+/// `mqtt://HOST[:PORT]` or `mqtts://HOST[:PORT]` (IPv6 in brackets) → host, port, TLS.
+fn parse_mqtt_url(url: &str) -> Result<(String, u16, bool), &'static str> {
+    const HELP: &str = "mqtt://HOST:PORT or mqtts://HOST:PORT, e.g. mqtts://broker.lan:8883";
+    let (rest, tls, default_port) = if let Some(r) = url.strip_prefix("mqtts://") {
+        (r, true, 8883)
+    } else if let Some(r) = url.strip_prefix("mqtt://") {
+        (r, false, 1883)
+    } else {
+        return Err(HELP);
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.contains(['/', '@', '?']) {
+        return Err("mqtt://HOST:PORT or mqtts://HOST:PORT without a path or user (set bridge.mqtt.username)");
+    }
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or(HELP)?;
+        match after.strip_prefix(':') {
+            Some(p) => (h, Some(p)),
+            None if after.is_empty() => (h, None),
+            None => return Err(HELP),
+        }
+    } else {
+        match rest.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(HELP);
+    }
+    let port = match port {
+        None => default_port,
+        Some(p) => p.parse::<u16>().ok().filter(|&p| p > 0).ok_or("a port from 1 to 65535")?,
+    };
+    Ok((host.to_owned(), port, tls))
 }
 
 #[cfg(test)]
@@ -1225,5 +1525,33 @@ mod tests {
         assert_eq!(parse_replay("250ms"), Some(Replay::Every(Duration::from_millis(250))));
         assert_eq!(parse_replay("2s"), Some(Replay::Every(Duration::from_secs(2))));
         assert_eq!(parse_replay("0"), None);
+    }
+
+    #[test]
+    fn bridge_mqtt_settings_are_checked() {
+        let ok = "bridge:\n  mqtt:\n    url: mqtts://[::1]:8884\n    username: p1\n    password_env: P1_PW\n    min_interval: 5s\n";
+        let config = RawConfig::from_yaml(ok, "t.yml").expect("parses").validate().expect("valid");
+        let m = config.bridge.mqtt.expect("mqtt on");
+        assert_eq!((m.host.as_str(), m.port, m.tls, m.min_interval), ("::1", 8884, true, Duration::from_secs(5)));
+        assert_eq!(parse_mqtt_url("mqtt://broker.lan"), Ok(("broker.lan".into(), 1883, false)));
+        assert_eq!(parse_mqtt_url("mqtts://broker.lan"), Ok(("broker.lan".into(), 8883, true)));
+        let yaml = "bridge:\n  mqtt:\n    url: http://x\n    protocol: '6'\n    qos: 2\n    topic_prefix: a/#\n    \
+                    client_cert_file: c.pem\n    min_interval: soon\n";
+        let err = RawConfig::from_yaml(yaml, "t.yml").expect("parses").validate().expect_err("invalid").to_string();
+        for key in [
+            "bridge.mqtt.url",
+            "bridge.mqtt.protocol",
+            "bridge.mqtt.qos",
+            "bridge.mqtt.topic_prefix",
+            "bridge.mqtt.client_key_file",
+            "bridge.mqtt.min_interval",
+        ] {
+            assert!(err.contains(key), "{key} missing from: {err}");
+        }
+        let plain = "bridge:\n  mqtt:\n    url: mqtt://127.0.0.1:1883\n    ca_file: ca.pem\n";
+        let err = RawConfig::from_yaml(plain, "t.yml").expect("parses").validate().expect_err("invalid").to_string();
+        assert!(err.contains("bridge.mqtt.ca_file") && err.contains("mqtts://"), "{err}");
+        let off = RawConfig::from_yaml("bridge:\n  mqtt:\n    url:\n", "t.yml").expect("parses");
+        assert!(off.validate().expect("valid").bridge.mqtt.is_none());
     }
 }

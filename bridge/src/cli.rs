@@ -1,0 +1,95 @@
+//! The command line: flags, where the configuration comes from, and the signals that stop the bridge.
+//!
+//! The configuration is `--config FILE`, else `p1.yml` in the working directory if there is one, else the
+//! built-in defaults. Flags override the file's values before validation, so a bad flag is reported like a bad
+//! key, together with every other bad value.
+
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use shared::config::{Config, ConfigError, RawConfig};
+
+/// `p1-bridge`: subscribe to p1hub listeners and forward every telegram to MQTT (with Home Assistant discovery).
+#[derive(Debug, Default, Parser)]
+#[command(name = "p1-bridge", version, about, long_about = None)]
+pub struct Args {
+    /// Configuration file (default: p1.yml in the working directory, if present).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Multicast group and port to join (overrides multicast.group).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub group: Option<String>,
+    /// Local address of the interface to join on (overrides multicast.interface).
+    #[arg(long, value_name = "IP")]
+    pub interface: Option<String>,
+    /// MQTT broker, mqtt://HOST:PORT or mqtts://HOST:PORT (overrides bridge.mqtt.url; "off" disables).
+    #[arg(long, value_name = "URL")]
+    pub mqtt: Option<String>,
+    /// Print the documented default p1.yml and exit.
+    #[arg(long)]
+    pub print_default_config: bool,
+    /// Check the configuration (file and flags), report every problem, and exit.
+    #[arg(long)]
+    pub check_config: bool,
+}
+
+impl Args {
+    /// Applies the flags to a raw configuration.
+    pub fn apply(&self, raw: &mut RawConfig) {
+        if let Some(g) = &self.group {
+            raw.multicast.group.clone_from(g);
+        }
+        if let Some(i) = &self.interface {
+            raw.multicast.interface.clone_from(i);
+        }
+        if let Some(u) = &self.mqtt {
+            raw.bridge.mqtt.url = Some(u.clone());
+        }
+    }
+
+    /// Reads, overrides and validates the configuration. Returns it with a description of where it came from.
+    pub fn load(&self) -> Result<(Config, String), ConfigError> {
+        let (mut raw, origin) = RawConfig::locate(self.config.as_deref(), Path::new("."))?;
+        self.apply(&mut raw);
+        Ok((raw.validate()?, origin))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file_before_validation() {
+        let args = Args::parse_from([
+            "p1-bridge",
+            "--group",
+            "239.255.9.9:5000",
+            "--interface",
+            "127.0.0.1",
+            "--mqtt",
+            "mqtts://broker.lan",
+        ]);
+        let mut raw = RawConfig::from_yaml("bridge:\n  mqtt:\n    url: mqtt://old:1883\n", "t.yml").expect("yaml");
+        args.apply(&mut raw);
+        let config = raw.validate().expect("valid");
+        assert_eq!(config.multicast.group, "239.255.9.9:5000".parse().expect("addr"));
+        let m = config.bridge.mqtt.expect("mqtt on");
+        assert_eq!((m.host.as_str(), m.port, m.tls), ("broker.lan", 8883, true));
+    }
+
+    #[test]
+    fn bad_flags_are_reported_with_the_other_errors() {
+        let args = Args::parse_from(["p1-bridge", "--group", "10.0.0.1:4141", "--mqtt", "http://broker"]);
+        let mut raw = RawConfig::from_yaml("bridge:\n  mqtt:\n    qos: 2\n", "t.yml").expect("yaml");
+        args.apply(&mut raw);
+        let err = raw.validate().expect_err("invalid").to_string();
+        for key in ["multicast.group", "bridge.mqtt.url", "bridge.mqtt.qos"] {
+            assert!(err.contains(key), "{key} missing from: {err}");
+        }
+        let off = Args::parse_from(["p1-bridge", "--mqtt", "off"]);
+        let mut raw = RawConfig::from_yaml("bridge:\n  mqtt:\n    url: mqtt://x\n", "t.yml").expect("yaml");
+        off.apply(&mut raw);
+        assert!(raw.validate().expect("valid").bridge.mqtt.is_none());
+    }
+}

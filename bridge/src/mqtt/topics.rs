@@ -1,0 +1,194 @@
+//! What a telegram becomes on MQTT: the topics and their payloads, with no I/O.
+//!
+//! Per listener (its name made topic-safe by [`topic_segment`]):
+//! - `<prefix>/<listener>/state`: the whole message, the same JSON as the datagram, retained;
+//! - `<prefix>/<listener>/<value>`: one topic per named number the meter sent (`power_kw`, `gas_m3`, ...), the
+//!   bare number as text, retained, so `OpenHAB` and Node-RED need no JSON path;
+//! - `<prefix>/<listener>/availability`: `online` / `offline`, retained, driven by the listener's liveness;
+//! - `<prefix>/bridge/<client id>/availability`: the bridge's own `online`, and `offline` as its last will.
+
+use shared::wire::{Message, TelegramMessage};
+
+/// The payload of an availability topic while the source is alive.
+pub const ONLINE: &str = "online";
+/// The payload of an availability topic while the source is gone.
+pub const OFFLINE: &str = "offline";
+
+/// One MQTT publication, before it is queued.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Publication {
+    /// Full topic.
+    pub topic: String,
+    /// Payload bytes.
+    pub payload: Vec<u8>,
+    /// Retained by the broker.
+    pub retain: bool,
+    /// `false` for `QoS` 0, `true` for `QoS` 1.
+    pub qos1: bool,
+    /// Subject to the per-topic rate limit (data), or always sent (availability, discovery).
+    pub limited: bool,
+}
+
+impl Publication {
+    /// The bytes it holds in the offline queue (topic and payload; the rest is a few bytes of overhead).
+    #[must_use]
+    pub fn size(&self) -> usize {
+        self.topic.len() + self.payload.len() + 16
+    }
+}
+
+/// A listener name as one topic level: `/`, `+`, `#`, control characters and spaces become `_`. Home Assistant
+/// object ids are stricter; [`object_id`] makes those.
+#[must_use]
+pub fn topic_segment(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| if matches!(c, '/' | '+' | '#') || c.is_control() || c.is_whitespace() { '_' } else { c })
+        .collect();
+    if s.is_empty() {
+        "_".to_owned()
+    } else {
+        s
+    }
+}
+
+/// A string as a Home Assistant object id / unique id part: ASCII letters, digits, `_` and `-` only.
+#[must_use]
+pub fn object_id(text: &str) -> String {
+    let s: String = text
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c.to_ascii_lowercase() } else { '_' })
+        .collect();
+    if s.is_empty() {
+        "_".to_owned()
+    } else {
+        s
+    }
+}
+
+/// Topic names of one listener.
+#[derive(Clone, Debug)]
+pub struct Topics {
+    base: String,
+}
+
+impl Topics {
+    /// The topics of `listener` under `prefix`.
+    #[must_use]
+    pub fn new(prefix: &str, listener: &str) -> Topics {
+        Topics { base: format!("{prefix}/{}", topic_segment(listener)) }
+    }
+
+    /// `<prefix>/<listener>/state`.
+    #[must_use]
+    pub fn state(&self) -> String {
+        format!("{}/state", self.base)
+    }
+
+    /// `<prefix>/<listener>/availability`.
+    #[must_use]
+    pub fn availability(&self) -> String {
+        format!("{}/availability", self.base)
+    }
+
+    /// `<prefix>/<listener>/<name>`.
+    #[must_use]
+    pub fn value(&self, name: &str) -> String {
+        format!("{}/{name}", self.base)
+    }
+}
+
+/// The bridge's own availability topic (its last will).
+#[must_use]
+pub fn bridge_availability(prefix: &str, client_id: &str) -> String {
+    format!("{prefix}/bridge/{}/availability", topic_segment(client_id))
+}
+
+/// The named numbers of a telegram, in the message's field order: every top-level field of `values` that is a
+/// number. Fields the meter did not send are absent, so they get no topic (and no Home Assistant entity).
+#[must_use]
+pub fn numbers(telegram: &TelegramMessage) -> Vec<(String, String)> {
+    let Ok(serde_json::Value::Object(map)) = serde_json::to_value(&*telegram.values) else { return Vec::new() };
+    map.into_iter()
+        .filter_map(|(k, v)| match v {
+            serde_json::Value::Number(n) => Some((k, n.to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The state and per-value publications of one telegram.
+#[must_use]
+pub fn telegram_publications(prefix: &str, telegram: &TelegramMessage, qos1: bool) -> Vec<Publication> {
+    let topics = Topics::new(prefix, &telegram.origin.listener);
+    // The same bytes a subscriber of the multicast group gets.
+    let state = shared::wire::encode(&Message::Telegram(Box::new(telegram.clone())));
+    let mut out = vec![Publication { topic: topics.state(), payload: state, retain: true, qos1, limited: true }];
+    for (name, number) in numbers(telegram) {
+        out.push(Publication {
+            topic: topics.value(&name),
+            payload: number.into_bytes(),
+            retain: true,
+            qos1,
+            limited: true,
+        });
+    }
+    out
+}
+
+/// A listener's availability publication.
+#[must_use]
+pub fn availability(prefix: &str, listener: &str, online: bool) -> Publication {
+    Publication {
+        topic: Topics::new(prefix, listener).availability(),
+        payload: if online { ONLINE } else { OFFLINE }.as_bytes().to_vec(),
+        retain: true,
+        qos1: true,
+        limited: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::telegram;
+
+    #[test]
+    fn listener_names_become_one_topic_level() {
+        assert_eq!(topic_segment("meter/kast #1+"), "meter_kast__1_");
+        assert_eq!(topic_segment(""), "_");
+        assert_eq!(object_id("XMX 5LG/bb"), "xmx_5lg_bb");
+    }
+
+    #[test]
+    fn a_telegram_gives_state_and_one_topic_per_number() {
+        let t = telegram("meterkast", 7);
+        let pubs = telegram_publications("p1hub", &t, true);
+        assert_eq!(pubs[0].topic, "p1hub/meterkast/state");
+        let state: serde_json::Value = serde_json::from_slice(&pubs[0].payload).expect("json");
+        assert_eq!(state["seq"], 7);
+        assert!(pubs.iter().all(|p| p.retain && p.qos1));
+        let find = |name: &str| {
+            pubs.iter()
+                .find(|p| p.topic == format!("p1hub/meterkast/{name}"))
+                .map(|p| String::from_utf8(p.payload.clone()).expect("text"))
+        };
+        assert_eq!(find("power_kw").as_deref(), Some("-1.234"));
+        assert_eq!(find("energy_import_t1_kwh").as_deref(), Some("1164.722"));
+        assert_eq!(find("gas_m3").as_deref(), Some("1621.615"));
+        assert_eq!(find("tariff").as_deref(), Some("2"));
+        // Not numbers, or not sent: no topic.
+        assert_eq!(find("equipment_id"), None);
+        assert_eq!(find("water_m3"), None);
+        assert_eq!(find("voltage_l2_v"), None);
+    }
+
+    #[test]
+    fn availability_is_retained_and_not_rate_limited() {
+        let p = availability("p1hub", "meterkast", false);
+        assert_eq!(
+            (p.topic.as_str(), p.payload.as_slice(), p.retain, p.limited),
+            ("p1hub/meterkast/availability", b"offline".as_slice(), true, false)
+        );
+    }
+}
