@@ -74,6 +74,8 @@ struct InboxState {
     items: VecDeque<Incoming>,
     bytes: usize,
     closed: bool,
+    /// The writing thread sleeps in [`Inbox::wait`] for a first message (only then is a wake-up worth a syscall).
+    waiting: bool,
 }
 
 impl Inbox {
@@ -105,11 +107,12 @@ impl Inbox {
         }
         let fits = s.bytes + cost <= self.limit;
         if fits {
-            let was_empty = s.items.is_empty();
+            let wake = s.waiting;
+            s.waiting = false;
             s.bytes += cost;
             s.items.push_back(item);
             drop(s);
-            if was_empty {
+            if wake {
                 self.ready.notify_one();
             }
         } else if matches!(item, Incoming::Telegram(_)) {
@@ -164,11 +167,13 @@ impl Inbox {
     /// Waits up to `timeout`: until a message arrives (when `for_items` and none waits), or for the whole time
     /// (when not), returning early when the inbox is closed.
     fn wait(&self, timeout: std::time::Duration, for_items: bool) {
-        let s = self.lock();
+        let mut s = self.lock();
         if s.closed || (for_items && !s.items.is_empty()) {
             return;
         }
-        let _ = self.ready.wait_timeout(s, timeout).unwrap_or_else(PoisonError::into_inner);
+        s.waiting = for_items;
+        let (mut s, _) = self.ready.wait_timeout(s, timeout).unwrap_or_else(PoisonError::into_inner);
+        s.waiting = false;
     }
 }
 
