@@ -251,6 +251,25 @@ impl Options {
     }
 }
 
+/// Whether datagrams are sealed and with which key ids, in words for `--check-config` (never the keys).
+#[must_use]
+pub fn describe_security(m: &shared::config::Multicast) -> String {
+    match (m.security, m.keyring()) {
+        (Security::Open, _) => "datagrams open (no key set)".to_owned(),
+        (Security::Sealed, None) => "datagrams sealed, but no key read".to_owned(),
+        (Security::Sealed, Some(ring)) => {
+            let mut s = format!("datagrams sealed, key id {}", ring.current().id());
+            if let Some(next) = ring.next() {
+                s.push_str(&format!(", next key id {}", next.id()));
+            }
+            if m.accept_open {
+                s.push_str(", open datagrams accepted too (accept_open)");
+            }
+            s
+        }
+    }
+}
+
 /// A subscription: call [`next`](Subscriber::next) for each event.
 #[derive(Debug)]
 pub struct Subscriber {
