@@ -22,6 +22,9 @@ pub struct Args {
     /// Local address or name (eth0) of the interface to join on, overriding multicast.interface.
     #[arg(long, value_name = "IP")]
     pub interface: Option<String>,
+    /// File holding the LAN key for sealed datagrams, overriding multicast.key_file and multicast.key.
+    #[arg(long, value_name = "PATH")]
+    pub key_file: Option<String>,
     /// Print the documented default configuration and exit.
     #[arg(long)]
     pub print_default_config: bool,
@@ -44,13 +47,25 @@ impl Args {
         if let Some(interface) = &self.interface {
             raw.multicast.interface.clone_from(interface);
         }
+        if let Some(f) = &self.key_file {
+            raw.multicast.key_file = Some(f.clone());
+            raw.multicast.key = None;
+        }
         Ok((raw, origin))
     }
 
-    /// The validated configuration, looking for `p1.yml` in the current directory, and where it came from.
+    /// The validated configuration with its key files read, looking for `p1.yml` in the current directory, and
+    /// where it came from.
     pub fn load_config(&self) -> Result<(Config, String), ConfigError> {
+        self.load_config_with_warnings().map(|(config, origin, _)| (config, origin))
+    }
+
+    /// As [`Args::load_config`], with the warnings about key files (one readable by others).
+    pub fn load_config_with_warnings(&self) -> Result<(Config, String, Vec<String>), ConfigError> {
         let (raw, origin) = self.raw_config_in(Path::new("."))?;
-        Ok((raw.validate()?, origin))
+        let mut config = raw.validate()?;
+        let warnings = config.read_multicast_keys()?;
+        Ok((config, origin, warnings))
     }
 }
 

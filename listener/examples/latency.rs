@@ -149,14 +149,18 @@ async fn measure(
     let mut seq = 0;
     for i in 0..50 {
         master.write_all(&telegram(i)).await?;
-        if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(200), next_seq(sub, &mut buf, key, &mut opened)).await {
+        if let Ok(Ok(s)) =
+            tokio::time::timeout(Duration::from_millis(200), next_seq(sub, &mut buf, key, &mut opened)).await
+        {
             seq = s;
             break;
         }
     }
     anyhow::ensure!(seq > 0, "the listener published nothing: is {} built?", args.bin.display());
     // Drain what the warm-up left.
-    while let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(300), next_seq(sub, &mut buf, key, &mut opened)).await {
+    while let Ok(Ok(s)) =
+        tokio::time::timeout(Duration::from_millis(300), next_seq(sub, &mut buf, key, &mut opened)).await
+    {
         seq = s;
     }
 

@@ -84,17 +84,23 @@ pub enum Refusal {
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Refusal::Open => write!(f, "open datagram refused: this host has a key (set multicast.accept_open to migrate)"),
+            Refusal::Open => {
+                write!(f, "open datagram refused: this host has a key (set multicast.accept_open to migrate)")
+            }
             Refusal::NoKey { key_id: Some(id) } => write!(f, "sealed (key id {id}), but this host has no key"),
             Refusal::NoKey { key_id: None } => write!(f, "sealed, but this host has no key"),
             Refusal::UnknownKey { key_id } => write!(f, "sealed, but not with my key (key id {key_id})"),
             Refusal::UnknownVersion { version } => {
                 write!(f, "sealed datagram of format version {version}; this build reads {}", seal::FORMAT_VERSION)
             }
-            Refusal::Forged { key_id: Some(id) } => write!(f, "sealed with key id {id} but failed authentication: forged or altered"),
+            Refusal::Forged { key_id: Some(id) } => {
+                write!(f, "sealed with key id {id} but failed authentication: forged or altered")
+            }
             Refusal::Forged { key_id: None } => write!(f, "truncated sealed datagram"),
             Refusal::Replayed => write!(f, "replayed: seen before for its listener and boot"),
-            Refusal::OutsideWindow { skew_s } => write!(f, "sent {skew_s} s from this host's clock, outside the window"),
+            Refusal::OutsideWindow { skew_s } => {
+                write!(f, "sent {skew_s} s from this host's clock, outside the window")
+            }
         }
     }
 }
@@ -122,7 +128,13 @@ impl RefusedCounts {
     /// All kinds together.
     #[must_use]
     pub fn total(&self) -> u64 {
-        self.open + self.no_key + self.unknown_key + self.unknown_version + self.forged + self.replayed + self.outside_window
+        self.open
+            + self.no_key
+            + self.unknown_key
+            + self.unknown_version
+            + self.forged
+            + self.replayed
+            + self.outside_window
     }
 
     fn get_mut(&mut self, r: Refusal) -> &mut u64 {
@@ -367,7 +379,8 @@ impl Gate {
         }
         // Said now: not in the next summary.
         *self.pending.get_mut(r) -= 1;
-        let mine = self.keys.as_ref().map(|k| k.keys().iter().map(|k| k.id().to_string()).collect::<Vec<_>>().join(", "));
+        let mine =
+            self.keys.as_ref().map(|k| k.keys().iter().map(|k| k.id().to_string()).collect::<Vec<_>>().join(", "));
         match r {
             Refusal::Open => warn!("{r}; dropping open datagrams (counted, summarised once a minute)"),
             Refusal::NoKey { .. } => warn!(
@@ -387,7 +400,10 @@ impl Gate {
     }
 
     fn maybe_summarise(&mut self, now: Timestamp) {
-        if self.logged.is_some_and(|t| now.duration_since(t) < SignedDuration::try_from(SUMMARY_EVERY).unwrap_or_default()) {
+        if self
+            .logged
+            .is_some_and(|t| now.duration_since(t) < SignedDuration::try_from(SUMMARY_EVERY).unwrap_or_default())
+        {
             return;
         }
         self.summarise(now);
@@ -590,7 +606,10 @@ mod tests {
         assert_eq!(refusal(gate.admit(&sealed, at(0))), Refusal::NoKey { key_id: Some(key(1).id()) });
         assert_eq!(refusal(gate.admit(&sealed[..6], at(0))), Refusal::NoKey { key_id: None });
         assert_eq!(gate.refused().no_key, 2);
-        assert_eq!(refusal(gate.admit(&sealed, at(0))).to_string(), format!("sealed (key id {}), but this host has no key", key(1).id()));
+        assert_eq!(
+            refusal(gate.admit(&sealed, at(0))).to_string(),
+            format!("sealed (key id {}), but this host has no key", key(1).id())
+        );
     }
 
     #[test]

@@ -45,8 +45,19 @@ async fn shows_datagrams_and_quits_on_q() {
             .expect("key");
         keys_tx
     };
-    let (result, _keys_tx) =
-        tokio::join!(p1_dashboard::run(&mut terminal, &mut app, keys, &socket, clock, &shutdown), driver);
+    let mut gate = p1hub_subscriber::Gate::open_mode();
+    let (result, _keys_tx) = tokio::join!(
+        p1_dashboard::run(
+            &mut terminal,
+            &mut app,
+            keys,
+            &socket,
+            &mut gate,
+            clock,
+            &shutdown
+        ),
+        driver
+    );
     result.expect("run");
     assert!(app.quit);
     assert_eq!(app.meters.len(), 1);
@@ -67,11 +78,31 @@ async fn stops_when_cancelled_or_when_input_ends() {
     let shutdown = CancellationToken::new();
     shutdown.cancel();
     let pending = futures::stream::pending::<std::io::Result<Event>>();
-    p1_dashboard::run(&mut terminal, &mut app, pending, &socket, move || now, &shutdown).await.expect("cancelled");
+    p1_dashboard::run(
+        &mut terminal,
+        &mut app,
+        pending,
+        &socket,
+        &mut p1hub_subscriber::Gate::open_mode(),
+        move || now,
+        &shutdown,
+    )
+    .await
+    .expect("cancelled");
 
     let live = CancellationToken::new();
     let ended = futures::stream::empty::<std::io::Result<Event>>();
-    p1_dashboard::run(&mut terminal, &mut app, ended, &socket, move || now, &live).await.expect("input ended");
+    p1_dashboard::run(
+        &mut terminal,
+        &mut app,
+        ended,
+        &socket,
+        &mut p1hub_subscriber::Gate::open_mode(),
+        move || now,
+        &live,
+    )
+    .await
+    .expect("input ended");
     assert!(!app.quit, "neither way is a quit key");
 }
 
@@ -82,9 +113,16 @@ async fn a_terminal_error_is_reported() {
     let mut terminal = Terminal::new(TestBackend::new(40, 10)).expect("terminal");
     let mut app = App::new(fixtures::settings(), now);
     let failing = futures::stream::iter([Err(std::io::Error::other("tty gone"))]).chain(futures::stream::pending());
-    let err =
-        p1_dashboard::run(&mut terminal, &mut app, failing.boxed(), &socket, move || now, &CancellationToken::new())
-            .await
-            .expect_err("error");
+    let err = p1_dashboard::run(
+        &mut terminal,
+        &mut app,
+        failing.boxed(),
+        &socket,
+        &mut p1hub_subscriber::Gate::open_mode(),
+        move || now,
+        &CancellationToken::new(),
+    )
+    .await
+    .expect_err("error");
     assert!(format!("{err:#}").contains("tty gone"), "{err:#}");
 }

@@ -39,13 +39,15 @@ fn check_config_with_a_key_file_says_sealed_and_the_key_id_never_the_key() {
     let path = dir.path().join("lan.key");
     std::fs::write(&path, format!("{key}\n")).expect("write");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    let out = reader().arg("--check-config").arg("--key-file").arg(&path).current_dir(dir.path()).output().expect("run");
+    let out =
+        reader().arg("--check-config").arg("--key-file").arg(&path).current_dir(dir.path()).output().expect("run");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout, "built-in defaults: ok (datagrams sealed, key id 686321c8)\n");
     // Readable by others: a warning, still no key.
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    let out = reader().arg("--check-config").arg("--key-file").arg(&path).current_dir(dir.path()).output().expect("run");
+    let out =
+        reader().arg("--check-config").arg("--key-file").arg(&path).current_dir(dir.path()).output().expect("run");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("warning: multicast.key_file") && stdout.contains("chmod 600"), "{stdout}");
     for text in [stdout.as_ref(), String::from_utf8_lossy(&out.stderr).as_ref()] {

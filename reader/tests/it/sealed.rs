@@ -24,7 +24,9 @@ const KEY_HEX: &str = "3f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c
 fn capture(start: Timestamp) -> Vec<u8> {
     let tz = jiff::tz::TimeZone::get("Europe/Amsterdam").expect("tzdb");
     let mut meter = shared::simulate::Simulator::new(11);
-    (0..TELEGRAMS).flat_map(|i| meter.telegram_at((start + SignedDuration::from_secs(10 * i as i64)).to_zoned(tz.clone()))).collect()
+    (0..TELEGRAMS)
+        .flat_map(|i| meter.telegram_at((start + SignedDuration::from_secs(10 * i as i64)).to_zoned(tz.clone())))
+        .collect()
 }
 
 fn keyed(mut raw: RawConfig, key_file: Option<&Path>) -> Config {
@@ -154,7 +156,8 @@ async fn a_sealed_listener_feeds_a_keyed_reader_and_forgeries_replays_and_flippe
     let got = details(&data.join("sealed"));
     assert_eq!(got.len(), TELEGRAMS, "only the real telegrams");
     assert_eq!(got.iter().map(|t| t.seq).collect::<Vec<_>>(), (1..=TELEGRAMS as u64).collect::<Vec<_>>());
-    assert!(got.iter().all(|t| t.origin.boot_id == real_msg.origin.boot_id && t.values.power_kw.map(|p| p.to_string()) != Some("99.999".into())));
+    assert!(got.iter().all(|t| t.origin.boot_id == real_msg.origin.boot_id
+        && t.values.power_kw.map(|p| p.to_string()) != Some("99.999".into())));
 
     let k = keyless_stats.snapshot();
     // Without a key it is in open mode: the open forgery is all it can read (which is why a key is set on every
