@@ -99,7 +99,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         source = %source_name,
         group = %m.group,
         interface = %m.interface,
-        sealed = ?m.keyring().filter(|_| m.security == shared::config::Security::Sealed).map(|r| r.current().id()),
+        sealed_with = %m
+            .keyring()
+            .filter(|_| m.security == shared::config::Security::Sealed)
+            .map_or_else(|| "nothing (open datagrams)".to_owned(), |r| format!("key id {}", r.current().id())),
         "p1-listener started"
     );
 
