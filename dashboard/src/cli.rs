@@ -22,7 +22,7 @@ pub struct Args {
     /// Local address or name (eth0) of the interface to join on, overriding multicast.interface.
     #[arg(long, value_name = "IP")]
     pub interface: Option<String>,
-    /// File holding the LAN key for sealed datagrams, overriding multicast.key_file and multicast.key.
+    /// File holding the LAN key for sealed datagrams, overriding `multicast.key_file` and `multicast.key`.
     #[arg(long, value_name = "PATH")]
     pub key_file: Option<String>,
     /// Print the documented default configuration and exit.

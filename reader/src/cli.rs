@@ -25,7 +25,7 @@ pub struct Args {
     /// Data directory (overrides reader.dir).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<String>,
-    /// File holding the LAN key for sealed datagrams (overrides multicast.key_file and multicast.key).
+    /// File holding the LAN key for sealed datagrams (overrides `multicast.key_file` and `multicast.key`).
     #[arg(long, value_name = "PATH")]
     pub key_file: Option<String>,
     /// Print the documented default p1.yml and exit.

@@ -53,7 +53,7 @@ stats! {
     oversized,
     /// JSON of the right version that does not match the schema.
     malformed,
-    /// Open datagrams refused because a key is set (sealed mode without accept_open).
+    /// Open datagrams refused because a key is set (sealed mode without `accept_open`).
     refused_open,
     /// Sealed datagrams refused because this host has no key.
     refused_no_key,

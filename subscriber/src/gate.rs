@@ -338,17 +338,14 @@ impl Gate {
                 _ => Ok(()),
             },
             Message::Status(_) => {
-                match seen.statuses.iter().position(|(boot, _)| *boot == origin.boot_id) {
-                    Some(i) => {
-                        if seen.statuses[i].1 >= sent {
-                            return Err(Refusal::Replayed);
-                        }
-                        seen.statuses[i].1 = sent;
+                if let Some(i) = seen.statuses.iter().position(|(boot, _)| *boot == origin.boot_id) {
+                    if seen.statuses[i].1 >= sent {
+                        return Err(Refusal::Replayed);
                     }
-                    None => {
-                        seen.statuses.push_front((origin.boot_id.clone(), sent));
-                        seen.statuses.truncate(MAX_BOOTS);
-                    }
+                    seen.statuses[i].1 = sent;
+                } else {
+                    seen.statuses.push_front((origin.boot_id.clone(), sent));
+                    seen.statuses.truncate(MAX_BOOTS);
                 }
                 Ok(())
             }

@@ -260,7 +260,7 @@ pub fn describe_security(m: &shared::config::Multicast) -> String {
         (Security::Sealed, Some(ring)) => {
             let mut s = format!("datagrams sealed, key id {}", ring.current().id());
             if let Some(next) = ring.next() {
-                s.push_str(&format!(", next key id {}", next.id()));
+                s = format!("{s}, next key id {}", next.id());
             }
             if m.accept_open {
                 s.push_str(", open datagrams accepted too (accept_open)");

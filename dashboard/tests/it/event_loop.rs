@@ -46,18 +46,8 @@ async fn shows_datagrams_and_quits_on_q() {
         keys_tx
     };
     let mut gate = p1hub_subscriber::Gate::open_mode();
-    let (result, _keys_tx) = tokio::join!(
-        p1_dashboard::run(
-            &mut terminal,
-            &mut app,
-            keys,
-            &socket,
-            &mut gate,
-            clock,
-            &shutdown
-        ),
-        driver
-    );
+    let (result, _keys_tx) =
+        tokio::join!(p1_dashboard::run(&mut terminal, &mut app, keys, &socket, &mut gate, clock, &shutdown), driver);
     result.expect("run");
     assert!(app.quit);
     assert_eq!(app.meters.len(), 1);

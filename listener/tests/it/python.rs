@@ -27,7 +27,9 @@ fn sealed_subscriber() -> &'static str {
 async fn the_readme_python_subscriber_reads_a_sealed_listener() {
     let probe = Command::new("python3").args(["-c", "import cryptography.hazmat.primitives.ciphers.aead"]).output();
     if !probe.is_ok_and(|o| o.status.success()) {
-        eprintln!("SKIPPED the_readme_python_subscriber_reads_a_sealed_listener: python3 with `cryptography` is missing");
+        eprintln!(
+            "SKIPPED the_readme_python_subscriber_reads_a_sealed_listener: python3 with `cryptography` is missing"
+        );
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
