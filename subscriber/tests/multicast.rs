@@ -308,7 +308,7 @@ async fn sealed_datagrams_are_opened_with_the_key_and_refused_without_it() {
     let mut keyless = Subscriber::new(options, cancel.clone()).expect("subscribed");
     let tx = sender(Ipv4Addr::LOCALHOST);
     let mut sealer = Sealer::new(&key).expect("rng");
-    let sealed = |sealer: &mut Sealer, m: &Message| {
+    let seal_one = |sealer: &mut Sealer, m: &Message| {
         let mut out = Vec::new();
         sealer.seal(&encode(m), &mut out).expect("seal");
         out
@@ -321,10 +321,11 @@ async fn sealed_datagrams_are_opened_with_the_key_and_refused_without_it() {
         }
         Message::Status(_) => unreachable!(),
     };
-    let first = sealed(&mut sealer, &now_telegram(1));
+    let first = seal_one(&mut sealer, &now_telegram(1));
     let mut flipped = first.clone();
     flipped[30] ^= 1;
-    for d in [first.clone(), encode(&now_telegram(2)), first.clone(), flipped, sealed(&mut sealer, &now_telegram(2))] {
+    for d in [first.clone(), encode(&now_telegram(2)), first.clone(), flipped, seal_one(&mut sealer, &now_telegram(2))]
+    {
         tx.send_to(&d, g).expect("send");
     }
 
