@@ -1292,6 +1292,17 @@ fn details_lines(app: &App, meter: &Meter, width: u16) -> Vec<Line<'static>> {
         seq.total_missing,
         format::count(seq.restarts, "restart")
     )));
+    match app.seal {
+        Some(crate::app::Seal::Sealed(id)) => paras.push(para(format!("datagrams: sealed, key id {id}"))),
+        Some(crate::app::Seal::Open) => paras.push(para("datagrams: open (not sealed)".to_owned())),
+        None => {}
+    }
+    if let Some(why) = &app.last_refused {
+        paras.push(styled(
+            Style::new().fg(WARN),
+            format!("{} on the group; last: {why}", format::count(app.refused_datagrams, "refused datagram")),
+        ));
+    }
     if let Some(why) = &app.last_invalid {
         paras.push(styled(
             Style::new().fg(WARN),
