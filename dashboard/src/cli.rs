@@ -110,6 +110,22 @@ mod tests {
     }
 
     #[test]
+    fn key_file_makes_it_sealed_and_reads_the_key() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("lan.key");
+        std::fs::write(&path, "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let args = Args::parse_from(["p1-dashboard", "--key-file", path.to_str().expect("utf-8")]);
+        let (config, _, warnings) = args.load_config_with_warnings().expect("valid");
+        assert_eq!(config.multicast.security, shared::config::Security::Sealed);
+        assert_eq!(config.multicast.keyring().map(|r| r.current().id().to_string()).as_deref(), Some("686321c8"));
+        assert!(warnings.iter().any(|w| w.contains("chmod 600")), "readable by others: {warnings:?}");
+        let missing = Args::parse_from(["p1-dashboard", "--key-file", "/nonexistent/lan.key"]);
+        assert!(missing.load_config().expect_err("no key file").to_string().contains("multicast.key_file"));
+    }
+
+    #[test]
     fn a_missing_file_names_the_path() {
         let args = Args::parse_from(["p1-dashboard", "--config", "/nonexistent/p1.yml"]);
         let err = args.load_config().expect_err("missing");
