@@ -13,6 +13,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use jiff::Timestamp;
 use shared::config::Config;
 use shared::decimal::Decimal;
+use shared::wire::seal::KeyId;
 use shared::wire::{Message, StatusMessage, TelegramMessage, Values};
 
 /// The chart spans `+` and `-` step through, in minutes.
@@ -70,6 +71,11 @@ impl Settings {
 pub enum Msg {
     /// A valid datagram and when it arrived here.
     Datagram(Message, Timestamp),
+    /// A valid sealed datagram, the key id it was sealed with, and when it arrived.
+    Sealed(Message, KeyId, Timestamp),
+    /// A datagram refused by the subscriber's gate (open while a key is set, sealed without our key, forged,
+    /// replayed; already described), and when it arrived.
+    Refused(String, Timestamp),
     /// A datagram that was not a valid message (already described), and when it arrived.
     Invalid(String, Timestamp),
     /// Receiving failed.
@@ -80,6 +86,15 @@ pub enum Msg {
     Tick(Timestamp),
     /// The terminal's size (columns, rows): at start and whenever it changes.
     Resize(u16, u16),
+}
+
+/// What the last valid datagram was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seal {
+    /// Plain JSON.
+    Open,
+    /// Sealed with the key of this id.
+    Sealed(KeyId),
 }
 
 /// Which screen is shown for the selected meter.
@@ -131,6 +146,12 @@ pub struct App {
     pub invalid_datagrams: u64,
     /// Why the last one was not.
     pub last_invalid: Option<String>,
+    /// Whether the last valid datagram was sealed, and with which key; `None` before the first.
+    pub seal: Option<Seal>,
+    /// Datagrams refused by the gate.
+    pub refused_datagrams: u64,
+    /// Why the last one was.
+    pub last_refused: Option<String>,
     /// Datagrams ignored because [`MAX_METERS`] meters are already tracked.
     pub ignored_meters: u64,
     /// Receive errors.
@@ -422,6 +443,9 @@ impl App {
             quit: false,
             invalid_datagrams: 0,
             last_invalid: None,
+            seal: None,
+            refused_datagrams: 0,
+            last_refused: None,
             ignored_meters: 0,
             net_errors: 0,
             last_net_error: None,
@@ -437,7 +461,19 @@ impl App {
     /// Applies one event.
     pub fn update(&mut self, msg: Msg) {
         match msg {
-            Msg::Datagram(message, at) => self.datagram(message, at),
+            Msg::Datagram(message, at) => {
+                self.seal = Some(Seal::Open);
+                self.datagram(message, at);
+            }
+            Msg::Sealed(message, key_id, at) => {
+                self.seal = Some(Seal::Sealed(key_id));
+                self.datagram(message, at);
+            }
+            Msg::Refused(why, at) => {
+                self.advance(at);
+                self.refused_datagrams += 1;
+                self.last_refused = Some(why);
+            }
             Msg::Invalid(why, at) => {
                 self.advance(at);
                 self.invalid_datagrams += 1;

@@ -22,6 +22,9 @@ pub struct Args {
     /// Local address or name (eth0) of the interface to join on, overriding multicast.interface.
     #[arg(long, value_name = "IP")]
     pub interface: Option<String>,
+    /// File holding the LAN key for sealed datagrams, overriding `multicast.key_file` and `multicast.key`.
+    #[arg(long, value_name = "PATH")]
+    pub key_file: Option<String>,
     /// Print the documented default configuration and exit.
     #[arg(long)]
     pub print_default_config: bool,
@@ -44,13 +47,25 @@ impl Args {
         if let Some(interface) = &self.interface {
             raw.multicast.interface.clone_from(interface);
         }
+        if let Some(f) = &self.key_file {
+            raw.multicast.key_file = Some(f.clone());
+            raw.multicast.key = None;
+        }
         Ok((raw, origin))
     }
 
-    /// The validated configuration, looking for `p1.yml` in the current directory, and where it came from.
+    /// The validated configuration with its key files read, looking for `p1.yml` in the current directory, and
+    /// where it came from.
     pub fn load_config(&self) -> Result<(Config, String), ConfigError> {
+        self.load_config_with_warnings().map(|(config, origin, _)| (config, origin))
+    }
+
+    /// As [`Args::load_config`], with the warnings about key files (one readable by others).
+    pub fn load_config_with_warnings(&self) -> Result<(Config, String, Vec<String>), ConfigError> {
         let (raw, origin) = self.raw_config_in(Path::new("."))?;
-        Ok((raw.validate()?, origin))
+        let mut config = raw.validate()?;
+        let warnings = config.read_multicast_keys()?;
+        Ok((config, origin, warnings))
     }
 }
 
@@ -92,6 +107,22 @@ mod tests {
         std::fs::write(&file, "dashboard:\n  stale_secs: 42\n").expect("write");
         let (raw, origin) = none.raw_config_in(dir.path()).expect("file");
         assert_eq!((raw.dashboard.stale_secs, origin), (42, file.display().to_string()));
+    }
+
+    #[test]
+    fn key_file_makes_it_sealed_and_reads_the_key() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("lan.key");
+        std::fs::write(&path, "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let args = Args::parse_from(["p1-dashboard", "--key-file", path.to_str().expect("utf-8")]);
+        let (config, _, warnings) = args.load_config_with_warnings().expect("valid");
+        assert_eq!(config.multicast.security, shared::config::Security::Sealed);
+        assert_eq!(config.multicast.keyring().map(|r| r.current().id().to_string()).as_deref(), Some("686321c8"));
+        assert!(warnings.iter().any(|w| w.contains("chmod 600")), "readable by others: {warnings:?}");
+        let missing = Args::parse_from(["p1-dashboard", "--key-file", "/nonexistent/lan.key"]);
+        assert!(missing.load_config().expect_err("no key file").to_string().contains("multicast.key_file"));
     }
 
     #[test]

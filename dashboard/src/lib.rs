@@ -25,10 +25,10 @@ use anyhow::Context as _;
 use crossterm::event::Event;
 use futures::{Stream, StreamExt as _};
 use jiff::Timestamp;
+use p1hub_subscriber::gate::{Admitted, Gate, Rejected};
 use ratatui::backend::Backend;
 use ratatui::Terminal;
 use shared::config::Config;
-use shared::wire;
 use tokio_util::sync::CancellationToken;
 
 pub use app::{App, Msg, Settings};
@@ -45,7 +45,8 @@ const BURST: usize = 256;
 /// Runs the dashboard until the user quits, the event stream ends or `shutdown` is cancelled.
 ///
 /// `events` is the terminal's event stream (crossterm's `EventStream`, or any stream in tests), `socket` a
-/// subscribed socket, and `clock` gives the current time for ticks and receive stamps.
+/// subscribed socket, `gate` the subscriber library's gate (opens sealed datagrams, refuses open ones when a key is
+/// set, drops replays), and `clock` gives the current time for ticks and receive stamps.
 ///
 /// # Errors
 /// Drawing failed or the terminal's event stream reported an error.
@@ -54,6 +55,7 @@ pub async fn run<B, E, C>(
     app: &mut App,
     mut events: E,
     socket: &tokio::net::UdpSocket,
+    gate: &mut Gate,
     clock: C,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()>
@@ -88,7 +90,7 @@ where
                 continue;
             }
             received = socket.recv_from(&mut buf), if paused_until.is_none() => match received {
-                Ok((n, _)) => datagram_msg(&buf[..n], clock()),
+                Ok((n, _)) => datagram_msg(gate, &buf[..n], clock()),
                 Err(e) => {
                     tracing::warn!(cause = %e, "receive failed");
                     paused_until = Some(tokio::time::Instant::now() + ERROR_PAUSE);
@@ -96,13 +98,13 @@ where
                 }
             },
         };
-        let was_datagram = matches!(msg, Msg::Datagram(..) | Msg::Invalid(..));
+        let was_datagram = matches!(msg, Msg::Datagram(..) | Msg::Sealed(..) | Msg::Refused(..) | Msg::Invalid(..));
         app.update(msg);
         if was_datagram {
             // Take whatever else is already queued before drawing once for all of it.
             for _ in 0..BURST {
                 match socket.try_recv_from(&mut buf) {
-                    Ok((n, _)) => app.update(datagram_msg(&buf[..n], clock())),
+                    Ok((n, _)) => app.update(datagram_msg(gate, &buf[..n], clock())),
                     Err(_) => break,
                 }
             }
@@ -121,10 +123,13 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-fn datagram_msg(bytes: &[u8], at: Timestamp) -> Msg {
-    match wire::parse(bytes) {
-        Ok(message) => Msg::Datagram(message, at),
-        Err(e) => {
+fn datagram_msg(gate: &mut Gate, bytes: &[u8], at: Timestamp) -> Msg {
+    match gate.admit(bytes, at) {
+        Ok(Admitted { message, sealed: None, .. }) => Msg::Datagram(message, at),
+        Ok(Admitted { message, sealed: Some(key_id), .. }) => Msg::Sealed(message, key_id, at),
+        // Said once and summarised in the log by the gate.
+        Err(Rejected::Refused(why)) => Msg::Refused(why.to_string(), at),
+        Err(Rejected::Invalid(e)) => {
             tracing::debug!(cause = %e, len = bytes.len(), "invalid datagram");
             Msg::Invalid(e.to_string(), at)
         }
@@ -151,6 +156,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> anyhow::Resu
     let Some(socket) = subscribe(group, interface, &shutdown).await? else { return Ok(()) };
     tracing::info!(%group, %interface, "subscribed");
     let mut app = App::new(Settings::from_config(config), Timestamp::now());
+    let mut gate = p1hub_subscriber::Options::from_config(config).gate();
     let mut terminal = match ratatui::try_init() {
         Ok(t) => t,
         Err(e) => {
@@ -159,7 +165,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> anyhow::Resu
         }
     };
     let events = crossterm::event::EventStream::new();
-    let result = run(&mut terminal, &mut app, events, &socket, Timestamp::now, &shutdown).await;
+    let result = run(&mut terminal, &mut app, events, &socket, &mut gate, Timestamp::now, &shutdown).await;
     ratatui::restore();
     result
 }

@@ -12,7 +12,7 @@ fn main() -> ExitCode {
         print!("{}", shared::config::DEFAULT_CONFIG);
         return ExitCode::SUCCESS;
     }
-    let (config, origin) = match args.load_config() {
+    let (config, origin, warnings) = match args.load_config_with_warnings() {
         Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("p1-dashboard: {e}");
@@ -23,12 +23,25 @@ fn main() -> ExitCode {
         if let Some(warning) = shared::netif::config_warning(&config.multicast.interface) {
             eprintln!("p1-dashboard: {warning}");
         }
-        println!("p1-dashboard: configuration ok ({origin})");
+        println!(
+            "p1-dashboard: configuration ok ({origin}; {})",
+            p1hub_subscriber::describe_security(&config.multicast)
+        );
+        for w in &warnings {
+            println!("warning: {w}");
+        }
         return ExitCode::SUCCESS;
+    }
+    // The terminal is about to belong to the dashboard: say it on stderr now, and in the log.
+    for w in &warnings {
+        eprintln!("p1-dashboard: warning: {w}");
     }
     if let Err(e) = p1_dashboard::init_logging(args.log.as_deref()) {
         eprintln!("p1-dashboard: {e:#}");
         return ExitCode::from(2);
+    }
+    for w in &warnings {
+        tracing::warn!("{w}");
     }
     // One thread is plenty: the dashboard waits on three sources and draws; it never computes in parallel.
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {

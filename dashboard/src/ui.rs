@@ -187,6 +187,9 @@ fn footer(app: &App, area: Rect, buf: &mut Buffer) {
     if app.invalid_datagrams > 0 {
         problems.push(format::count(app.invalid_datagrams, "invalid datagram"));
     }
+    if app.refused_datagrams > 0 {
+        problems.push(format::count(app.refused_datagrams, "refused datagram"));
+    }
     if app.net_errors > 0 {
         problems.push(format::count(app.net_errors, "receive error"));
     }
@@ -195,9 +198,21 @@ fn footer(app: &App, area: Rect, buf: &mut Buffer) {
     }
     let right = if problems.is_empty() {
         // Nothing wrong with the group: show the selected meter's loss, which has no other place at 80 columns.
-        app.selected_meter().filter(|m| m.seq.received > 0).map_or_else(Line::default, |m| {
-            Line::styled(format!("seq {} · lost {} ", m.seq.last_seq, m.seq.missing), LABEL)
-        })
+        // What is seen sealed says so, and with which key (open datagrams are the default and say nothing).
+        let sealed = match app.seal {
+            Some(crate::app::Seal::Sealed(id)) => format!("sealed {id} · "),
+            _ => String::new(),
+        };
+        app.selected_meter().filter(|m| m.seq.received > 0).map_or_else(
+            || {
+                if sealed.is_empty() {
+                    Line::default()
+                } else {
+                    Line::styled(format!("{} ", sealed.trim_end_matches(" · ")), LABEL)
+                }
+            },
+            |m| Line::styled(format!("{sealed}seq {} · lost {} ", m.seq.last_seq, m.seq.missing), LABEL),
+        )
     } else {
         Line::styled(format!("{} ", problems.join(" · ")), Style::new().fg(WARN))
     };
@@ -279,6 +294,11 @@ fn waiting(app: &App, area: Rect, buf: &mut Buffer) {
     if let Some(why) = &app.last_invalid {
         lines.push(Line::raw(""));
         lines.push(Line::styled(format::count(app.invalid_datagrams, "invalid datagram"), Style::new().fg(WARN)));
+        lines.push(Line::styled(format!("last: {why}"), Style::new().fg(WARN)));
+    }
+    if let Some(why) = &app.last_refused {
+        lines.push(Line::raw(""));
+        lines.push(Line::styled(format::count(app.refused_datagrams, "refused datagram"), Style::new().fg(WARN)));
         lines.push(Line::styled(format!("last: {why}"), Style::new().fg(WARN)));
     }
     if let Some(why) = &app.last_net_error {
@@ -1272,6 +1292,17 @@ fn details_lines(app: &App, meter: &Meter, width: u16) -> Vec<Line<'static>> {
         seq.total_missing,
         format::count(seq.restarts, "restart")
     )));
+    match app.seal {
+        Some(crate::app::Seal::Sealed(id)) => paras.push(para(format!("datagrams: sealed, key id {id}"))),
+        Some(crate::app::Seal::Open) => paras.push(para("datagrams: open (not sealed)".to_owned())),
+        None => {}
+    }
+    if let Some(why) = &app.last_refused {
+        paras.push(styled(
+            Style::new().fg(WARN),
+            format!("{} on the group; last: {why}", format::count(app.refused_datagrams, "refused datagram")),
+        ));
+    }
     if let Some(why) = &app.last_invalid {
         paras.push(styled(
             Style::new().fg(WARN),

@@ -39,7 +39,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::health::{Health, SharedHealth};
 use crate::pipeline::Pipeline;
-use crate::publish::{Outlet, StatusInfo};
+use crate::publish::{Envelope, Outlet, StatusInfo};
 use crate::raw_tcp::RawHub;
 
 /// How long shutdown waits for tasks to finish.
@@ -59,6 +59,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         std::fs::File::open(path).with_context(|| format!("cannot read capture {}", path.display()))?;
     }
     let m = &config.multicast;
+    let envelope = Envelope::from_config(m)?;
     let sender =
         Outlet::open(m).with_context(|| format!("setting up multicast to {} on interface {}", m.group, m.interface))?;
 
@@ -91,13 +92,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         every: config.listener.status_every,
         watchdog: config.listener.watchdog,
     };
-    tracker.spawn(publish::run(sender, queued, health.clone(), info));
+    tracker.spawn(publish::run(sender, envelope, queued, health.clone(), info));
     tracing::info!(
         listener = %origin.listener,
         boot_id = %origin.boot_id,
         source = %source_name,
         group = %m.group,
         interface = %m.interface,
+        sealed_with = %m
+            .keyring()
+            .filter(|_| m.security == shared::config::Security::Sealed)
+            .map_or_else(|| "nothing (open datagrams)".to_owned(), |r| format!("key id {}", r.current().id())),
         "p1-listener started"
     );
 

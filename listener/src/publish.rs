@@ -13,6 +13,9 @@
 //! The publisher task drains the queue filled by the source task until the source is gone, so on shutdown every
 //! telegram already read is still sent; then it sends a last status datagram (port `closed`). It also runs the
 //! watchdog (checked every second) and flushes the bad-input log summary when a quiet port leaves one pending.
+//!
+//! With a LAN key (`multicast.security: sealed`), every datagram, telegram and status alike, leaves sealed
+//! ([`Envelope`], one [`Sealer`] for the process: its nonces never repeat); otherwise as plain JSON.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -20,6 +23,7 @@ use std::time::Duration;
 
 use shared::config::Multicast;
 use shared::netif::Interface;
+use shared::wire::seal::{SealError, Sealer};
 use shared::wire::{self, Message, Origin, PortState, StatusMessage, SCHEMA_VERSION};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
@@ -223,6 +227,75 @@ async fn sleep_until_if(open: bool, at: Instant) {
     }
 }
 
+/// What goes on the wire: the JSON as it is (open mode), or sealed with the LAN key (sealed mode).
+#[derive(Debug)]
+pub struct Envelope {
+    sealer: Option<Sealer>,
+    sealed: Vec<u8>,
+}
+
+impl Envelope {
+    /// Plain JSON datagrams.
+    #[must_use]
+    pub fn open() -> Envelope {
+        Envelope { sealer: None, sealed: Vec::new() }
+    }
+
+    /// Sealed datagrams. There must be one sealer per process (`docs/sealed-datagrams.md`): make one envelope.
+    #[must_use]
+    pub fn sealed(sealer: Sealer) -> Envelope {
+        Envelope { sealer: Some(sealer), sealed: Vec::with_capacity(4096) }
+    }
+
+    /// The envelope `multicast:` asks for.
+    ///
+    /// # Errors
+    /// Sealed mode without a key read (`Config::read_multicast_keys` not called), or no random numbers for the
+    /// nonce prefix.
+    pub fn from_config(m: &Multicast) -> anyhow::Result<Envelope> {
+        match (m.security, m.keyring()) {
+            (shared::config::Security::Open, _) => Ok(Envelope::open()),
+            (shared::config::Security::Sealed, Some(ring)) => Ok(Envelope::sealed(ring.sealer()?)),
+            (shared::config::Security::Sealed, None) => {
+                anyhow::bail!("multicast.security is sealed but no key was read (multicast.key or multicast.key_file)")
+            }
+        }
+    }
+
+    /// Whether datagrams are sealed.
+    #[must_use]
+    pub fn is_sealed(&self) -> bool {
+        self.sealer.is_some()
+    }
+
+    /// The datagram for `json`: `json` itself, or its sealed form.
+    ///
+    /// # Errors
+    /// Too large to seal into one datagram.
+    pub fn wrap<'a>(&'a mut self, json: &'a [u8]) -> Result<&'a [u8], SealError> {
+        match &mut self.sealer {
+            None => Ok(json),
+            Some(sealer) => {
+                self.sealed.clear();
+                sealer.seal(json, &mut self.sealed)?;
+                Ok(&self.sealed)
+            }
+        }
+    }
+}
+
+/// Sends `json` in its envelope; a failure is counted as a send error.
+async fn send(sender: &Outlet, envelope: &mut Envelope, json: &[u8], health: &SharedHealth) {
+    match envelope.wrap(json) {
+        Ok(datagram) => {
+            if let Err(e) = sender.send(datagram).await {
+                record_send_error(health, &e);
+            }
+        }
+        Err(e) => record_send_error(health, &io::Error::new(io::ErrorKind::InvalidData, e)),
+    }
+}
+
 /// What the status datagram needs to know besides [`crate::health::Health`].
 #[derive(Clone, Debug)]
 pub struct StatusInfo {
@@ -239,7 +312,13 @@ pub struct StatusInfo {
 }
 
 /// Sends queued telegrams and periodic status datagrams until the queue's senders are all gone.
-pub async fn run(mut sender: Outlet, mut queue: mpsc::Receiver<Published>, health: SharedHealth, info: StatusInfo) {
+pub async fn run(
+    mut sender: Outlet,
+    mut envelope: Envelope,
+    mut queue: mpsc::Receiver<Published>,
+    health: SharedHealth,
+    info: StatusInfo,
+) {
     let mut status = tokio::time::interval(info.every);
     status.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut second = tokio::time::interval(Duration::from_secs(1));
@@ -255,9 +334,7 @@ pub async fn run(mut sender: Outlet, mut queue: mpsc::Receiver<Published>, healt
                 Some(item) => {
                     datagram.clear();
                     wire::encode_into(&Message::Telegram(item.message), &mut datagram);
-                    if let Err(e) = sender.send(&datagram).await {
-                        record_send_error(&health, &e);
-                    }
+                    send(&sender, &mut envelope, &datagram, &health).await;
                 }
                 None => break,
             },
@@ -281,16 +358,20 @@ pub async fn run(mut sender: Outlet, mut queue: mpsc::Receiver<Published>, healt
                 if let Some(change) = watchdog.check(Instant::now(), last) {
                     log_change(change);
                 }
-                let datagram = wire::encode(&Message::Status(status_message(&health, &info, watchdog.is_silent(), None)));
-                if let Err(e) = sender.send(&datagram).await {
-                    record_send_error(&health, &e);
-                }
+                let json = wire::encode(&Message::Status(status_message(&health, &info, watchdog.is_silent(), None)));
+                send(&sender, &mut envelope, &json, &health).await;
             },
         }
     }
     let last = status_message(&health, &info, watchdog.is_silent(), Some(PortState::Closed));
-    if let Err(e) = sender.send(&wire::encode(&Message::Status(last))).await {
-        tracing::debug!(cause = %e, "last status datagram not sent");
+    let json = wire::encode(&Message::Status(last));
+    match envelope.wrap(&json) {
+        Ok(datagram) => {
+            if let Err(e) = sender.send(datagram).await {
+                tracing::debug!(cause = %e, "last status datagram not sent");
+            }
+        }
+        Err(e) => tracing::debug!(cause = %e, "last status datagram not sealed"),
     }
 }
 
@@ -381,6 +462,47 @@ mod tests {
         }
         assert_eq!(delays, [2, 4, 8, 16, 30, 30], "capped exponential backoff");
         assert!(!outlet.is_open());
+    }
+
+    #[test]
+    fn the_envelope_seals_with_the_current_key_or_leaves_json_as_it_is() {
+        use shared::wire::seal::{self, Key};
+        let json = br#"{"type":"status","schema":1}"#;
+        let mut open = Envelope::open();
+        assert!(!open.is_sealed());
+        assert_eq!(open.wrap(json).expect("open"), json);
+
+        let key = Key::from_bytes([7; 32]);
+        let mut m = multicast_without_interface();
+        m.security = shared::config::Security::Sealed;
+        assert!(Envelope::from_config(&m).expect_err("no key read").to_string().contains("no key was read"));
+        m.key = Some(key.clone());
+        let mut sealed = Envelope::from_config(&m).expect("sealed");
+        assert!(sealed.is_sealed());
+        let first = sealed.wrap(json).expect("seal").to_vec();
+        let second = sealed.wrap(json).expect("seal").to_vec();
+        assert!(seal::is_sealed(&first));
+        assert_ne!(first, second, "one sealer, a new nonce for each datagram");
+        for d in [&first, &second] {
+            assert_eq!(seal::open(std::slice::from_ref(&key), d).expect("opens").plaintext, json);
+        }
+        let too_large = vec![b' '; seal::MAX_PLAINTEXT + 1];
+        assert!(matches!(sealed.wrap(&too_large), Err(SealError::TooLarge { .. })));
+    }
+
+    fn multicast_without_interface() -> Multicast {
+        Multicast {
+            group: "239.255.80.1:4141".parse().expect("group"),
+            interface: Interface::Name("p1hub-none".into()),
+            ttl: 0,
+            loopback: true,
+            security: shared::config::Security::Open,
+            accept_open: false,
+            key: None,
+            key_file: None,
+            next_key: None,
+            next_key_file: None,
+        }
     }
 
     #[tokio::test(start_paused = true)]

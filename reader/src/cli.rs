@@ -25,6 +25,9 @@ pub struct Args {
     /// Data directory (overrides reader.dir).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<String>,
+    /// File holding the LAN key for sealed datagrams (overrides `multicast.key_file` and `multicast.key`).
+    #[arg(long, value_name = "PATH")]
+    pub key_file: Option<String>,
     /// Print the documented default p1.yml and exit.
     #[arg(long)]
     pub print_default_config: bool,
@@ -45,13 +48,20 @@ impl Args {
         if let Some(d) = &self.dir {
             raw.reader.dir.clone_from(d);
         }
+        if let Some(f) = &self.key_file {
+            raw.multicast.key_file = Some(f.clone());
+            raw.multicast.key = None;
+        }
     }
 
-    /// Reads, overrides and validates the configuration. Returns it with a description of where it came from.
-    pub fn load(&self) -> Result<(Config, String), ConfigError> {
+    /// Reads, overrides and validates the configuration, and reads the key files. Returns it with a description
+    /// of where it came from and the warnings about the key files (one readable by others).
+    pub fn load(&self) -> Result<(Config, String, Vec<String>), ConfigError> {
         let (mut raw, origin) = RawConfig::locate(self.config.as_deref(), Path::new("."))?;
         self.apply(&mut raw);
-        Ok((raw.validate()?, origin))
+        let mut config = raw.validate()?;
+        let warnings = config.read_multicast_keys()?;
+        Ok((config, origin, warnings))
     }
 }
 

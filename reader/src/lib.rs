@@ -129,6 +129,13 @@ impl Reader {
             duplicates = s.duplicates,
             missed = s.missed,
             dropped_full = s.dropped_full,
+            refused = s.refused_open
+                + s.refused_no_key
+                + s.refused_unknown_key
+                + s.refused_version
+                + s.forged
+                + s.replayed
+                + s.outside_window,
             "stopped"
         );
         match joined {

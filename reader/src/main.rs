@@ -18,7 +18,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let (config, origin) = match args.load() {
+    let (config, origin, warnings) = match args.load() {
         Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("p1-reader: {e}");
@@ -29,8 +29,14 @@ fn main() -> ExitCode {
         if let Some(warning) = shared::netif::config_warning(&config.multicast.interface) {
             eprintln!("p1-reader: {warning}");
         }
-        println!("{origin}: ok");
+        println!("{origin}: ok ({})", p1hub_subscriber::describe_security(&config.multicast));
+        for w in &warnings {
+            println!("warning: {w}");
+        }
         return ExitCode::SUCCESS;
+    }
+    for w in &warnings {
+        tracing::warn!("{w}");
     }
     let result = tokio::runtime::Runtime::new()
         .map_err(anyhow::Error::from)

@@ -53,6 +53,20 @@ stats! {
     oversized,
     /// JSON of the right version that does not match the schema.
     malformed,
+    /// Open datagrams refused because a key is set (sealed mode without `accept_open`).
+    refused_open,
+    /// Sealed datagrams refused because this host has no key.
+    refused_no_key,
+    /// Sealed datagrams refused because they were sealed with a key not configured here.
+    refused_unknown_key,
+    /// Sealed datagrams of a format version this build does not read.
+    refused_version,
+    /// Sealed datagrams that failed authentication (forged, altered, truncated).
+    forged,
+    /// Authentic sealed datagrams seen before for their listener and boot (replays).
+    replayed,
+    /// Authentic sealed datagrams sent too far from this host's clock (old captures, or clocks that disagree).
+    outside_window,
     /// Telegrams dropped because the memory buffer was full while the disk could not be written.
     dropped_full,
     /// Telegrams dropped because their listener name cannot be a directory name (too long).

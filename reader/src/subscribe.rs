@@ -11,7 +11,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
-use p1hub_subscriber::{Event, InvalidKind, Subscriber};
+use p1hub_subscriber::{Event, InvalidKind, Refusal, Subscriber};
 use tracing::{error, info, warn};
 
 use crate::clock::Clock;
@@ -64,6 +64,20 @@ pub async fn receive(
                     InvalidKind::Malformed => &stats.malformed,
                 };
                 stats::bump(counter);
+                continue;
+            }
+            Event::Refused { refusal, .. } => {
+                // Counted here; said once and summarised by the library.
+                stats::bump(&stats.datagrams);
+                stats::bump(match refusal {
+                    Refusal::Open => &stats.refused_open,
+                    Refusal::NoKey { .. } => &stats.refused_no_key,
+                    Refusal::UnknownKey { .. } => &stats.refused_unknown_key,
+                    Refusal::UnknownVersion { .. } => &stats.refused_version,
+                    Refusal::Replayed => &stats.replayed,
+                    Refusal::OutsideWindow { .. } => &stats.outside_window,
+                    _ => &stats.forged,
+                });
                 continue;
             }
             Event::Joined { group, interface } => {

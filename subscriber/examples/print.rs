@@ -1,11 +1,12 @@
 //! A complete p1hub subscriber: prints every new telegram's power and every listener's liveness, until Ctrl-C.
 //!
 //! ```text
-//! cargo run -p p1hub-subscriber --example print -- [p1.yml] [--interface eth0|ADDR]
+//! cargo run -p p1hub-subscriber --example print -- [p1.yml] [--interface eth0|ADDR] [--key-file PATH]
 //! ```
 //!
 //! The group and interface come from `p1.yml` (the file given, else `./p1.yml`, else the defaults), like every
-//! p1hub program; `--interface` overrides `multicast.interface`.
+//! p1hub program; `--interface` overrides `multicast.interface`, `--key-file` `multicast.key_file` (sealed
+//! datagrams: `Options::from_config` carries the keys, so this flag is all a program adds).
 
 use std::path::Path;
 
@@ -18,12 +19,13 @@ use tokio_util::sync::CancellationToken;
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_writer(std::io::stderr).init();
     let mut args = std::env::args().skip(1);
-    let (mut file, mut interface) = (None, None);
+    let (mut file, mut interface, mut key_file) = (None, None, None);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--interface" => interface = Some(args.next().context("--interface needs a value")?),
+            "--key-file" => key_file = Some(args.next().context("--key-file needs a path")?),
             "-h" | "--help" => {
-                println!("usage: print [p1.yml] [--interface eth0|ADDR]");
+                println!("usage: print [p1.yml] [--interface eth0|ADDR] [--key-file PATH]");
                 return Ok(());
             }
             path => file = Some(path.to_owned()),
@@ -33,7 +35,14 @@ async fn main() -> anyhow::Result<()> {
     if let Some(i) = interface {
         raw.multicast.interface = i;
     }
-    let config = raw.validate().with_context(|| format!("reading {origin}"))?;
+    if let Some(k) = key_file {
+        raw.multicast.key_file = Some(k);
+        raw.multicast.key = None;
+    }
+    let mut config = raw.validate().with_context(|| format!("reading {origin}"))?;
+    for warning in config.read_multicast_keys().with_context(|| format!("reading the keys of {origin}"))? {
+        tracing::warn!("{warning}");
+    }
 
     let cancel = CancellationToken::new();
     let on_signal = cancel.clone();

@@ -32,6 +32,9 @@
 //!   address is not there yet (late DHCP), [`Subscriber::next`] keeps retrying with a capped backoff and reports
 //!   [`Event::Waiting`], then [`Event::Joined`]; it does not fail. A named interface that goes down or away later
 //!   is waited for and joined again.
+//! - **Sealed datagrams** ([`gate`]): with a LAN key ([`Options::keys`]), sealed datagrams are opened, and open,
+//!   forged, unknown-key, replayed and out-of-window ones are refused ([`Event::Refused`], counted in
+//!   [`Counters::refused`], said once then summarised). Events say whether their datagram was sealed, by which key.
 //! - **Decoding**: every datagram through [`shared::wire::parse`]; invalid ones are [`Event::Invalid`], counted by
 //!   kind ([`Counters::invalid`]) and summarised in the log at most once a minute.
 //! - **Per listener** ([`listeners`]): each telegram carries a [`Verdict`] from the listener's own [`tracker`]
@@ -43,11 +46,13 @@
 //!
 //! # Layout
 //! - [`socket`]: the socket setup (the only one in the workspace) and the wait-and-retry.
+//! - [`gate`]: opening sealed datagrams, refusals and replay protection, sans IO.
 //! - [`decode`]: kinds and counts of invalid datagrams.
 //! - [`listeners`]: the table of listeners and their liveness, sans IO.
 //! - [`tracker`]: sequence verdicts for one listener.
 
 pub mod decode;
+pub mod gate;
 pub mod listeners;
 pub mod socket;
 pub mod tracker;
@@ -56,14 +61,16 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use shared::config::Config;
+use shared::config::{Config, Security};
 use shared::netif::Interface;
+use shared::wire::seal::{KeyId, Keyring};
 use shared::wire::{Message, StatusMessage, TelegramMessage, MAX_DATAGRAM};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
 
 pub use decode::{InvalidCounts, InvalidKind};
+pub use gate::{Gate, Refusal, RefusedCounts};
 pub use listeners::{Limits, Listeners, Liveness};
 pub use socket::{Retry, SocketError};
 pub use tracker::{SeqTracker, Verdict};
@@ -108,8 +115,11 @@ pub enum Event {
         msg: Box<TelegramMessage>,
         /// New, gap, restart, duplicate, late or stale.
         verdict: Verdict,
-        /// The datagram as received (for consumers that store it verbatim).
+        /// The message's JSON as received (for consumers that store it verbatim): the datagram itself if open,
+        /// its opened plaintext if sealed.
         datagram: Vec<u8>,
+        /// The key id it was sealed with; `None`: an open datagram.
+        sealed: Option<KeyId>,
         /// The sender's address.
         from: SocketAddr,
     },
@@ -117,6 +127,8 @@ pub enum Event {
     Status {
         /// The message.
         status: StatusMessage,
+        /// The key id it was sealed with; `None`: an open datagram.
+        sealed: Option<KeyId>,
         /// The sender's address.
         from: SocketAddr,
     },
@@ -131,6 +143,14 @@ pub enum Event {
     Forgotten {
         /// The listener's name.
         listener: String,
+    },
+    /// A datagram refused by the [`gate`]: open while a key is set, sealed with another key or none here, forged,
+    /// replayed, outside the time window (counted; the first of each kind logged, the rest summarised).
+    Refused {
+        /// Why.
+        refusal: Refusal,
+        /// The sender's address.
+        from: SocketAddr,
     },
     /// A datagram that is not a valid p1hub message (counted, and summarised in the log once a minute).
     Invalid {
@@ -154,6 +174,8 @@ pub struct Counters {
     pub statuses: u64,
     /// Invalid datagrams by kind.
     pub invalid: InvalidCounts,
+    /// Datagrams refused by the [`gate`], by kind.
+    pub refused: RefusedCounts,
     /// Listeners dropped from the full table.
     pub forgotten: u64,
     /// Receive calls that failed (transient: ICMP errors surfacing, memory pressure).
@@ -177,6 +199,15 @@ pub struct Options {
     pub recv_buffer: usize,
     /// How often liveness is re-checked when nothing arrives.
     pub tick: Duration,
+    /// `multicast.security`: sealed mode refuses open datagrams even before a key is set here.
+    pub security: Security,
+    /// The LAN keys (current and, during a rotation, next): sealed datagrams are opened with them. `None`: open
+    /// mode, unless `security` says sealed.
+    pub keys: Option<Keyring>,
+    /// Sealed mode: accept open datagrams too (`multicast.accept_open`, a migration).
+    pub accept_open: bool,
+    /// Sealed mode: how far a datagram's sent time may be from this host's clock ([`gate::MAX_CLOCK_SKEW`]).
+    pub max_clock_skew: Duration,
 }
 
 impl Options {
@@ -190,16 +221,52 @@ impl Options {
             retry: Retry::default(),
             recv_buffer: socket::RECV_BUFFER,
             tick: Duration::from_secs(1),
+            security: Security::Open,
+            keys: None,
+            accept_open: false,
+            max_clock_skew: gate::MAX_CLOCK_SKEW,
         }
     }
 
-    /// The group and interface of `multicast:`; a listener is gone after three missed status datagrams
-    /// (`listener.status_secs` × 3).
+    /// The group and interface of `multicast:`, its security, keys and `accept_open`; a listener is gone after
+    /// three missed status datagrams (`listener.status_secs` × 3).
+    ///
+    /// Key files are read by [`Config::read_multicast_keys`] (call it first, e.g. after applying `--key-file`).
+    /// Sealed mode without a key read refuses every datagram rather than falling back to open mode.
     #[must_use]
     pub fn from_config(config: &Config) -> Options {
-        let mut o = Options::new(config.multicast.group, config.multicast.interface.clone());
+        let m = &config.multicast;
+        let mut o = Options::new(m.group, m.interface.clone());
         o.limits.gone_after = config.listener.status_every * 3;
+        o.security = m.security;
+        o.keys = m.keyring();
+        o.accept_open = m.accept_open;
         o
+    }
+
+    /// The [`Gate`] these options ask for.
+    #[must_use]
+    pub fn gate(&self) -> Gate {
+        Gate::new(self.security, self.keys.clone(), self.accept_open, self.max_clock_skew, self.limits.max_listeners)
+    }
+}
+
+/// Whether datagrams are sealed and with which key ids, in words for `--check-config` (never the keys).
+#[must_use]
+pub fn describe_security(m: &shared::config::Multicast) -> String {
+    match (m.security, m.keyring()) {
+        (Security::Open, _) => "datagrams open (no key set)".to_owned(),
+        (Security::Sealed, None) => "datagrams sealed, but no key read".to_owned(),
+        (Security::Sealed, Some(ring)) => {
+            let mut s = format!("datagrams sealed, key id {}", ring.current().id());
+            if let Some(next) = ring.next() {
+                s = format!("{s}, next key id {}", next.id());
+            }
+            if m.accept_open {
+                s.push_str(", open datagrams accepted too (accept_open)");
+            }
+            s
+        }
     }
 }
 
@@ -216,6 +283,7 @@ pub struct Subscriber {
     table: Listeners,
     counters: Counters,
     invalid: InvalidLog,
+    gate: Gate,
     pending: VecDeque<Event>,
     changes: Vec<Change>,
     buf: Vec<u8>,
@@ -234,6 +302,7 @@ impl Subscriber {
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut sub = Subscriber {
             table: Listeners::new(options.limits),
+            gate: options.gate(),
             options,
             cancel,
             socket: None,
@@ -265,6 +334,7 @@ impl Subscriber {
                     return Some(e);
                 }
                 self.invalid.summarise(Instant::now());
+                self.gate.summarise(jiff::Timestamp::now());
                 return None;
             }
             if let Some(e) = self.pending.pop_front() {
@@ -320,21 +390,25 @@ impl Subscriber {
         self.counters.datagrams += 1;
         let bytes = &self.buf[..n];
         let mut changes = std::mem::take(&mut self.changes);
-        match shared::wire::parse(bytes) {
-            Ok(Message::Telegram(msg)) => {
+        let wall = jiff::Timestamp::now();
+        match self.gate.admit(bytes, wall) {
+            Ok(gate::Admitted { message: Message::Telegram(msg), json, sealed }) => {
                 self.counters.telegrams += 1;
-                let verdict = self.table.telegram(&msg, now, jiff::Timestamp::now(), &mut changes);
-                let datagram = bytes.to_vec();
+                let verdict = self.table.telegram(&msg, now, wall, &mut changes);
                 self.queue_changes(&mut changes);
-                self.pending.push_back(Event::Telegram { msg, verdict, datagram, from });
+                self.pending.push_back(Event::Telegram { msg, verdict, datagram: json, sealed, from });
             }
-            Ok(Message::Status(status)) => {
+            Ok(gate::Admitted { message: Message::Status(status), sealed, .. }) => {
                 self.counters.statuses += 1;
                 self.table.status(&status, now, &mut changes);
                 self.queue_changes(&mut changes);
-                self.pending.push_back(Event::Status { status, from });
+                self.pending.push_back(Event::Status { status, sealed, from });
             }
-            Err(e) => {
+            Err(gate::Rejected::Refused(refusal)) => {
+                self.counters.refused = self.gate.refused();
+                self.pending.push_back(Event::Refused { refusal, from });
+            }
+            Err(gate::Rejected::Invalid(e)) => {
                 let kind = InvalidKind::of(&e);
                 let error = e.to_string();
                 self.invalid.record(kind, error.clone(), from, now);
@@ -445,5 +519,6 @@ impl Drop for Subscriber {
     /// `None` loses no count from the log.
     fn drop(&mut self) {
         self.invalid.summarise(Instant::now());
+        self.gate.summarise(jiff::Timestamp::now());
     }
 }

@@ -279,3 +279,86 @@ fn an_address_that_comes_later_is_waited_for_then_joined() {
         assert!(matches!(next_data(&mut sub).await, Event::Telegram { .. }));
     });
 }
+
+/// The next event about a datagram (skipping joins and liveness).
+async fn datum(sub: &mut Subscriber) -> Event {
+    loop {
+        match next_data(sub).await {
+            Event::Liveness { .. } => {}
+            e => return e,
+        }
+    }
+}
+
+/// Sealed mode over a real socket: a keyed subscriber opens sealed datagrams (the events say by which key) and
+/// refuses open, forged and replayed ones; a subscriber without the key refuses every sealed datagram, and nothing
+/// it hands out could be mistaken for data.
+#[tokio::test]
+async fn sealed_datagrams_are_opened_with_the_key_and_refused_without_it() {
+    use p1hub_subscriber::{Refusal, RefusedCounts};
+    use shared::wire::seal::{Key, Keyring, Sealer};
+
+    let g = group(9);
+    let cancel = CancellationToken::new();
+    let key = Key::from_bytes([0x5a; 32]);
+    let mut options = Options::new(g, Interface::Addr(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+    options.keys = Some(Keyring::new(key.clone()));
+    let mut keyed = Subscriber::new(options.clone(), cancel.clone()).expect("subscribed");
+    options.keys = None;
+    let mut keyless = Subscriber::new(options, cancel.clone()).expect("subscribed");
+    let tx = sender(Ipv4Addr::LOCALHOST);
+    let mut sealer = Sealer::new(&key).expect("rng");
+    let seal_one = |sealer: &mut Sealer, m: &Message| {
+        let mut out = Vec::new();
+        sealer.seal(&encode(m), &mut out).expect("seal");
+        out
+    };
+    // Sent now: inside the replay window.
+    let now_telegram = |seq| match telegram("pi", "b", seq) {
+        Message::Telegram(mut t) => {
+            t.received_at = jiff::Timestamp::now();
+            Message::Telegram(t)
+        }
+        Message::Status(_) => unreachable!(),
+    };
+    let first = seal_one(&mut sealer, &now_telegram(1));
+    let mut flipped = first.clone();
+    flipped[30] ^= 1;
+    for d in [first.clone(), encode(&now_telegram(2)), first.clone(), flipped, seal_one(&mut sealer, &now_telegram(2))]
+    {
+        tx.send_to(&d, g).expect("send");
+    }
+
+    match datum(&mut keyed).await {
+        Event::Telegram { msg, sealed, datagram, .. } => {
+            assert_eq!((msg.seq, sealed), (1, Some(key.id())));
+            assert!(shared::wire::parse(&datagram).is_ok(), "the opened JSON is handed out");
+        }
+        other => panic!("expected a telegram, got {other:?}"),
+    }
+    let mut refusals = Vec::new();
+    for _ in 0..3 {
+        match datum(&mut keyed).await {
+            Event::Refused { refusal, .. } => refusals.push(refusal),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+    assert_eq!(refusals, [Refusal::Open, Refusal::Replayed, Refusal::Forged { key_id: Some(key.id()) }]);
+    assert!(matches!(datum(&mut keyed).await, Event::Telegram { msg, sealed: Some(_), .. } if msg.seq == 2));
+    assert_eq!(keyed.counters().refused, RefusedCounts { open: 1, replayed: 1, forged: 1, ..RefusedCounts::default() });
+
+    // Without the key: the open one is read (open mode cannot tell), every sealed one refused as "no key here".
+    let mut no_key = 0;
+    for _ in 0..5 {
+        match datum(&mut keyless).await {
+            Event::Refused { refusal: Refusal::NoKey { key_id }, .. } => {
+                assert_eq!(key_id, Some(key.id()));
+                no_key += 1;
+            }
+            Event::Telegram { msg, sealed: None, .. } => assert_eq!(msg.seq, 2, "only the open datagram"),
+            other => panic!("nothing else: {other:?}"),
+        }
+    }
+    assert_eq!((no_key, keyless.counters().telegrams, keyless.counters().refused.no_key), (4, 1, 4));
+    cancel.cancel();
+}

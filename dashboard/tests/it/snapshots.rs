@@ -103,3 +103,32 @@ fn details_page() {
     press(&mut app, KeyCode::End);
     assert_snapshot!("details_page_end", screen(&app, 80, 24));
 }
+
+/// Sealed datagrams: the status line says so, with the key id (open ones, the default, say nothing).
+#[test]
+fn sealed_datagrams_show_their_key_id() {
+    let mut app = fixtures::single_phase();
+    let last = app.meters[0].telegram.clone().expect("telegram");
+    let mut next = (*last).clone();
+    next.seq += 1;
+    let at = next.received_at.checked_add(Duration::from_secs(1)).expect("ts");
+    next.received_at = at;
+    let key_id = shared::wire::seal::Key::from_bytes([7; 32]).id();
+    app.update(Msg::Sealed(shared::wire::Message::Telegram(Box::new(next)), key_id, at));
+    assert_eq!(app.seal, Some(p1_dashboard::app::Seal::Sealed(key_id)));
+    // At 120 columns the status line has room beside the keys (at 80 the keys come first).
+    assert_snapshot!(screen(&app, 120, 40));
+}
+
+/// A dashboard without the key: nothing it could mistake for data, and why on the waiting screen.
+#[test]
+fn waiting_while_sealed_datagrams_are_refused() {
+    let start = fixtures::ts("2024-03-05T11:30:00Z");
+    let mut app = App::new(fixtures::settings(), start);
+    for _ in 0..3 {
+        app.update(Msg::Refused("sealed (key id 686321c8), but this host has no key".into(), start));
+    }
+    app.update(Msg::Tick(start.checked_add(Duration::from_secs(12)).expect("ts")));
+    assert!(app.meters.is_empty());
+    assert_snapshot!(screen(&app, 80, 24));
+}

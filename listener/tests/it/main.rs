@@ -7,6 +7,7 @@ mod encrypted;
 mod ipv6;
 mod late_interface;
 mod pty;
+mod python;
 mod raw_tcp;
 mod sources;
 mod support;

@@ -27,8 +27,36 @@ fn check_config_accepts_a_good_file_and_flags() {
         .output()
         .expect("run");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "p1.yml: ok\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "p1.yml: ok (datagrams open (no key set))\n");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "", "127.0.0.1 exists everywhere: no warning");
+}
+
+#[test]
+fn check_config_with_a_key_file_says_sealed_and_the_key_id_never_the_key() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+    let path = dir.path().join("lan.key");
+    std::fs::write(&path, format!("{key}\n")).expect("write");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let out =
+        reader().arg("--check-config").arg("--key-file").arg(&path).current_dir(dir.path()).output().expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout, "built-in defaults: ok (datagrams sealed, key id 686321c8)\n");
+    // Readable by others: a warning, still no key.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let out =
+        reader().arg("--check-config").arg("--key-file").arg(&path).current_dir(dir.path()).output().expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("warning: multicast.key_file") && stdout.contains("chmod 600"), "{stdout}");
+    for text in [stdout.as_ref(), String::from_utf8_lossy(&out.stderr).as_ref()] {
+        assert!(!text.contains("0001020304"), "the key is never printed: {text}");
+    }
+    // A missing key file is a configuration error.
+    let out = reader().args(["--check-config", "--key-file", "/nonexistent/lan.key"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("multicast.key_file"));
 }
 
 #[test]
@@ -43,7 +71,7 @@ fn check_config_warns_about_an_interface_this_host_lacks_and_still_exits_0() {
         assert!(out.status.success(), "a warning, not an error");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("warning: multicast.interface") && err.contains(said), "{err}");
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "built-in defaults: ok\n");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "built-in defaults: ok (datagrams open (no key set))\n");
     }
 }
 
