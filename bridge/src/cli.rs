@@ -19,9 +19,12 @@ pub struct Args {
     /// Multicast group and port to join (overrides multicast.group).
     #[arg(long, value_name = "ADDR:PORT")]
     pub group: Option<String>,
-    /// Local address of the interface to join on (overrides multicast.interface).
+    /// Local address or name (eth0) of the interface to join on (overrides multicast.interface).
     #[arg(long, value_name = "IP")]
     pub interface: Option<String>,
+    /// File holding the LAN key for sealed datagrams (overrides `multicast.key_file` and `multicast.key`).
+    #[arg(long, value_name = "PATH")]
+    pub key_file: Option<String>,
     /// MQTT broker, mqtt://HOST:PORT or mqtts://HOST:PORT (overrides bridge.mqtt.url; "off" disables).
     #[arg(long, value_name = "URL")]
     pub mqtt: Option<String>,
@@ -45,13 +48,20 @@ impl Args {
         if let Some(u) = &self.mqtt {
             raw.bridge.mqtt.url = Some(u.clone());
         }
+        if let Some(f) = &self.key_file {
+            raw.multicast.key_file = Some(f.clone());
+            raw.multicast.key = None;
+        }
     }
 
-    /// Reads, overrides and validates the configuration. Returns it with a description of where it came from.
-    pub fn load(&self) -> Result<(Config, String), ConfigError> {
+    /// Reads, overrides and validates the configuration, and reads the key files. Returns it with a description
+    /// of where it came from and the warnings about the key files (one readable by others).
+    pub fn load(&self) -> Result<(Config, String, Vec<String>), ConfigError> {
         let (mut raw, origin) = RawConfig::locate(self.config.as_deref(), Path::new("."))?;
         self.apply(&mut raw);
-        Ok((raw.validate()?, origin))
+        let mut config = raw.validate()?;
+        let warnings = config.read_multicast_keys()?;
+        Ok((config, origin, warnings))
     }
 }
 
@@ -76,6 +86,29 @@ mod tests {
         assert_eq!(config.multicast.group, "239.255.9.9:5000".parse().expect("addr"));
         let m = config.bridge.mqtt.expect("mqtt on");
         assert_eq!((m.host.as_str(), m.port, m.tls), ("broker.lan", 8883, true));
+    }
+
+    #[test]
+    fn key_file_makes_it_sealed_and_reads_the_key() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("lan.key");
+        let key = shared::wire::seal::Key::generate().expect("a key");
+        std::fs::write(&path, key.to_hex().as_str()).expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let config = dir.path().join("p1.yml");
+        std::fs::write(&config, "").expect("write");
+        let args = Args::parse_from([
+            "p1-bridge",
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--key-file",
+            path.to_str().expect("utf-8"),
+        ]);
+        let (config, _, warnings) = args.load().expect("valid");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(config.multicast.security, shared::config::Security::Sealed);
+        assert_eq!(config.multicast.key.as_ref().map(shared::wire::seal::Key::id), Some(key.id()));
     }
 
     #[test]

@@ -14,14 +14,19 @@ fn main() -> ExitCode {
     }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    let (config, origin) = match args.load() {
+    // Colour only for people at a terminal: never into pipes, files or the journal.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+    let (config, origin, key_warnings) = match args.load() {
         Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("p1-bridge: configuration: {e}");
             return ExitCode::from(2);
         }
     };
+    for w in &key_warnings {
+        tracing::warn!("{w}");
+    }
     // The password file, the CA and the client certificate are read here, so --check-config reports them too.
     let bridge = match p1_bridge::Bridge::new(&config) {
         Ok(b) => b,
@@ -35,7 +40,11 @@ fn main() -> ExitCode {
         if let Some(warning) = shared::netif::config_warning(&config.multicast.interface) {
             eprintln!("p1-bridge: {warning}");
         }
-        println!("{origin}: OK ({})", bridge.describe());
+        println!(
+            "{origin}: OK ({}; {})",
+            bridge.describe(),
+            p1hub_subscriber::describe_security(&config.multicast)
+        );
         return ExitCode::SUCCESS;
     }
     let result =
