@@ -58,6 +58,8 @@ pub struct RawHub {
     next_id: Arc<AtomicU64>,
     tracker: TaskTracker,
     token: CancellationToken,
+    /// Telegrams go out with CR LF and a 4-digit CRC (`listener.raw_tcp_normalise`).
+    normalise: bool,
 }
 
 #[derive(Debug)]
@@ -83,7 +85,16 @@ impl RawHub {
             next_id: Arc::new(AtomicU64::new(0)),
             tracker,
             token,
+            normalise: false,
         }
+    }
+
+    /// The same hub, sending every telegram rewritten with CR LF line ends and a recomputed 4-digit CRC when
+    /// `on` (see [`shared::frame::normalise`]).
+    #[must_use]
+    pub fn normalising(mut self, on: bool) -> Self {
+        self.normalise = on;
+        self
     }
 
     /// Clients connected now.
@@ -94,6 +105,14 @@ impl RawHub {
 
     /// Queues a telegram for every client, dropping those that are too far behind. Never waits.
     pub fn publish(&self, telegram: &Bytes) {
+        let normalised;
+        let telegram = match self.normalise.then(|| shared::frame::normalise(telegram)).flatten() {
+            Some(bytes) => {
+                normalised = Bytes::from(bytes);
+                &normalised
+            }
+            None => telegram,
+        };
         let len = telegram.len();
         let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
         clients.retain(|c| {

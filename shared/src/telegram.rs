@@ -558,7 +558,7 @@ impl<'z, 't> Builder<'z, 't> {
             (1, 0, 2, 8, 3) => set(&mut v.energy_export_t3_kwh, quantity(one(g)?, Quantity::Energy, milli)?),
             (1, 0, 2, 8, 4) => set(&mut v.energy_export_t4_kwh, quantity(one(g)?, Quantity::Energy, milli)?),
             (1, 0, 15, 8, 0) => set(&mut v.energy_absolute_kwh, quantity(one(g)?, Quantity::Energy, milli)?),
-            (1, 0, c @ (3 | 4 | 5 | 6 | 7 | 8), 8, e @ 0..=2) => {
+            (1, 0, c @ 3..=8, 8, e @ 0..=2) => {
                 let slot = match (c, e) {
                     (3, 0) => &mut v.energy_reactive_import_kvarh,
                     (3, 1) => &mut v.energy_reactive_import_t1_kvarh,
@@ -771,12 +771,33 @@ fn fill_first_readings(v: &mut Values) {
     }
 }
 
+/// The "DSMR version" to choose in Home Assistant's DSMR integration for a meter that sends telegrams like this
+/// one, or `None` when none of its parsers fits (Austrian and other meters read generically here).
+#[must_use]
+pub fn home_assistant_version(dialect: Dialect, header: &str) -> Option<&'static str> {
+    let starts = |prefix: &str| header.get(..prefix.len()).is_some_and(|h| h.eq_ignore_ascii_case(prefix));
+    match dialect {
+        // Home Assistant's "2.2" parser also reads DSMR 3.0 (same port settings, the same two-line gas reading).
+        Dialect::Dsmr22 | Dialect::Dsmr3 => Some("2.2"),
+        Dialect::Dsmr4 => Some("4"),
+        Dialect::Dsmr5 => Some("5"),
+        Dialect::Belgian => Some("5B"),
+        Dialect::Luxembourg => Some("5L"),
+        Dialect::Other if starts("ESY") => Some("Q3D"),
+        // Swedish meters (Aidon, Kaifa, Landis+Gyr for Ellevio, ...) identify as `ADN`, `KFM`, `LGF`...; what sets
+        // them apart from the Austrian ones is kWh without a version line, which `Other` does not say: a guess
+        // from the manufacturer would mislead, so Swedish meters are named only by their Aidon header.
+        Dialect::Other if starts("ADN") => Some("5S"),
+        Dialect::Other => None,
+    }
+}
+
 /// Data lines a frame without CRC must carry, at least, to be taken as a telegram.
 pub const MIN_DATA_LINES_WITHOUT_CRC: usize = 3;
 
 /// DSMR 2.2/3.0 objects, one of which a frame without CRC must carry: the equipment id, the energy registers,
 /// the tariff and the power lines that every Dutch meter of that age sends; and the total energy register as
-/// German EasyMeter (Q3D) meters, which send no CRC either, write it.
+/// German `EasyMeter` (Q3D) meters, which send no CRC either, write it.
 const KNOWN_WITHOUT_CRC: [&[u8]; 9] = [
     b"1-0:1.8.0*255(",
     b"0-0:96.1.1(",
@@ -1359,6 +1380,24 @@ mod tests {
             => Dialect::Other;
         swedish_without_version: "ADN9 6534", ["1-0:1.8.0(00006678.394*kWh)"], "ABCD" => Dialect::Other;
         no_crc_without_dutch_lines: "ABC5", ["1-0:1.8.0(1*kWh)"], "" => Dialect::Other;
+    }
+
+    #[test]
+    fn home_assistant_versions_follow_the_dialect() {
+        let cases = [
+            (Dialect::Dsmr22, "ISk5\\2ME382-1003", Some("2.2")),
+            (Dialect::Dsmr3, "ISk5\\2MT382-1000", Some("2.2")),
+            (Dialect::Dsmr4, "KFM5KAIFA-METER", Some("4")),
+            (Dialect::Dsmr5, "XMX5LGF0010453094277", Some("5")),
+            (Dialect::Belgian, "FLU5\\253769484_A", Some("5B")),
+            (Dialect::Luxembourg, "Lux5\\253663653_B", Some("5L")),
+            (Dialect::Other, "ESY5Q3DA1004 V3.04", Some("Q3D")),
+            (Dialect::Other, "ADN9 6534", Some("5S")),
+            (Dialect::Other, "SAG5\\253000001_D", None),
+        ];
+        for (dialect, header, want) in cases {
+            assert_eq!(home_assistant_version(dialect, header), want, "{header}");
+        }
     }
 
     #[test]

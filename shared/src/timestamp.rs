@@ -97,6 +97,39 @@ struct Period {
 /// No offset changes by this much, so a local time that lies this far inside a period belongs to it alone.
 const MARGIN_S: i64 = 86_400;
 
+impl Period {
+    /// Whether `local` lies well inside this period (so it has this period's offset and no other reading).
+    fn holds(self, local: DateTime) -> bool {
+        self.offset.to_timestamp(local).is_ok_and(|at| {
+            let second = at.as_second();
+            second - MARGIN_S >= self.start && second + MARGIN_S < self.end
+        })
+    }
+}
+
+/// How many periods of one zone a thread keeps (a Belgian telegram's stamps span 13 months: three or four).
+const SHARED_PERIODS: usize = 4;
+
+/// Periods looked up on this thread, for one zone (by IANA name: the zone database is built in, so a name always
+/// means the same rules). Looking a period up costs the zone's transition rules; the listener reads every
+/// telegram's stamps in the same zone, nearly always in the same period.
+#[derive(Default)]
+struct SharedPeriods {
+    zone: Option<String>,
+    periods: [Option<Period>; SHARED_PERIODS],
+    next: usize,
+}
+
+/// Forgets this thread's periods (tests compare lookups with and without them).
+#[cfg(test)]
+fn forget_shared_periods() {
+    PERIODS.with(|cache| *cache.borrow_mut() = SharedPeriods::default());
+}
+
+thread_local! {
+    static PERIODS: std::cell::RefCell<SharedPeriods> = std::cell::RefCell::new(SharedPeriods::default());
+}
+
 /// Reads local times in a time zone: see the module documentation. Keeps the last period of one offset it looked
 /// up (saves the zone lookups for the other stamps of a telegram) and counts stamps whose flag contradicts the zone.
 #[derive(Debug)]
@@ -129,14 +162,14 @@ impl<'z> ZoneReader<'z> {
     /// The offset of the local time `local` in the zone; `summer` is the meter's flag (`Some(true)` for `S`).
     /// `None` only for a time jiff cannot place (beyond its range).
     fn offset(&self, local: DateTime, summer: Option<bool>) -> Option<Offset> {
-        if let Some(period) = self.last.get() {
-            if let Ok(at) = period.offset.to_timestamp(local) {
-                let second = at.as_second();
-                if second - MARGIN_S >= period.start && second + MARGIN_S < period.end {
-                    self.check(summer, period.summer);
-                    return Some(period.offset);
-                }
-            }
+        if let Some(period) = self.last.get().filter(|p| p.holds(local)) {
+            self.check(summer, period.summer);
+            return Some(period.offset);
+        }
+        if let Some(period) = self.shared_period(local) {
+            self.check(summer, period.summer);
+            self.last.set(Some(period));
+            return Some(period.offset);
         }
         match self.zone.to_ambiguous_timestamp(local).offset() {
             AmbiguousOffset::Unambiguous { offset } => {
@@ -144,6 +177,7 @@ impl<'z> ZoneReader<'z> {
                 let period = self.period(at, offset);
                 self.check(summer, period.summer);
                 self.last.set(Some(period));
+                self.share(period);
                 Some(offset)
             }
             // The repeated hour of a change back (autumn), or the skipped hour of a change forward (spring): the
@@ -154,6 +188,32 @@ impl<'z> ZoneReader<'z> {
                 None => before,
             }),
         }
+    }
+
+    /// A period of this zone, looked up before on this thread, that holds `local` well inside it.
+    fn shared_period(&self, local: DateTime) -> Option<Period> {
+        let name = self.zone.iana_name()?;
+        PERIODS.with(|cache| {
+            let cache = cache.borrow();
+            if cache.zone.as_deref() != Some(name) {
+                return None;
+            }
+            cache.periods.iter().flatten().copied().find(|p| p.holds(local))
+        })
+    }
+
+    /// Keeps `period` for later lookups in this zone on this thread.
+    fn share(&self, period: Period) {
+        let Some(name) = self.zone.iana_name() else { return };
+        PERIODS.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if cache.zone.as_deref() != Some(name) {
+                *cache = SharedPeriods { zone: Some(name.to_owned()), ..SharedPeriods::default() };
+            }
+            let slot = cache.next % SHARED_PERIODS;
+            cache.periods[slot] = Some(period);
+            cache.next = slot + 1;
+        });
     }
 
     fn check(&self, flag: Option<bool>, summer: bool) {
@@ -357,6 +417,7 @@ mod tests {
 
     /// Reads `stamp` in `zone` with a fresh reader: the RFC 3339 text and whether the flag contradicted the zone.
     fn read(stamp: &str, zone: &TimeZone) -> (String, u32) {
+        forget_shared_periods();
         let reader = ZoneReader::new(zone);
         let time = MeterTime::parse_p1_in(stamp, &reader).expect("valid").expect("not a placeholder");
         (time.to_string(), reader.mismatches())

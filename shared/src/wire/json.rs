@@ -281,6 +281,10 @@ fn obis(out: &mut Vec<u8>, map: &ObisMap) {
 /// The `readings` object: the typed reading of each line of `map` (see `readings.rs`), written as serde writes
 /// [`super::Reading`].
 fn readings(out: &mut Vec<u8>, map: &ObisMap, zone: &ZoneReader<'_>) {
+    // What a parsed telegram's map holds needs no escapes: its bytes are written as they are.
+    if map.is_plain() {
+        return map.write_plain_readings(out, zone);
+    }
     out.push(b'{');
     for (i, (key, value)) in map.iter().enumerate() {
         if i > 0 {
@@ -288,40 +292,50 @@ fn readings(out: &mut Vec<u8>, map: &ObisMap, zone: &ZoneReader<'_>) {
         }
         string(out, key);
         out.push(b':');
-        let obis = key_obis(key);
+        let obis = key_obis(key.as_bytes());
         if value.is_list() {
             out.push(b'[');
             for (j, group) in value.groups().enumerate() {
                 if j > 0 {
                     out.push(b',');
                 }
-                reading(out, classify(obis, j, group, zone));
+                reading(out, classify(obis, j, group.as_bytes(), zone), false);
             }
             out.push(b']');
         } else {
-            reading(out, classify(obis, 0, value.group(0).unwrap_or_default(), zone));
+            reading(out, classify(obis, 0, value.group(0).unwrap_or_default().as_bytes(), zone), false);
         }
     }
     out.push(b'}');
 }
 
-fn reading(out: &mut Vec<u8>, kind: Kind<'_>) {
+/// One group's reading; `plain`: its text needs no escapes (the caller knows), so it is copied as it is.
+pub(super) fn reading(out: &mut Vec<u8>, kind: Kind<'_>, plain: bool) {
+    let text = |out: &mut Vec<u8>, bytes: &[u8]| {
+        if plain {
+            out.push(b'"');
+            out.extend_from_slice(bytes);
+            out.push(b'"');
+        } else {
+            string(out, std::str::from_utf8(bytes).unwrap_or_default());
+        }
+    };
     match kind {
         Kind::Number(value, unit) => {
             out.extend_from_slice(b"{\"value\":");
             value.json(out);
             if let Some(unit) = unit {
                 out.extend_from_slice(b",\"unit\":");
-                string(out, unit);
+                text(out, unit);
             }
         }
         Kind::Time(time) => {
             out.extend_from_slice(b"{\"time\":");
             time.json(out);
         }
-        Kind::Text(text) => {
+        Kind::Text(bytes) => {
             out.extend_from_slice(b"{\"text\":");
-            string(out, text);
+            text(out, bytes);
         }
     }
     out.push(b'}');

@@ -339,6 +339,40 @@ impl ObisMap {
         out.push(b'}');
     }
 
+    /// Appends the `readings` object (see `readings.rs`) when the map [is plain](ObisMap::is_plain): keys, units
+    /// and texts are copied as they are, straight from the telegram, without checking them as text again.
+    pub(super) fn write_plain_readings(&self, out: &mut Vec<u8>, zone: &crate::timestamp::ZoneReader<'_>) {
+        use super::json::reading;
+        use super::readings::{classify, key_obis};
+        let pieces = self.pieces();
+        out.push(b'{');
+        for (i, entry) in self.entries.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let key = pieces.bytes(entry.key);
+            out.push(b'"');
+            out.extend_from_slice(key);
+            out.extend_from_slice(b"\":");
+            let obis = key_obis(key);
+            let groups = self.groups.get(entry.range()).unwrap_or_default();
+            match groups {
+                [one] if !entry.list() => reading(out, classify(obis, 0, pieces.bytes(*one), zone), true),
+                _ => {
+                    out.push(b'[');
+                    for (j, &group) in groups.iter().enumerate() {
+                        if j > 0 {
+                            out.push(b',');
+                        }
+                        reading(out, classify(obis, j, pieces.bytes(group), zone), true);
+                    }
+                    out.push(b']');
+                }
+            }
+        }
+        out.push(b'}');
+    }
+
     fn position(&self, key: &str) -> Option<usize> {
         let pieces = self.pieces();
         self.entries.iter().position(|e| pieces.bytes(e.key) == key.as_bytes())

@@ -60,20 +60,26 @@ pub enum LineReading {
     Many(Vec<Reading>),
 }
 
-/// A reading borrowed from the group's text.
+/// A reading borrowed from the group's text (bytes of text: the caller's group is a `str`, and every piece this
+/// cuts from it is cut at an ASCII byte).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum Kind<'a> {
-    Number(Decimal, Option<&'a str>),
+    Number(Decimal, Option<&'a [u8]>),
     Time(Option<MeterTime>),
-    Text(&'a str),
+    Text(&'a [u8]),
+}
+
+/// Bytes cut from a `str` at ASCII bytes, as the `str` they are.
+fn text(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or_default()
 }
 
 impl Kind<'_> {
     fn to_reading(self) -> Reading {
         match self {
-            Kind::Number(value, unit) => Reading::Number { value, unit: unit.map(str::to_owned) },
+            Kind::Number(value, unit) => Reading::Number { value, unit: unit.map(|u| text(u).to_owned()) },
             Kind::Time(time) => Reading::Time { time },
-            Kind::Text(text) => Reading::Text { text: text.to_owned() },
+            Kind::Text(t) => Reading::Text { text: text(t).to_owned() },
         }
     }
 }
@@ -85,37 +91,32 @@ pub(crate) fn default_zone() -> TimeZone {
 }
 
 /// The reference of an OBIS map key (`1-0:1.8.1`, `1-0:1.8.1#2`), when it is one.
-pub(crate) fn key_obis(key: &str) -> Option<Obis> {
-    Obis::parse_prefix(key.as_bytes()).ok().map(|(obis, _)| obis)
+pub(crate) fn key_obis(key: &[u8]) -> Option<Obis> {
+    Obis::parse_prefix(key).ok().map(|(obis, _)| obis)
 }
 
-/// Lines whose groups are text by definition.
+/// Lines whose groups are text by definition: versions, equipment ids and addresses, status words, text
+/// messages and message codes.
 fn is_text_line(o: Obis) -> bool {
     matches!(
         (o.a, o.b, o.c, o.d, o.e),
-        (1, 3, 0, 2, 8)
-            | (0, _, 96, 1, _)
-            | (0, 0, 42, 0, 0)
-            | (0, 0, 96, 13, _)
+        (1, 3, 0, 2, 8) | (0, _, 96, 1, _) | (0, 0, 42, 0, 0) | (0, 0, 96, 13, _) | (_, _, 0, 0, 0) | (_, _, 96, 5, _)
     )
 }
 
 /// Whether group `index` of line `o` is a stamp even without an `S`/`W` flag (DSMR 2.2/3.0).
 fn is_stamp_place(o: Obis, index: usize) -> bool {
-    index == 0 && matches!((o.a, o.c, o.d), (0, 1, 0) | (0, 24, 3) | (0, 24, 2)) && (o.c != 1 || o.b == 0)
+    index == 0 && matches!((o.a, o.b, o.c, o.d), (0, 0, 1, 0) | (0, _, 24, 2 | 3))
 }
 
 /// The typed reading of group `index` (from 0) of the line `obis`, whose text is `group`.
-pub(crate) fn classify<'a>(obis: Option<Obis>, index: usize, group: &'a str, zone: &ZoneReader<'_>) -> Kind<'a> {
-    let bytes = group.as_bytes();
-    if let Some(o) = obis {
-        if is_text_line(o) {
-            return Kind::Text(group);
-        }
+pub(crate) fn classify<'a>(obis: Option<Obis>, index: usize, group: &'a [u8], zone: &ZoneReader<'_>) -> Kind<'a> {
+    if obis.is_some_and(is_text_line) {
+        return Kind::Text(group);
     }
-    let flagged = bytes.len() == 13 && matches!(bytes[12], b'S' | b'W' | b's' | b'w');
-    if flagged || (bytes.len() == 12 && obis.is_some_and(|o| is_stamp_place(o, index))) {
-        if let Ok(time) = MeterTime::parse_p1_in(group, zone) {
+    let flagged = group.len() == 13 && matches!(group[12], b'S' | b'W' | b's' | b'w');
+    if flagged || (group.len() == 12 && obis.is_some_and(|o| is_stamp_place(o, index))) {
+        if let Ok(time) = MeterTime::parse_p1_in(text(group), zone) {
             return Kind::Time(time);
         }
     }
@@ -123,26 +124,26 @@ pub(crate) fn classify<'a>(obis: Option<Obis>, index: usize, group: &'a str, zon
 }
 
 /// `[sign]digits[.digits][*unit]` with a non-empty unit.
-fn number(group: &str) -> Option<(Decimal, Option<&str>)> {
-    let (digits, unit) = match group.split_once('*') {
-        Some((_, "")) => return None,
-        Some((digits, unit)) => (digits, Some(unit)),
+fn number(group: &[u8]) -> Option<(Decimal, Option<&[u8]>)> {
+    let (digits, unit) = match group.iter().position(|&b| b == b'*') {
+        Some(star) if star + 1 == group.len() => return None,
+        Some(star) => (&group[..star], Some(&group[star + 1..])),
         None => (group, None),
     };
-    if let Some((value, used)) = Decimal::parse_prefix(digits.as_bytes()) {
+    if let Some((value, used)) = Decimal::parse_prefix(digits) {
         if used == digits.len() {
             return Some((value, unit));
         }
     }
     // Signs and other forms `Decimal` reads; nothing but a number with at most one point passes.
-    let body = digits.strip_prefix(['-', '+']).unwrap_or(digits);
-    let mut parts = body.splitn(2, '.');
+    let body = digits.strip_prefix(b"-").or_else(|| digits.strip_prefix(b"+")).unwrap_or(digits);
+    let mut parts = body.splitn(2, |&b| b == b'.');
     let whole = parts.next().unwrap_or_default();
-    let ok = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let ok = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
     if !ok(whole) || parts.next().is_some_and(|frac| !ok(frac)) {
         return None;
     }
-    digits.parse().ok().map(|value| (value, unit))
+    text(digits).parse().ok().map(|value| (value, unit))
 }
 
 impl ObisMap {
@@ -152,13 +153,17 @@ impl ObisMap {
         let reader = ZoneReader::new(zone);
         self.iter()
             .map(|(key, line)| {
-                let obis = key_obis(key);
+                let obis = key_obis(key.as_bytes());
                 let reading = if line.is_list() {
                     LineReading::Many(
-                        line.groups().enumerate().map(|(i, g)| classify(obis, i, g, &reader).to_reading()).collect(),
+                        line.groups()
+                            .enumerate()
+                            .map(|(i, g)| classify(obis, i, g.as_bytes(), &reader).to_reading())
+                            .collect(),
                     )
                 } else {
-                    LineReading::One(classify(obis, 0, line.group(0).unwrap_or_default(), &reader).to_reading())
+                    let group = line.group(0).unwrap_or_default();
+                    LineReading::One(classify(obis, 0, group.as_bytes(), &reader).to_reading())
                 };
                 (key, reading)
             })
