@@ -384,6 +384,7 @@ mod tests {
         assert!(text.contains("dialect:        nl-5"), "{text}");
         assert!(text.contains("manufacturer:   SIM"), "{text}");
         assert!(text.contains("channel 1: gas (type 3)") && text.contains("channel 2: water (type 7)"), "{text}");
+        assert!(text.contains("Home Assistant: DSMR version \"5\""), "{text}");
     }
 
     #[test]

@@ -329,6 +329,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn normalising_hubs_send_crlf_and_four_crc_digits_and_others_send_the_bytes_as_they_came() {
+        // Issue 18: LF-only telegrams with a 3-digit CRC break older parsers (Home Assistant up to 2025.x).
+        let body = b"/KFM5KAIFA-METER\n\n1-0:1.7.0(00.424*kW)\n!";
+        let crc = shared::crc::checksum(body);
+        let mut lf = body.to_vec();
+        lf.extend_from_slice(format!("{crc:X}\n").as_bytes());
+        let telegram = Bytes::from(lf);
+        let mut got = Vec::new();
+        for normalise in [false, true] {
+            let tracker = TaskTracker::new();
+            let hub = RawHub::new(4096, 32, tracker.clone(), CancellationToken::new()).normalising(normalise);
+            let (w, mut r) = tokio::io::duplex(1 << 16);
+            hub.try_add(w, "client".into()).expect("room");
+            hub.publish(&telegram);
+            drop(hub);
+            tracker.close();
+            tracker.wait().await;
+            let mut bytes = Vec::new();
+            r.read_to_end(&mut bytes).await.expect("read");
+            got.push(bytes);
+        }
+        assert_eq!(got[0], telegram, "off by default: byte-exact");
+        let crlf = b"/KFM5KAIFA-METER\r\n\r\n1-0:1.7.0(00.424*kW)\r\n!";
+        let want = format!("{}{:04X}\r\n", String::from_utf8_lossy(crlf), shared::crc::checksum(crlf));
+        assert_eq!(String::from_utf8_lossy(&got[1]), want);
+    }
+
+    #[tokio::test]
     async fn a_client_that_went_away_is_forgotten() {
         let tracker = TaskTracker::new();
         let hub = RawHub::new(4096, 32, tracker.clone(), CancellationToken::new());
