@@ -486,7 +486,8 @@ mod tests {
         assert_eq!(crate::crc::parse_sent(digits), Some(crate::crc::checksum(covered)));
         assert_eq!(digits.len(), 4);
         // Already normal: unchanged, byte for byte; without CRC digits: still none.
-        let good = [&T1[..T1.len() - 6], format!("{:04X}\r\n", crate::crc::checksum(&T1[..T1.len() - 6])).as_bytes()].concat();
+        let good =
+            [&T1[..T1.len() - 6], format!("{:04X}\r\n", crate::crc::checksum(&T1[..T1.len() - 6])).as_bytes()].concat();
         assert_eq!(normalise(&good).as_deref(), Some(&good[..]));
         assert_eq!(normalise(OLD).as_deref(), Some(OLD));
         assert_eq!(normalise(b"no end"), None);

@@ -585,7 +585,9 @@ impl<'z, 't> Builder<'z, 't> {
                 };
                 set(slot, quantity(one(g)?, Quantity::ReactivePower, milli)?);
             }
-            (1, 0, 9, 7, 0) => set(&mut v.power_apparent_import_kva, quantity(one(g)?, Quantity::ApparentPower, milli)?),
+            (1, 0, 9, 7, 0) => {
+                set(&mut v.power_apparent_import_kva, quantity(one(g)?, Quantity::ApparentPower, milli)?);
+            }
             (1, 0, 10, 7, 0) => {
                 set(&mut v.power_apparent_export_kva, quantity(one(g)?, Quantity::ApparentPower, milli)?);
             }

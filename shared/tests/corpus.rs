@@ -601,7 +601,8 @@ fn typed_readings_agree_with_the_exact_text_for_the_whole_corpus() {
                     Reading::Text { text: typed } => {
                         texts += 1;
                         assert_eq!(typed, text, "{at}");
-                        let id_or_version = ["0-0:96.1.", "0-1:96.1.", "0-2:96.1.", "1-3:0.2.8", "0-0:42.0.0", "1-0:0.0.0"];
+                        let id_or_version =
+                            ["0-0:96.1.", "0-1:96.1.", "0-2:96.1.", "1-3:0.2.8", "0-0:42.0.0", "1-0:0.0.0"];
                         if !id_or_version.iter().any(|p| key.starts_with(p)) {
                             assert!(!looks_like_a_quantity(text), "{at} is a quantity read as text");
                         }

@@ -107,8 +107,23 @@ impl Rng {
 
     fn text(&mut self) -> String {
         const PIECES: [&str; 17] = [
-            "a", "0-1:24.2.1", "*kWh", "\"", "\\", "\n", "\u{1}", "\u{7f}", "é", "😀", " ", "", "001.50", "-2", "*kvarh",
-            "231029023000S", "111103140000",
+            "a",
+            "0-1:24.2.1",
+            "*kWh",
+            "\"",
+            "\\",
+            "\n",
+            "\u{1}",
+            "\u{7f}",
+            "é",
+            "😀",
+            " ",
+            "",
+            "001.50",
+            "-2",
+            "*kvarh",
+            "231029023000S",
+            "111103140000",
         ];
         (0..self.below(12)).map(|_| PIECES[self.below(PIECES.len() as u64) as usize]).collect()
     }
@@ -249,7 +264,8 @@ fn random_message(r: &mut Rng) -> TelegramMessage {
             };
             // Real references (whose groups are read as stamps or texts by their place) and made-up keys.
             let key = match r.below(3) {
-                0 => ["1-0:1.8.1", "0-1:24.3.0", "0-0:96.1.1", "0-0:1.0.0", "1-0:99.97.0"][r.below(5) as usize].to_owned(),
+                0 => ["1-0:1.8.1", "0-1:24.3.0", "0-0:96.1.1", "0-0:1.0.0", "1-0:99.97.0"][r.below(5) as usize]
+                    .to_owned(),
                 _ => r.text(),
             };
             (format!("{key}{i}"), value)

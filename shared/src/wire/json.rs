@@ -7,11 +7,11 @@
 //! stays the definition; tests compare the two byte for byte over the corpus and over generated messages), with
 //! field names as constants, strings checked eight bytes at a time and decimals written from their digits.
 
+use super::readings::{classify, default_zone, key_obis, Kind};
 use super::{
     CapacityMonth, CrcStatus, Device, DeviceKind, Dialect, LineError, ObisMap, PowerFailure, TariffName,
     TelegramMessage, Values,
 };
-use super::readings::{classify, default_zone, key_obis, Kind};
 use crate::decimal::Decimal;
 use crate::timestamp::{write_utc, MeterTime, ZoneReader};
 
