@@ -722,6 +722,10 @@ impl<'z, 't> Builder<'z, 't> {
             _ => None,
         };
         let dst_flag_mismatches = self.zone.mismatches();
+        // `keys` holds the reference of every entry, in order, unless a repeat or a long telegram stopped it.
+        if self.keys.len() == self.obis.len() {
+            self.obis.set_refs(self.keys);
+        }
         Parsed { dialect, header, values: self.values, obis: self.obis, errors: self.errors, dst_flag_mismatches }
     }
 }
@@ -1382,6 +1386,14 @@ mod tests {
             => Dialect::Other;
         swedish_without_version: "ADN9 6534", ["1-0:1.8.0(00006678.394*kWh)"], "ABCD" => Dialect::Other;
         no_crc_without_dutch_lines: "ABC5", ["1-0:1.8.0(1*kWh)"], "" => Dialect::Other;
+    }
+
+    #[test]
+    fn packed_references_unpack_to_themselves() {
+        for text in ["1-0:1.8.1", "0-0:96.1.1", "1-0:1.8.0*255", "0-4:24.2.1*0", "255-255:255.255.255*255", "0-0:C.1.0"] {
+            let o: Obis = text.parse().expect("a reference");
+            assert_eq!(crate::wire::unpack_for_tests(pack(o)), o, "{text}");
+        }
     }
 
     #[test]

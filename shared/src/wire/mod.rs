@@ -19,6 +19,12 @@ use serde::{Deserialize, Serialize, Serializer};
 pub use obis_map::{Iter as ObisIter, ObisMap, ObisRef};
 pub use readings::{LineReading, Reading};
 
+/// [`readings::unpack`], for the parser's tests (which own `pack`).
+#[cfg(test)]
+pub(crate) fn unpack_for_tests(packed: u64) -> crate::obis::Obis {
+    readings::unpack(packed)
+}
+
 use crate::decimal::Decimal;
 use crate::timestamp::MeterTime;
 

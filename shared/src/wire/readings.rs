@@ -95,6 +95,14 @@ pub(crate) fn key_obis(key: &[u8]) -> Option<Obis> {
     Obis::parse_prefix(key).ok().map(|(obis, _)| obis)
 }
 
+/// A reference packed by the parser (`a | b << 8 | c << 16 | d << 24 | e << 32`, and `(0x100 | f) << 40` when
+/// it has an `F` group), unpacked.
+pub(crate) fn unpack(packed: u64) -> Obis {
+    let byte = |shift: u32| (packed >> shift) as u8;
+    let f = (packed >> 40 & 0x100 != 0).then(|| byte(40));
+    Obis { a: byte(0), b: byte(8), c: byte(16), d: byte(24), e: byte(32), f }
+}
+
 /// Lines whose groups are text by definition: versions, equipment ids and addresses, status words, text
 /// messages and message codes.
 fn is_text_line(o: Obis) -> bool {
