@@ -1390,7 +1390,8 @@ mod tests {
 
     #[test]
     fn packed_references_unpack_to_themselves() {
-        for text in ["1-0:1.8.1", "0-0:96.1.1", "1-0:1.8.0*255", "0-4:24.2.1*0", "255-255:255.255.255*255", "0-0:C.1.0"] {
+        for text in ["1-0:1.8.1", "0-0:96.1.1", "1-0:1.8.0*255", "0-4:24.2.1*0", "255-255:255.255.255*255", "0-0:C.1.0"]
+        {
             let o: Obis = text.parse().expect("a reference");
             assert_eq!(crate::wire::unpack_for_tests(pack(o)), o, "{text}");
         }
