@@ -40,11 +40,7 @@ fn main() -> ExitCode {
         if let Some(warning) = shared::netif::config_warning(&config.multicast.interface) {
             eprintln!("p1-bridge: {warning}");
         }
-        println!(
-            "{origin}: OK ({}; {})",
-            bridge.describe(),
-            p1hub_subscriber::describe_security(&config.multicast)
-        );
+        println!("{origin}: OK ({}; {})", bridge.describe(), p1hub_subscriber::describe_security(&config.multicast));
         return ExitCode::SUCCESS;
     }
     let result =

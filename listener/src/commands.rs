@@ -216,6 +216,10 @@ pub fn describe(captured: &Captured, source: &str) -> String {
     let _ = writeln!(s, "manufacturer:   {manufacturer} (identification /{})", m.header);
     let _ = writeln!(s, "equipment id:   {}", v.equipment_id.as_deref().unwrap_or("(not sent)"));
     let _ = writeln!(s, "CRC:            {}", wire_name(&m.crc));
+    let _ = match shared::telegram::home_assistant_version(m.dialect, &m.header) {
+        Some(version) => writeln!(s, "Home Assistant: DSMR version \"{version}\""),
+        None => writeln!(s, "Home Assistant: no DSMR version fits this meter (use the multicast messages)"),
+    };
     if v.devices.is_empty() {
         let _ = writeln!(s, "M-Bus devices:  none");
     }
@@ -380,6 +384,7 @@ mod tests {
         assert!(text.contains("dialect:        nl-5"), "{text}");
         assert!(text.contains("manufacturer:   SIM"), "{text}");
         assert!(text.contains("channel 1: gas (type 3)") && text.contains("channel 2: water (type 7)"), "{text}");
+        assert!(text.contains("Home Assistant: DSMR version \"5\""), "{text}");
     }
 
     #[test]

@@ -76,7 +76,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 config.listener.raw_tcp_max_clients,
                 tracker.clone(),
                 tasks.clone(),
-            );
+            )
+            .normalising(config.listener.raw_tcp_normalise);
             tracker.spawn(raw_tcp::serve(listener, hub.clone(), tasks.clone()));
             Some(hub)
         }

@@ -58,6 +58,8 @@ pub struct RawHub {
     next_id: Arc<AtomicU64>,
     tracker: TaskTracker,
     token: CancellationToken,
+    /// Telegrams go out with CR LF and a 4-digit CRC (`listener.raw_tcp_normalise`).
+    normalise: bool,
 }
 
 #[derive(Debug)]
@@ -83,7 +85,16 @@ impl RawHub {
             next_id: Arc::new(AtomicU64::new(0)),
             tracker,
             token,
+            normalise: false,
         }
+    }
+
+    /// The same hub, sending every telegram rewritten with CR LF line ends and a recomputed 4-digit CRC when
+    /// `on` (see [`shared::frame::normalise`]).
+    #[must_use]
+    pub fn normalising(mut self, on: bool) -> Self {
+        self.normalise = on;
+        self
     }
 
     /// Clients connected now.
@@ -94,6 +105,14 @@ impl RawHub {
 
     /// Queues a telegram for every client, dropping those that are too far behind. Never waits.
     pub fn publish(&self, telegram: &Bytes) {
+        let normalised;
+        let telegram = match self.normalise.then(|| shared::frame::normalise(telegram)).flatten() {
+            Some(bytes) => {
+                normalised = Bytes::from(bytes);
+                &normalised
+            }
+            None => telegram,
+        };
         let len = telegram.len();
         let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
         clients.retain(|c| {
@@ -307,6 +326,34 @@ mod tests {
             r.read_to_end(&mut got).await.expect("read");
             assert_eq!(got.len(), 20_000);
         }
+    }
+
+    #[tokio::test]
+    async fn normalising_hubs_send_crlf_and_four_crc_digits_and_others_send_the_bytes_as_they_came() {
+        // Issue 18: LF-only telegrams with a 3-digit CRC break older parsers (Home Assistant up to 2025.x).
+        let body = b"/KFM5KAIFA-METER\n\n1-0:1.7.0(00.424*kW)\n!";
+        let crc = shared::crc::checksum(body);
+        let mut lf = body.to_vec();
+        lf.extend_from_slice(format!("{crc:X}\n").as_bytes());
+        let telegram = Bytes::from(lf);
+        let mut got = Vec::new();
+        for normalise in [false, true] {
+            let tracker = TaskTracker::new();
+            let hub = RawHub::new(4096, 32, tracker.clone(), CancellationToken::new()).normalising(normalise);
+            let (w, mut r) = tokio::io::duplex(1 << 16);
+            hub.try_add(w, "client".into()).expect("room");
+            hub.publish(&telegram);
+            drop(hub);
+            tracker.close();
+            tracker.wait().await;
+            let mut bytes = Vec::new();
+            r.read_to_end(&mut bytes).await.expect("read");
+            got.push(bytes);
+        }
+        assert_eq!(got[0], telegram, "off by default: byte-exact");
+        let crlf = b"/KFM5KAIFA-METER\r\n\r\n1-0:1.7.0(00.424*kW)\r\n!";
+        let want = format!("{}{:04X}\r\n", String::from_utf8_lossy(crlf), shared::crc::checksum(crlf));
+        assert_eq!(String::from_utf8_lossy(&got[1]), want);
     }
 
     #[tokio::test]

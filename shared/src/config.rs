@@ -109,6 +109,9 @@ pub struct RawListener {
     pub raw_tcp_client_buffer: usize,
     /// Raw TCP clients served at once; more are closed at once.
     pub raw_tcp_max_clients: usize,
+    /// Rewrite telegrams on the raw TCP server with CR LF line ends and a recomputed 4-digit CRC (for older
+    /// parsers); off by default: byte-exact.
+    pub raw_tcp_normalise: bool,
     /// Encrypted meters: the 32-hex-digit key from the grid operator.
     pub decryption_key: Option<String>,
     /// Encrypted meters: a file holding the key (kept out of `p1.yml`).
@@ -204,6 +207,7 @@ impl Default for RawListener {
             raw_tcp: None,
             raw_tcp_client_buffer: 65_536,
             raw_tcp_max_clients: 32,
+            raw_tcp_normalise: false,
             decryption_key: None,
             decryption_key_file: None,
             authentication_key: SMARTY_AUTHENTICATION_KEY.into(),
@@ -372,6 +376,8 @@ pub struct Listener {
     pub raw_tcp_client_buffer: usize,
     /// Raw TCP clients served at once.
     pub raw_tcp_max_clients: usize,
+    /// Raw TCP telegrams rewritten with CR LF and a 4-digit CRC.
+    pub raw_tcp_normalise: bool,
     /// AES-128 key for encrypted meters (from `decryption_key`, or from the key file once
     /// [`Config::read_key_file`] has run).
     pub decryption_key: Option<[u8; 16]>,
@@ -688,6 +694,7 @@ impl RawConfig {
                 raw_tcp,
                 raw_tcp_client_buffer: l.raw_tcp_client_buffer,
                 raw_tcp_max_clients: l.raw_tcp_max_clients,
+                raw_tcp_normalise: l.raw_tcp_normalise,
                 decryption_key,
                 decryption_key_file: l.decryption_key_file.as_ref().map(PathBuf::from),
                 authentication_key,

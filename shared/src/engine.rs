@@ -245,6 +245,7 @@ impl Engine {
         let parsed = self.parser.parse_frame(&raw.bytes, &self.timezone);
         self.counters.telegrams += 1;
         self.counters.line_errors += parsed.errors.len() as u64;
+        self.counters.dst_flag_mismatches += u64::from(parsed.dst_flag_mismatches);
         Event::Telegram(Checked {
             raw: raw.bytes,
             first_byte_at: raw.first_at,

@@ -293,6 +293,29 @@ pub fn split_trailer(frame: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((&frame[..=bang], digits))
 }
 
+/// A checked telegram rewritten for parsers that accept only the DSMR 4/5 form (Home Assistant's DSMR integration up
+/// to 2025.x, dsmr-reader): every line ended by CR LF and the CRC as four hex digits, recomputed over the rewritten
+/// bytes. A telegram without CRC digits (DSMR 2.2/3.0) keeps its bare `!`. A telegram already in that form comes
+/// back byte for byte. `None` when there is no `!` line (the framer never hands out such a frame).
+#[must_use]
+pub fn normalise(telegram: &[u8]) -> Option<Vec<u8>> {
+    let (covered, digits) = split_trailer(telegram)?;
+    let body = covered.strip_suffix(b"!")?;
+    let mut out = Vec::with_capacity(telegram.len() + 64);
+    for line in body.split_inclusive(|&b| b == b'\n') {
+        let text = line.strip_suffix(b"\n").unwrap_or(line);
+        out.extend_from_slice(text.strip_suffix(b"\r").unwrap_or(text));
+        out.extend_from_slice(b"\r\n");
+    }
+    out.push(b'!');
+    if !digits.is_empty() {
+        let crc = crate::crc::checksum(&out);
+        out.extend_from_slice(format!("{crc:04X}").as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,5 +466,30 @@ mod tests {
     fn trailer_split() {
         assert_eq!(split_trailer(T1), Some((&T1[..T1.len() - 6], &b"ABCD"[..])));
         assert_eq!(split_trailer(OLD), Some((&OLD[..OLD.len() - 2], &b""[..])));
+    }
+
+    #[test]
+    fn normalising_gives_crlf_and_a_four_digit_crc() {
+        // Issue 18: LF-only lines and a 3-digit CRC (`0F1`) broke Home Assistant's parser.
+        let lf = b"/KFM5KAIFA-METER\n\n1-0:1.7.0(00.424*kW)\n!ABCD\n";
+        let out = normalise(lf).expect("has '!'");
+        assert!(out.starts_with(b"/KFM5KAIFA-METER\r\n\r\n1-0:1.7.0(00.424*kW)\r\n!"));
+        let (covered, digits) = split_trailer(&out).expect("has '!'");
+        assert_eq!(digits.len(), 4);
+        assert_eq!(crate::crc::parse_sent(digits), Some(crate::crc::checksum(covered)));
+        assert!(out.iter().enumerate().all(|(i, &b)| b != b'\n' || (i > 0 && out[i - 1] == b'\r')), "CR LF only");
+        // A CRC whose value has a leading zero, sent in 3 digits, comes out in 4, and the CRC-checked part is
+        // otherwise unchanged.
+        let short = normalise(T2).expect("has '!'");
+        let (covered, digits) = split_trailer(&short).expect("has '!'");
+        assert_eq!(covered, &T2[..T2.len() - 5]);
+        assert_eq!(crate::crc::parse_sent(digits), Some(crate::crc::checksum(covered)));
+        assert_eq!(digits.len(), 4);
+        // Already normal: unchanged, byte for byte; without CRC digits: still none.
+        let good =
+            [&T1[..T1.len() - 6], format!("{:04X}\r\n", crate::crc::checksum(&T1[..T1.len() - 6])).as_bytes()].concat();
+        assert_eq!(normalise(&good).as_deref(), Some(&good[..]));
+        assert_eq!(normalise(OLD).as_deref(), Some(OLD));
+        assert_eq!(normalise(b"no end"), None);
     }
 }

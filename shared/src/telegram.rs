@@ -41,7 +41,7 @@ use jiff::tz::TimeZone;
 
 use crate::decimal::{Decimal, DecimalError};
 use crate::obis::{self, Groups, KnownRef, Line, Obis, SyntaxError};
-use crate::timestamp::{MeterTime, TimestampError};
+use crate::timestamp::{MeterTime, TimestampError, ZoneReader};
 use crate::wire::{CapacityMonth, Device, DeviceKind, Dialect, LineError, ObisMap, PowerFailure, TariffName, Values};
 
 /// Lines checked for repeats by scanning `keys`; past this many a telegram switches to counting in a hash map.
@@ -63,6 +63,8 @@ pub struct Parsed {
     pub obis: ObisMap,
     /// Lines that could not be read.
     pub errors: Vec<LineError>,
+    /// Stamps whose `S`/`W` flag contradicts the time zone (read as local time all the same).
+    pub dst_flag_mismatches: u32,
 }
 
 /// Parses one framed telegram. Never fails and never panics: see the module documentation.
@@ -147,6 +149,10 @@ enum Quantity {
     Power,
     Voltage,
     Current,
+    ReactiveEnergy,
+    ReactivePower,
+    ApparentPower,
+    Frequency,
 }
 
 impl Quantity {
@@ -156,15 +162,22 @@ impl Quantity {
             Quantity::Power => "kW",
             Quantity::Voltage => "V",
             Quantity::Current => "A",
+            Quantity::ReactiveEnergy => "kvarh",
+            Quantity::ReactivePower => "kvar",
+            Quantity::ApparentPower => "kVA",
+            Quantity::Frequency => "Hz",
         }
     }
 
-    /// Austrian meters write Wh and W; those are rescaled exactly.
+    /// Austrian meters write Wh and W (and varh, var); those are rescaled exactly.
     fn milli_unit(self) -> Option<&'static str> {
         match self {
             Quantity::Energy => Some("Wh"),
             Quantity::Power => Some("W"),
-            Quantity::Voltage | Quantity::Current => None,
+            Quantity::ReactiveEnergy => Some("varh"),
+            Quantity::ReactivePower => Some("var"),
+            Quantity::ApparentPower => Some("VA"),
+            Quantity::Voltage | Quantity::Current | Quantity::Frequency => None,
         }
     }
 }
@@ -194,6 +207,7 @@ struct Slot {
     unit: Option<String>,
     at: Option<MeterTime>,
     valve: Option<u8>,
+    breaker_state: Option<u8>,
     /// Read from a form that only gas uses (`24.3.0`, `24.2.3`).
     gas_form: bool,
 }
@@ -204,7 +218,7 @@ struct PendingGas {
 }
 
 struct Builder<'z, 't> {
-    zone: &'z TimeZone,
+    zone: ZoneReader<'z>,
     /// The whole telegram when it is text: lines that lie in it enter the OBIS map by their place in the shared frame.
     source: Option<&'t str>,
     values: Box<Values>,
@@ -234,7 +248,7 @@ impl<'z, 't> Builder<'z, 't> {
         // grows them once.
         let lines = len / 24 + 4;
         Builder {
-            zone,
+            zone: ZoneReader::new(zone),
             source: source.map(|(_, text)| text),
             values: Box::default(),
             obis: match source {
@@ -450,7 +464,7 @@ impl<'z, 't> Builder<'z, 't> {
     // One arm per code, one line per arm: short names keep the table readable.
     #[allow(clippy::match_same_arms, clippy::many_single_char_names)]
     fn interpret(&mut self, o: Obis, g: &Groups<'_>) -> Result<(), ValueError> {
-        let zone = self.zone;
+        let zone = &self.zone;
         let milli = &mut self.hints.milli_units;
         let v = &mut self.values;
         match (o.a, o.b, o.c, o.d, o.e) {
@@ -460,7 +474,7 @@ impl<'z, 't> Builder<'z, 't> {
                 set(&mut v.version, one(g)?.to_owned());
             }
             (0, 0, 1, 0, 0) => {
-                let at = MeterTime::parse_p1(one(g)?, zone)?;
+                let at = MeterTime::parse_p1_in(one(g)?, zone)?;
                 if v.meter_time.is_none() {
                     v.meter_time = at;
                 }
@@ -520,18 +534,83 @@ impl<'z, 't> Builder<'z, 't> {
             }
             (0, 0, 96, 3, 10) => set(&mut v.breaker_state, small(one(g)?)?),
             (0, 0, 17, 0, 0) => {
-                // DSMR 2.2/3.0 write the limiter in A and Smarty in kVA: those stay in the OBIS map only.
+                // DSMR 2.2/3.0 write the limiter in A and Smarty in kVA.
                 let text = one(g)?;
                 let (_, unit) = split_unit(text);
-                if unit.is_none_or(|u| u.eq_ignore_ascii_case("kW") || u.eq_ignore_ascii_case("W")) {
+                let is = |want: &str| unit.is_some_and(|u| u.eq_ignore_ascii_case(want));
+                if is("A") {
+                    set(&mut v.limiter_a, quantity(text, Quantity::Current, milli)?);
+                } else if is("kVA") || is("VA") {
+                    set(&mut v.limiter_kva, quantity(text, Quantity::ApparentPower, milli)?);
+                } else {
                     set(&mut v.limiter_kw, quantity(text, Quantity::Power, milli)?);
                 }
             }
-            (1, 0, 31, 4, 0) => set(&mut v.fuse_a, quantity(one(g)?, Quantity::Current, milli)?),
+            (1, 0, 31, 4, 0) => {
+                let fuse = quantity(one(g)?, Quantity::Current, milli)?;
+                set(&mut v.fuse_a, fuse);
+                set(&mut v.fuse_l1_a, fuse);
+            }
+            (1, 0, 51, 4, 0) => set(&mut v.fuse_l2_a, quantity(one(g)?, Quantity::Current, milli)?),
+            (1, 0, 71, 4, 0) => set(&mut v.fuse_l3_a, quantity(one(g)?, Quantity::Current, milli)?),
+            (1, 0, 1, 8, 3) => set(&mut v.energy_import_t3_kwh, quantity(one(g)?, Quantity::Energy, milli)?),
+            (1, 0, 1, 8, 4) => set(&mut v.energy_import_t4_kwh, quantity(one(g)?, Quantity::Energy, milli)?),
+            (1, 0, 2, 8, 3) => set(&mut v.energy_export_t3_kwh, quantity(one(g)?, Quantity::Energy, milli)?),
+            (1, 0, 2, 8, 4) => set(&mut v.energy_export_t4_kwh, quantity(one(g)?, Quantity::Energy, milli)?),
+            (1, 0, 15, 8, 0) => set(&mut v.energy_absolute_kwh, quantity(one(g)?, Quantity::Energy, milli)?),
+            (1, 0, c @ 3..=8, 8, e @ 0..=2) => {
+                let slot = match (c, e) {
+                    (3, 0) => &mut v.energy_reactive_import_kvarh,
+                    (3, 1) => &mut v.energy_reactive_import_t1_kvarh,
+                    (3, _) => &mut v.energy_reactive_import_t2_kvarh,
+                    (4, 0) => &mut v.energy_reactive_export_kvarh,
+                    (4, 1) => &mut v.energy_reactive_export_t1_kvarh,
+                    (4, _) => &mut v.energy_reactive_export_t2_kvarh,
+                    (5, 0) => &mut v.energy_reactive_q1_kvarh,
+                    (6, 0) => &mut v.energy_reactive_q2_kvarh,
+                    (7, 0) => &mut v.energy_reactive_q3_kvarh,
+                    (8, 0) => &mut v.energy_reactive_q4_kvarh,
+                    _ => return Ok(()),
+                };
+                set(slot, quantity(one(g)?, Quantity::ReactiveEnergy, milli)?);
+            }
+            (1, 0, c @ 3..=8, 7, 0) => {
+                let slot = match c {
+                    3 => &mut v.power_reactive_import_kvar,
+                    4 => &mut v.power_reactive_export_kvar,
+                    5 => &mut v.power_reactive_q1_kvar,
+                    6 => &mut v.power_reactive_q2_kvar,
+                    7 => &mut v.power_reactive_q3_kvar,
+                    _ => &mut v.power_reactive_q4_kvar,
+                };
+                set(slot, quantity(one(g)?, Quantity::ReactivePower, milli)?);
+            }
+            (1, 0, 9, 7, 0) => {
+                set(&mut v.power_apparent_import_kva, quantity(one(g)?, Quantity::ApparentPower, milli)?);
+            }
+            (1, 0, 10, 7, 0) => {
+                set(&mut v.power_apparent_export_kva, quantity(one(g)?, Quantity::ApparentPower, milli)?);
+            }
+            (1, 0, c @ (13 | 33 | 53 | 73), 7, 0) => {
+                let slot = match c {
+                    13 => &mut v.power_factor,
+                    33 => &mut v.power_factor_l1,
+                    53 => &mut v.power_factor_l2,
+                    _ => &mut v.power_factor_l3,
+                };
+                set(slot, unitless(one(g)?)?);
+            }
+            (1, 0, 14, 7, 0) => set(&mut v.frequency_hz, quantity(one(g)?, Quantity::Frequency, milli)?),
+            (0, 0, 96, 13, 1) => {
+                let text = one(g)?;
+                if !text.is_empty() {
+                    set(&mut v.message_code, text.to_owned());
+                }
+            }
             (1, 0, 1, 4, 0) => set(&mut v.capacity_demand_kw, quantity(one(g)?, Quantity::Power, milli)?),
             (1, 0, 1, 6, 0) => {
                 let (at, kw) = two(g)?;
-                let at = MeterTime::parse_p1(at, zone)?;
+                let at = MeterTime::parse_p1_in(at, zone)?;
                 let kw = quantity(kw, Quantity::Power, milli)?;
                 if v.capacity_peak_kw.is_none() {
                     v.capacity_peak_kw = Some(kw);
@@ -552,7 +631,7 @@ impl<'z, 't> Builder<'z, 't> {
 
     /// A line of M-Bus channel `index + 1`.
     fn device(&mut self, index: usize, cde: (u8, u8, u8), g: &Groups<'_>) -> Result<(), ValueError> {
-        let zone = self.zone;
+        let zone = &self.zone;
         let slot = &mut self.devices[index];
         match cde {
             (24, 1, 0) => {
@@ -565,7 +644,7 @@ impl<'z, 't> Builder<'z, 't> {
             (96, 1, 0 | 1) => set(&mut slot.id, hex_text(one(g)?, false)),
             (24, 2, e @ (1 | 3)) => {
                 let (at, value) = two(g)?;
-                let at = MeterTime::parse_p1(at, zone)?;
+                let at = MeterTime::parse_p1_in(at, zone)?;
                 let (value, unit) = reading_value(value)?;
                 slot.gas_form |= e == 3;
                 if slot.value.is_none() {
@@ -581,7 +660,7 @@ impl<'z, 't> Builder<'z, 't> {
                     return Err(ValueError::Groups { expected: "6 or 7", found: g.len() });
                 }
                 let mut it = g.iter();
-                let at = MeterTime::parse_p1(it.next().unwrap_or_default(), zone)?;
+                let at = MeterTime::parse_p1_in(it.next().unwrap_or_default(), zone)?;
                 let unit = it.nth(4).unwrap_or_default();
                 slot.gas_form = true;
                 if slot.at.is_none() {
@@ -595,6 +674,7 @@ impl<'z, 't> Builder<'z, 't> {
                 }
             }
             (24, 4, 0) => set(&mut slot.valve, small(one(g)?)?),
+            (96, 3, 10) => set(&mut slot.breaker_state, small(one(g)?)?),
             _ => return Ok(()),
         }
         slot.seen = true;
@@ -609,11 +689,14 @@ impl<'z, 't> Builder<'z, 't> {
         let has_crc = end.is_some_and(|crc| !crc.trim_ascii().is_empty());
         let v = &mut self.values;
         if v.energy_import_kwh.is_none() {
-            v.energy_import_kwh = sum(v.energy_import_t1_kwh, v.energy_import_t2_kwh);
+            v.energy_import_kwh =
+                sum(v.energy_import_t1_kwh, v.energy_import_t2_kwh, v.energy_import_t3_kwh, v.energy_import_t4_kwh);
         }
         if v.energy_export_kwh.is_none() {
-            v.energy_export_kwh = sum(v.energy_export_t1_kwh, v.energy_export_t2_kwh);
+            v.energy_export_kwh =
+                sum(v.energy_export_t1_kwh, v.energy_export_t2_kwh, v.energy_export_t3_kwh, v.energy_export_t4_kwh);
         }
+        v.timezone = Some(self.zone.zone().clone());
         v.power_kw = net(v.power_import_kw, v.power_export_kw);
         v.power_l1_kw = net(v.power_import_l1_kw, v.power_export_l1_kw);
         v.power_l2_kw = net(v.power_import_l2_kw, v.power_export_l2_kw);
@@ -638,7 +721,12 @@ impl<'z, 't> Builder<'z, 't> {
             | (Dialect::Belgian, Some(1)) => Some(TariffName::Normal),
             _ => None,
         };
-        Parsed { dialect, header, values: self.values, obis: self.obis, errors: self.errors }
+        let dst_flag_mismatches = self.zone.mismatches();
+        // `keys` holds the reference of every entry, in order, unless a repeat or a long telegram stopped it.
+        if self.keys.len() == self.obis.len() {
+            self.obis.set_refs(self.keys);
+        }
+        Parsed { dialect, header, values: self.values, obis: self.obis, errors: self.errors, dst_flag_mismatches }
     }
 }
 
@@ -662,6 +750,7 @@ fn device_of(index: usize, slot: Slot) -> Device {
         unit: slot.unit,
         at: slot.at,
         valve: slot.valve,
+        breaker_state: slot.breaker_state,
     }
 }
 
@@ -688,12 +777,35 @@ fn fill_first_readings(v: &mut Values) {
     }
 }
 
+/// The "DSMR version" to choose in Home Assistant's DSMR integration for a meter that sends telegrams like this
+/// one, or `None` when none of its parsers fits (Austrian and other meters read generically here).
+#[must_use]
+pub fn home_assistant_version(dialect: Dialect, header: &str) -> Option<&'static str> {
+    let starts = |prefix: &str| header.get(..prefix.len()).is_some_and(|h| h.eq_ignore_ascii_case(prefix));
+    match dialect {
+        // Home Assistant's "2.2" parser also reads DSMR 3.0 (same port settings, the same two-line gas reading).
+        Dialect::Dsmr22 | Dialect::Dsmr3 => Some("2.2"),
+        Dialect::Dsmr4 => Some("4"),
+        Dialect::Dsmr5 => Some("5"),
+        Dialect::Belgian => Some("5B"),
+        Dialect::Luxembourg => Some("5L"),
+        Dialect::Other if starts("ESY") => Some("Q3D"),
+        // Swedish meters (Aidon, Kaifa, Landis+Gyr for Ellevio, ...) identify as `ADN`, `KFM`, `LGF`...; what sets
+        // them apart from the Austrian ones is kWh without a version line, which `Other` does not say: a guess
+        // from the manufacturer would mislead, so Swedish meters are named only by their Aidon header.
+        Dialect::Other if starts("ADN") => Some("5S"),
+        Dialect::Other => None,
+    }
+}
+
 /// Data lines a frame without CRC must carry, at least, to be taken as a telegram.
 pub const MIN_DATA_LINES_WITHOUT_CRC: usize = 3;
 
 /// DSMR 2.2/3.0 objects, one of which a frame without CRC must carry: the equipment id, the energy registers,
-/// the tariff and the power lines that every Dutch meter of that age sends.
-const KNOWN_WITHOUT_CRC: [&[u8]; 8] = [
+/// the tariff and the power lines that every Dutch meter of that age sends; and the total energy register as
+/// German `EasyMeter` (Q3D) meters, which send no CRC either, write it.
+const KNOWN_WITHOUT_CRC: [&[u8]; 9] = [
+    b"1-0:1.8.0*255(",
     b"0-0:96.1.1(",
     b"1-0:1.8.1(",
     b"1-0:1.8.2(",
@@ -793,8 +905,13 @@ fn set<T>(slot: &mut Option<T>, value: T) {
     }
 }
 
-fn sum(a: Option<Decimal>, b: Option<Decimal>) -> Option<Decimal> {
-    a?.checked_add(b?)
+/// Tariff 1 + tariff 2 (+ tariffs 3 and 4 when sent), only when 1 and 2 are both known.
+fn sum(t1: Option<Decimal>, t2: Option<Decimal>, t3: Option<Decimal>, t4: Option<Decimal>) -> Option<Decimal> {
+    let mut total = t1?.checked_add(t2?)?;
+    for more in [t3, t4].into_iter().flatten() {
+        total = total.checked_add(more)?;
+    }
+    Some(total)
 }
 
 /// Import minus export, only when both are known: a missing side is not zero.
@@ -850,6 +967,14 @@ fn quantity(text: &str, q: Quantity, milli: &mut bool) -> Result<Decimal, ValueE
             Ok(Decimal::new(value.mantissa(), value.scale() + 3))
         }
         Some(u) => Err(ValueError::Unit { text: text.to_owned(), unit: u.to_owned(), expected: q.unit() }),
+    }
+}
+
+/// A number without a unit (power factor).
+fn unitless(text: &str) -> Result<Decimal, ValueError> {
+    match split_unit(text) {
+        (digits, None) => number(digits),
+        (_, Some(unit)) => Err(ValueError::Unit { text: text.to_owned(), unit: unit.to_owned(), expected: "none" }),
     }
 }
 
@@ -986,7 +1111,7 @@ fn hex_word(word: u64) -> Option<u32> {
 }
 
 /// `1-0:99.97.0(n)(0-0:96.7.19)(end)(duration*s)…`; the empty forms `(0)(0-0:96.7.19)` and `(0)` are empty logs.
-fn power_failure_log(g: &Groups<'_>, zone: &TimeZone) -> Result<Vec<PowerFailure>, ValueError> {
+fn power_failure_log(g: &Groups<'_>, zone: &ZoneReader<'_>) -> Result<Vec<PowerFailure>, ValueError> {
     let mut it = g.iter();
     let announced = integer(it.next().ok_or(ValueError::Groups { expected: "at least 1", found: 0 })?, None)?;
     let entries = g.len().saturating_sub(2);
@@ -999,13 +1124,13 @@ fn power_failure_log(g: &Groups<'_>, zone: &TimeZone) -> Result<Vec<PowerFailure
     it.next(); // The format reference `0-0:96.7.19`.
     let mut log = Vec::with_capacity(entries / 2);
     while let (Some(end), Some(duration)) = (it.next(), it.next()) {
-        log.push(PowerFailure { end: MeterTime::parse_p1(end, zone)?, duration_s: integer(duration, Some("s"))? });
+        log.push(PowerFailure { end: MeterTime::parse_p1_in(end, zone)?, duration_s: integer(duration, Some("s"))? });
     }
     Ok(log)
 }
 
 /// `0-0:98.1.0(n)(1-0:1.6.0)(1-0:1.6.0)(month)(when)(kW)…`: the Belgian monthly peaks.
-fn capacity_history(g: &Groups<'_>, zone: &TimeZone, milli: &mut bool) -> Result<Vec<CapacityMonth>, ValueError> {
+fn capacity_history(g: &Groups<'_>, zone: &ZoneReader<'_>, milli: &mut bool) -> Result<Vec<CapacityMonth>, ValueError> {
     let mut it = g.iter();
     let announced = integer(it.next().ok_or(ValueError::Groups { expected: "at least 1", found: 0 })?, None)?;
     let entries = g.len().saturating_sub(3);
@@ -1019,8 +1144,8 @@ fn capacity_history(g: &Groups<'_>, zone: &TimeZone, milli: &mut bool) -> Result
     let mut history = Vec::with_capacity(entries / 3);
     while let (Some(month), Some(at), Some(kw)) = (it.next(), it.next(), it.next()) {
         history.push(CapacityMonth {
-            month: MeterTime::parse_p1(month, zone)?,
-            at: MeterTime::parse_p1(at, zone)?,
+            month: MeterTime::parse_p1_in(month, zone)?,
+            at: MeterTime::parse_p1_in(at, zone)?,
             kw: quantity(kw, Quantity::Power, milli)?,
         });
     }
@@ -1261,6 +1386,33 @@ mod tests {
             => Dialect::Other;
         swedish_without_version: "ADN9 6534", ["1-0:1.8.0(00006678.394*kWh)"], "ABCD" => Dialect::Other;
         no_crc_without_dutch_lines: "ABC5", ["1-0:1.8.0(1*kWh)"], "" => Dialect::Other;
+    }
+
+    #[test]
+    fn packed_references_unpack_to_themselves() {
+        for text in ["1-0:1.8.1", "0-0:96.1.1", "1-0:1.8.0*255", "0-4:24.2.1*0", "255-255:255.255.255*255", "0-0:C.1.0"]
+        {
+            let o: Obis = text.parse().expect("a reference");
+            assert_eq!(crate::wire::unpack_for_tests(pack(o)), o, "{text}");
+        }
+    }
+
+    #[test]
+    fn home_assistant_versions_follow_the_dialect() {
+        let cases = [
+            (Dialect::Dsmr22, "ISk5\\2ME382-1003", Some("2.2")),
+            (Dialect::Dsmr3, "ISk5\\2MT382-1000", Some("2.2")),
+            (Dialect::Dsmr4, "KFM5KAIFA-METER", Some("4")),
+            (Dialect::Dsmr5, "XMX5LGF0010453094277", Some("5")),
+            (Dialect::Belgian, "FLU5\\253769484_A", Some("5B")),
+            (Dialect::Luxembourg, "Lux5\\253663653_B", Some("5L")),
+            (Dialect::Other, "ESY5Q3DA1004 V3.04", Some("Q3D")),
+            (Dialect::Other, "ADN9 6534", Some("5S")),
+            (Dialect::Other, "SAG5\\253000001_D", None),
+        ];
+        for (dialect, header, want) in cases {
+            assert_eq!(home_assistant_version(dialect, header), want, "{header}");
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use shared::decimal::Decimal;
 use shared::engine::{Engine, EngineOptions, Event, Rejection};
 use shared::telegram::{parse, Parsed};
 use shared::timestamp::MeterTime;
-use shared::wire::{DeviceKind, Dialect, ObisValue, TariffName};
+use shared::wire::{DeviceKind, Dialect, LineReading, ObisValue, Reading, TariffName};
 
 fn testdata() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata")
@@ -80,7 +80,8 @@ fn every_telegram_has_a_valid_crc() {
         let (covered, digits) = shared::frame::split_trailer(&raw).expect("has a '!'");
         assert_eq!(raw.first(), Some(&b'/'), "{name}");
         if digits.is_empty() {
-            assert!(name.starts_with("dsmr22") || name.starts_with("dsmr30"), "{name} has no CRC");
+            let without = ["dsmr22", "dsmr30", "easymeter"];
+            assert!(without.iter().any(|w| name.starts_with(w)), "{name} has no CRC");
             continue;
         }
         let sent = shared::crc::parse_sent(digits).expect("hex digits");
@@ -125,6 +126,7 @@ corpus_values! {
         tariff: Some(2),
         tariff_name: Some(TariffName::Normal),
         limiter_kw: None,
+        limiter_a: d("999"),
         breaker_state: Some(1),
         gas_m3: d("412.961"),
         gas_at: t("2011-11-03T14:00:00+01:00"),
@@ -282,6 +284,61 @@ corpus_values! {
         power_l1_kw: d("1.023"),
         current_l1_a: d("4.2"),
         voltage_l3_v: d("241.3"),
+    };
+    hungarian_four_tariffs_and_reactive: "hungarian_4tariff_reactive.txt", Dialect::Other => {
+        energy_import_kwh: d("123.456"),
+        energy_import_t3_kwh: d("20.456"),
+        energy_import_t4_kwh: d("13"),
+        energy_export_t3_kwh: d("2"),
+        energy_export_t4_kwh: d("1.5"),
+        energy_absolute_kwh: d("133.956"),
+        energy_reactive_import_kvarh: d("12.345"),
+        energy_reactive_export_kvarh: d("1.234"),
+        energy_reactive_q1_kvarh: d("10"),
+        energy_reactive_q2_kvarh: d("2.345"),
+        energy_reactive_q3_kvarh: d("0.234"),
+        energy_reactive_q4_kvarh: d("1"),
+        power_reactive_q1_kvar: d("0.012"),
+        power_reactive_q4_kvar: d("0.034"),
+        power_factor: d("0.981"),
+        power_factor_l1: d("0.99"),
+        power_factor_l2: d("1"),
+        power_factor_l3: d("0.975"),
+        frequency_hz: d("50.01"),
+        fuse_a: d("200"),
+        fuse_l1_a: d("200"),
+        fuse_l2_a: d("200"),
+        fuse_l3_a: d("200"),
+        limiter_kw: d("90"),
+        breaker_state: Some(1),
+        message_code: Some("00000001".into()),
+        meter_time: t("2023-05-30T11:15:00+02:00"),
+    };
+    austrian_sagemcom_reactive_in_var: "austrian_sagemcom_reactive.txt", Dialect::Other => {
+        energy_import_kwh: d("6545.766"),
+        energy_reactive_import_kvarh: d("1234.567"),
+        energy_reactive_export_kvarh: d("543.21"),
+        power_import_kw: d("0.623"),
+        power_reactive_import_kvar: d("0.123"),
+        power_reactive_export_kvar: d("0"),
+        power_apparent_import_kva: d("0.635"),
+        power_factor: d("0.981"),
+        current_l2_a: d("0.45"),
+        meter_time: t("2023-11-15T12:00:00+01:00"),
+    };
+    easymeter_q3d: "easymeter_q3d.txt", Dialect::Other => {
+        energy_import_kwh: d("52185.2825089"),
+        energy_export_kwh: d("19949.3221988"),
+        power_import_kw: d("0.20557"),
+        power_import_l1_kw: d("0.15136"),
+        power_import_l3_kw: d("0.01327"),
+        power_kw: None,
+    };
+    irish_iskra_in_amsterdam_time: "irish_iskra.txt", Dialect::Dsmr5 => {
+        energy_import_kwh: d("123.456"),
+        energy_import_t3_kwh: d("33.222"),
+        tariff: Some(3),
+        tariff_name: None,
     };
     other_austrian_watts_become_kilowatts: "other_austrian_wh.txt", Dialect::Other => {
         version: Some("50".into()),
@@ -457,4 +514,102 @@ fn streams_match_expected_json() {
             assert_eq!(Some(crc_failures as u64), want["crc_failures"].as_u64(), "{name} in {chunk}-byte chunks");
         }
     }
+}
+
+/// Issue 18: an Irish meter's stamps are Irish time, and the `S` flag on a February stamp is counted as
+/// contradicting the zone (in the parse and in the engine's status counters).
+#[test]
+fn irish_stamps_are_read_in_dublin_time() {
+    let dublin = TimeZone::get("Europe/Dublin").expect("bundled tzdb");
+    let raw = read("irish_iskra.txt");
+    let p = parse(&raw, &dublin);
+    assert_eq!(p.values.meter_time, t("2023-02-02T13:27:47+00:00"));
+    assert_eq!(p.dst_flag_mismatches, 1);
+    assert_eq!(p.values.timezone, Some(dublin.clone()));
+    let mut engine = Engine::new(EngineOptions { timezone: dublin, ..EngineOptions::default() });
+    engine.push(&raw, Instant::now());
+    engine.push(&raw, Instant::now());
+    let mut telegrams = 0;
+    while let Some(event) = engine.next_event() {
+        telegrams += usize::from(matches!(event, Event::Telegram(_)));
+    }
+    assert_eq!((telegrams, engine.counters().dst_flag_mismatches), (2, 2));
+    // The Dutch corpus agrees with its zone everywhere.
+    for name in corpus().iter().filter(|n| n.starts_with("dsmr")) {
+        assert_eq!(parsed(name).dst_flag_mismatches, 0, "{name}");
+    }
+}
+
+/// `digits[.digits]*unit`: what a number with a unit looks like in a group.
+fn looks_like_a_quantity(text: &str) -> bool {
+    let Some((number, unit)) = text.split_once('*') else { return false };
+    let mut parts = number.splitn(2, '.');
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    digits(parts.next().unwrap_or_default())
+        && parts.next().is_none_or(digits)
+        && !unit.is_empty()
+        && unit.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Issue 18: every line of every corpus telegram has a typed reading, and it says exactly what the meter's text
+/// says: a number with the same value and unit, a stamp with the same digits and the zone's offset there, or the
+/// text itself (never for a group that is a number with a unit, outside id and version lines).
+#[test]
+fn typed_readings_agree_with_the_exact_text_for_the_whole_corpus() {
+    let zone = ams();
+    let (mut numbers, mut times, mut texts) = (0, 0, 0);
+    for name in corpus() {
+        let p = parse(&read(&name), &zone);
+        let readings = p.obis.readings(&zone);
+        assert_eq!(readings.len(), p.obis.len(), "{name}");
+        for ((key, reading), (exact_key, line)) in readings.iter().zip(p.obis.iter()) {
+            assert_eq!(*key, exact_key, "{name}");
+            let groups: Vec<&str> = line.groups().collect();
+            let typed: Vec<&Reading> = match reading {
+                LineReading::One(r) => vec![r],
+                LineReading::Many(list) => list.iter().collect(),
+            };
+            assert_eq!(matches!(reading, LineReading::Many(_)), line.is_list(), "{name} {key}");
+            assert_eq!(typed.len(), groups.len(), "{name} {key}");
+            for (r, text) in typed.into_iter().zip(groups) {
+                let at = format!("{name} {key} ({text})");
+                match r {
+                    Reading::Number { value, unit } => {
+                        numbers += 1;
+                        let (digits, written_unit) = match text.split_once('*') {
+                            Some((digits, unit)) => (digits, Some(unit)),
+                            None => (text, None),
+                        };
+                        let exact: Decimal = digits.parse().unwrap_or_else(|e| panic!("{at}: {e}"));
+                        assert_eq!(value.checked_sub(exact).map(Decimal::is_zero), Some(true), "{at}");
+                        assert_eq!(unit.as_deref(), written_unit, "{at}");
+                    }
+                    Reading::Time { time } => {
+                        times += 1;
+                        let Some(time) = time else {
+                            assert!(text.starts_with("632525252525") || text.starts_with("0001010"), "{at}");
+                            continue;
+                        };
+                        assert_eq!(time.local.strftime("%y%m%d%H%M%S").to_string(), text[..12], "{at}");
+                        let offsets = match zone.to_ambiguous_timestamp(time.local).offset() {
+                            jiff::tz::AmbiguousOffset::Unambiguous { offset } => vec![offset],
+                            jiff::tz::AmbiguousOffset::Gap { before, after }
+                            | jiff::tz::AmbiguousOffset::Fold { before, after } => vec![before, after],
+                        };
+                        assert!(offsets.contains(&time.offset), "{at}: {time}");
+                    }
+                    Reading::Text { text: typed } => {
+                        texts += 1;
+                        assert_eq!(typed, text, "{at}");
+                        let id_or_version =
+                            ["0-0:96.1.", "0-1:96.1.", "0-2:96.1.", "1-3:0.2.8", "0-0:42.0.0", "1-0:0.0.0"];
+                        if !id_or_version.iter().any(|p| key.starts_with(p)) {
+                            assert!(!looks_like_a_quantity(text), "{at} is a quantity read as text");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(numbers > 500 && times > 40 && texts > 40, "{numbers} numbers, {times} stamps, {texts} texts");
 }

@@ -8,6 +8,7 @@
 
 use std::time::Instant;
 
+use jiff::tz::TimeZone;
 use shared::decimal::Decimal;
 use shared::engine::{Engine, EngineOptions, Event};
 use shared::timestamp::MeterTime;
@@ -105,7 +106,25 @@ impl Rng {
     }
 
     fn text(&mut self) -> String {
-        const PIECES: [&str; 12] = ["a", "0-1:24.2.1", "*kWh", "\"", "\\", "\n", "\u{1}", "\u{7f}", "é", "😀", " ", ""];
+        const PIECES: [&str; 17] = [
+            "a",
+            "0-1:24.2.1",
+            "*kWh",
+            "\"",
+            "\\",
+            "\n",
+            "\u{1}",
+            "\u{7f}",
+            "é",
+            "😀",
+            " ",
+            "",
+            "001.50",
+            "-2",
+            "*kvarh",
+            "231029023000S",
+            "111103140000",
+        ];
         (0..self.below(12)).map(|_| PIECES[self.below(PIECES.len() as u64) as usize]).collect()
     }
 
@@ -196,8 +215,46 @@ fn random_message(r: &mut Rng) -> TelegramMessage {
                 unit: s(r),
                 at: t(r),
                 valve: r.maybe(|r| r.next() as u8),
+                breaker_state: r.maybe(|r| r.next() as u8),
             })
             .collect(),
+        energy_import_t3_kwh: d(r),
+        energy_import_t4_kwh: d(r),
+        energy_export_t3_kwh: d(r),
+        energy_export_t4_kwh: d(r),
+        energy_absolute_kwh: d(r),
+        energy_reactive_import_kvarh: d(r),
+        energy_reactive_import_t1_kvarh: d(r),
+        energy_reactive_import_t2_kvarh: d(r),
+        energy_reactive_export_kvarh: d(r),
+        energy_reactive_export_t1_kvarh: d(r),
+        energy_reactive_export_t2_kvarh: d(r),
+        energy_reactive_q1_kvarh: d(r),
+        energy_reactive_q2_kvarh: d(r),
+        energy_reactive_q3_kvarh: d(r),
+        energy_reactive_q4_kvarh: d(r),
+        power_reactive_import_kvar: d(r),
+        power_reactive_export_kvar: d(r),
+        power_reactive_q1_kvar: d(r),
+        power_reactive_q2_kvar: d(r),
+        power_reactive_q3_kvar: d(r),
+        power_reactive_q4_kvar: d(r),
+        power_apparent_import_kva: d(r),
+        power_apparent_export_kva: d(r),
+        limiter_kva: d(r),
+        limiter_a: d(r),
+        power_factor: d(r),
+        power_factor_l1: d(r),
+        power_factor_l2: d(r),
+        power_factor_l3: d(r),
+        frequency_hz: d(r),
+        fuse_l1_a: d(r),
+        fuse_l2_a: d(r),
+        fuse_l3_a: d(r),
+        message_code: s(r),
+        timezone: [None, TimeZone::get("Europe/Amsterdam").ok(), TimeZone::get("Europe/Dublin").ok()]
+            [r.below(3) as usize]
+            .clone(),
     };
     let obis: ObisMap = (0..r.below(8))
         .map(|i| {
@@ -205,7 +262,13 @@ fn random_message(r: &mut Rng) -> TelegramMessage {
                 0 => ObisValue::One(r.text()),
                 _ => ObisValue::Many((0..r.below(4)).map(|_| r.text()).collect()),
             };
-            (format!("{}{i}", r.text()), value)
+            // Real references (whose groups are read as stamps or texts by their place) and made-up keys.
+            let key = match r.below(3) {
+                0 => ["1-0:1.8.1", "0-1:24.3.0", "0-0:96.1.1", "0-0:1.0.0", "1-0:99.97.0"][r.below(5) as usize]
+                    .to_owned(),
+                _ => r.text(),
+            };
+            (format!("{key}{i}"), value)
         })
         .collect::<Vec<_>>()
         .iter()

@@ -7,12 +7,13 @@
 //! stays the definition; tests compare the two byte for byte over the corpus and over generated messages), with
 //! field names as constants, strings checked eight bytes at a time and decimals written from their digits.
 
+use super::readings::{classify, default_zone, key_obis, Kind};
 use super::{
     CapacityMonth, CrcStatus, Device, DeviceKind, Dialect, LineError, ObisMap, PowerFailure, TariffName,
     TelegramMessage, Values,
 };
 use crate::decimal::Decimal;
-use crate::timestamp::{write_utc, MeterTime};
+use crate::timestamp::{write_utc, MeterTime, ZoneReader};
 
 /// Appends `message` as `{"type":"telegram",...}`.
 pub(super) fn telegram(out: &mut Vec<u8>, m: &TelegramMessage) {
@@ -45,6 +46,11 @@ pub(super) fn telegram(out: &mut Vec<u8>, m: &TelegramMessage) {
     values(out, &m.values);
     out.extend_from_slice(b",\"obis\":");
     obis(out, &m.obis);
+    out.extend_from_slice(b",\"readings\":");
+    match &m.values.timezone {
+        Some(zone) => readings(out, &m.obis, &ZoneReader::new(zone)),
+        None => readings(out, &m.obis, &ZoneReader::new(&default_zone())),
+    }
     if !m.errors.is_empty() {
         out.extend_from_slice(b",\"errors\":");
         list(out, &m.errors, line_error);
@@ -181,6 +187,25 @@ fn values(out: &mut Vec<u8>, v: &Values) {
     list_field(out, b",\"capacity_history\":", &v.capacity_history, capacity_month);
     optional_fields!(out, v; gas_m3, gas_at, water_m3, water_at, heat_gj, heat_at);
     list_field(out, b",\"devices\":", &v.devices, device);
+    optional_fields!(out, v;
+        energy_import_t3_kwh, energy_import_t4_kwh, energy_export_t3_kwh, energy_export_t4_kwh,
+        energy_absolute_kwh,
+        energy_reactive_import_kvarh, energy_reactive_import_t1_kvarh, energy_reactive_import_t2_kvarh,
+        energy_reactive_export_kvarh, energy_reactive_export_t1_kvarh, energy_reactive_export_t2_kvarh,
+        energy_reactive_q1_kvarh, energy_reactive_q2_kvarh, energy_reactive_q3_kvarh, energy_reactive_q4_kvarh,
+        power_reactive_import_kvar, power_reactive_export_kvar,
+        power_reactive_q1_kvar, power_reactive_q2_kvar, power_reactive_q3_kvar, power_reactive_q4_kvar,
+        power_apparent_import_kva, power_apparent_export_kva, limiter_kva, limiter_a,
+        power_factor, power_factor_l1, power_factor_l2, power_factor_l3, frequency_hz,
+        fuse_l1_a, fuse_l2_a, fuse_l3_a, message_code,
+    );
+    if let Some(zone) = &v.timezone {
+        out.extend_from_slice(b",\"timezone\":");
+        match zone.iana_name() {
+            Some(name) => string(out, name),
+            None => out.extend_from_slice(b"null"),
+        }
+    }
     match out.get_mut(start) {
         Some(comma) => *comma = b'{',
         None => out.push(b'{'),
@@ -211,7 +236,7 @@ fn device(out: &mut Vec<u8>, d: &Device) {
     uint(out, u64::from(d.channel));
     out.extend_from_slice(b",\"kind\":");
     d.kind.json(out);
-    optional_fields!(out, d; type_code, id, value, unit, at, valve);
+    optional_fields!(out, d; type_code, id, value, unit, at, valve, breaker_state);
     out.push(b'}');
 }
 
@@ -248,6 +273,69 @@ fn obis(out: &mut Vec<u8>, map: &ObisMap) {
             out.push(b']');
         } else {
             string(out, value.groups().next().unwrap_or_default());
+        }
+    }
+    out.push(b'}');
+}
+
+/// The `readings` object: the typed reading of each line of `map` (see `readings.rs`), written as serde writes
+/// [`super::Reading`].
+fn readings(out: &mut Vec<u8>, map: &ObisMap, zone: &ZoneReader<'_>) {
+    // What a parsed telegram's map holds needs no escapes: its bytes are written as they are.
+    if map.is_plain() {
+        return map.write_plain_readings(out, zone);
+    }
+    out.push(b'{');
+    for (i, (key, value)) in map.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        string(out, key);
+        out.push(b':');
+        let obis = key_obis(key.as_bytes());
+        if value.is_list() {
+            out.push(b'[');
+            for (j, group) in value.groups().enumerate() {
+                if j > 0 {
+                    out.push(b',');
+                }
+                reading(out, classify(obis, j, group.as_bytes(), zone), false);
+            }
+            out.push(b']');
+        } else {
+            reading(out, classify(obis, 0, value.group(0).unwrap_or_default().as_bytes(), zone), false);
+        }
+    }
+    out.push(b'}');
+}
+
+/// One group's reading; `plain`: its text needs no escapes (the caller knows), so it is copied as it is.
+pub(super) fn reading(out: &mut Vec<u8>, kind: Kind<'_>, plain: bool) {
+    let text = |out: &mut Vec<u8>, bytes: &[u8]| {
+        if plain {
+            out.push(b'"');
+            out.extend_from_slice(bytes);
+            out.push(b'"');
+        } else {
+            string(out, std::str::from_utf8(bytes).unwrap_or_default());
+        }
+    };
+    match kind {
+        Kind::Number(value, unit) => {
+            out.extend_from_slice(b"{\"value\":");
+            value.json(out);
+            if let Some(unit) = unit {
+                out.extend_from_slice(b",\"unit\":");
+                text(out, unit);
+            }
+        }
+        Kind::Time(time) => {
+            out.extend_from_slice(b"{\"time\":");
+            time.json(out);
+        }
+        Kind::Text(bytes) => {
+            out.extend_from_slice(b"{\"text\":");
+            text(out, bytes);
         }
     }
     out.push(b'}');

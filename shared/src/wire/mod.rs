@@ -13,11 +13,20 @@
 
 pub(crate) mod json;
 mod obis_map;
+mod readings;
 pub mod seal;
 
-use serde::{Deserialize, Serialize};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
 
 pub use obis_map::{Iter as ObisIter, ObisMap, ObisRef};
+pub use readings::{LineReading, Reading};
+
+/// [`readings::unpack`], for the parser's tests (which own `pack`).
+#[cfg(test)]
+pub(crate) fn unpack_for_tests(packed: u64) -> crate::obis::Obis {
+    readings::unpack(packed)
+}
 
 use crate::decimal::Decimal;
 use crate::timestamp::MeterTime;
@@ -51,7 +60,11 @@ pub struct Origin {
 }
 
 /// A telegram, as published.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+///
+/// Its `Serialize` is written out (the fields in this order, `encrypted` only when true, `errors` only when there
+/// are some) because it also writes `readings`, the typed reading of every line, which follows from `obis` and
+/// `values.timezone` and is not stored (see [`TelegramMessage::readings`]). Reading a message ignores `readings`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct TelegramMessage {
     /// [`SCHEMA_VERSION`].
     pub schema: u32,
@@ -82,6 +95,44 @@ pub struct TelegramMessage {
     /// Lines that could not be read; the rest of the telegram is unaffected.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<LineError>,
+}
+
+impl Serialize for TelegramMessage {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let zone = self.values.timezone.clone().unwrap_or_else(readings::default_zone);
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("schema", &self.schema)?;
+        map.serialize_entry("listener", &self.origin.listener)?;
+        map.serialize_entry("boot_id", &self.origin.boot_id)?;
+        map.serialize_entry("seq", &self.seq)?;
+        map.serialize_entry("received_at", &self.received_at)?;
+        map.serialize_entry("duration_ms", &self.duration_ms)?;
+        map.serialize_entry("crc", &self.crc)?;
+        if self.encrypted {
+            map.serialize_entry("encrypted", &self.encrypted)?;
+        }
+        map.serialize_entry("dialect", &self.dialect)?;
+        map.serialize_entry("header", &self.header)?;
+        map.serialize_entry("values", &self.values)?;
+        map.serialize_entry("obis", &self.obis)?;
+        map.serialize_entry("readings", &readings::ReadingsView { obis: &self.obis, zone: &zone })?;
+        if !self.errors.is_empty() {
+            map.serialize_entry("errors", &self.errors)?;
+        }
+        map.end()
+    }
+}
+
+impl TelegramMessage {
+    /// The typed reading of every line of [`TelegramMessage::obis`], in order, stamps read in `values.timezone`
+    /// (Europe/Amsterdam when the message does not say): what the `readings` object on the wire holds.
+    #[must_use]
+    pub fn readings(&self) -> Vec<(&str, LineReading)> {
+        match &self.values.timezone {
+            Some(zone) => self.obis.readings(zone),
+            None => self.obis.readings(&readings::default_zone()),
+        }
+    }
 }
 
 /// The raw value groups of one line, owned: the text inside each `(...)`, verbatim. One group is a string, several
@@ -215,6 +266,76 @@ pub struct Values {
     /// Every M-Bus device (gas, water, heat, ...), by channel.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<Device>,
+
+    /// Tariffs 3 and 4 (four-rate meters, e.g. Hungarian).
+    pub energy_import_t3_kwh: Option<Decimal>,
+    pub energy_import_t4_kwh: Option<Decimal>,
+    pub energy_export_t3_kwh: Option<Decimal>,
+    pub energy_export_t4_kwh: Option<Decimal>,
+    /// Absolute energy |import| + |export| (1-0:15.8.0).
+    pub energy_absolute_kwh: Option<Decimal>,
+    /// Reactive energy, import (1-0:3.8.x) and export (1-0:4.8.x).
+    pub energy_reactive_import_kvarh: Option<Decimal>,
+    pub energy_reactive_import_t1_kvarh: Option<Decimal>,
+    pub energy_reactive_import_t2_kvarh: Option<Decimal>,
+    pub energy_reactive_export_kvarh: Option<Decimal>,
+    pub energy_reactive_export_t1_kvarh: Option<Decimal>,
+    pub energy_reactive_export_t2_kvarh: Option<Decimal>,
+    /// Reactive energy per quadrant (1-0:5.8.0 to 8.8.0).
+    pub energy_reactive_q1_kvarh: Option<Decimal>,
+    pub energy_reactive_q2_kvarh: Option<Decimal>,
+    pub energy_reactive_q3_kvarh: Option<Decimal>,
+    pub energy_reactive_q4_kvarh: Option<Decimal>,
+    /// Reactive power, import (1-0:3.7.0) and export (1-0:4.7.0).
+    pub power_reactive_import_kvar: Option<Decimal>,
+    pub power_reactive_export_kvar: Option<Decimal>,
+    /// Reactive power per quadrant (1-0:5.7.0 to 8.7.0).
+    pub power_reactive_q1_kvar: Option<Decimal>,
+    pub power_reactive_q2_kvar: Option<Decimal>,
+    pub power_reactive_q3_kvar: Option<Decimal>,
+    pub power_reactive_q4_kvar: Option<Decimal>,
+    /// Apparent power, import (1-0:9.7.0) and export (1-0:10.7.0).
+    pub power_apparent_import_kva: Option<Decimal>,
+    pub power_apparent_export_kva: Option<Decimal>,
+    /// The limiter (0-0:17.0.0) when the meter writes it in kVA (Smarty) or in A (DSMR 2.2/3.0).
+    pub limiter_kva: Option<Decimal>,
+    pub limiter_a: Option<Decimal>,
+    /// Power factor, total (1-0:13.7.0) and per phase (33/53/73.7.0).
+    pub power_factor: Option<Decimal>,
+    pub power_factor_l1: Option<Decimal>,
+    pub power_factor_l2: Option<Decimal>,
+    pub power_factor_l3: Option<Decimal>,
+    /// Grid frequency (1-0:14.7.0).
+    pub frequency_hz: Option<Decimal>,
+    /// Fuse limit per phase (1-0:31.4.0, 51.4.0, 71.4.0; `fuse_a` is the first one, as before).
+    pub fuse_l1_a: Option<Decimal>,
+    pub fuse_l2_a: Option<Decimal>,
+    pub fuse_l3_a: Option<Decimal>,
+    /// The meter's message code (0-0:96.13.1), as written.
+    pub message_code: Option<String>,
+    /// The IANA time zone the meter's stamps were read in (the listener's `timezone`).
+    #[serde(with = "zone_name")]
+    pub timezone: Option<jiff::tz::TimeZone>,
+}
+
+/// A time zone as its IANA name (`Europe/Amsterdam`); a zone without one (a fixed offset) is left out.
+mod zone_name {
+    use jiff::tz::TimeZone;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    // The signature is serde's.
+    #[allow(clippy::ref_option)]
+    pub(super) fn serialize<S: Serializer>(zone: &Option<TimeZone>, serializer: S) -> Result<S::Ok, S::Error> {
+        match zone.as_ref().and_then(TimeZone::iana_name) {
+            Some(name) => serializer.serialize_some(name),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<TimeZone>, D::Error> {
+        let name = <Option<std::borrow::Cow<'de, str>>>::deserialize(deserializer)?;
+        name.map(|n| TimeZone::get(&n).map_err(serde::de::Error::custom)).transpose()
+    }
 }
 
 /// The tariff a register stands for.
@@ -267,6 +388,9 @@ pub struct Device {
     pub at: Option<MeterTime>,
     /// Valve position (gas), if sent.
     pub valve: Option<u8>,
+    /// The channel's breaker state (0-n:96.3.10), if sent.
+    #[serde(default)]
+    pub breaker_state: Option<u8>,
 }
 
 /// What an M-Bus device measures.
@@ -359,6 +483,10 @@ pub struct Counters {
     /// Times the source was (re)opened.
     #[serde(default)]
     pub reconnects: u64,
+    /// Meter stamps whose `S`/`W` flag contradicts the configured time zone (they are read as local time in the
+    /// zone all the same: the flag only tells the two readings of the repeated autumn hour apart).
+    #[serde(default)]
+    pub dst_flag_mismatches: u64,
 }
 
 /// Why bytes are not a valid datagram.
@@ -489,6 +617,7 @@ mod tests {
             unit: Some("m3".into()),
             at: None,
             valve: None,
+            breaker_state: None,
         });
         let obis: ObisMap = [
             ("1-0:1.7.0", ObisValue::One("00.000*kW".into())),

@@ -76,11 +76,21 @@ pub struct ObisMap {
     groups: Vec<Span>,
     /// No key or group holds a character JSON must escape (the encoder then copies them as they are).
     plain: bool,
+    /// Each entry's reference, packed (see `readings::unpack`), when the parser knew them all: the encoder then
+    /// does not read the keys again. Empty otherwise (and emptied by any change through the public API).
+    refs: Vec<u64>,
 }
 
 impl Default for ObisMap {
     fn default() -> Self {
-        ObisMap { shared: Bytes::new(), text: String::new(), entries: Vec::new(), groups: Vec::new(), plain: true }
+        ObisMap {
+            shared: Bytes::new(),
+            text: String::new(),
+            entries: Vec::new(),
+            groups: Vec::new(),
+            plain: true,
+            refs: Vec::new(),
+        }
     }
 }
 
@@ -107,6 +117,7 @@ impl ObisMap {
             entries: Vec::with_capacity(lines),
             groups: Vec::with_capacity(lines + lines / 4),
             plain: true,
+            refs: Vec::new(),
         }
     }
 
@@ -121,6 +132,7 @@ impl ObisMap {
             entries: Vec::with_capacity(lines),
             groups: Vec::with_capacity(lines + lines / 4),
             plain: true,
+            refs: Vec::new(),
         }
     }
 
@@ -174,6 +186,7 @@ impl ObisMap {
 
     /// [`ObisMap::insert`] from group texts; `list` writes the value as an array even with one group.
     pub fn insert_groups<'g>(&mut self, key: &str, groups: impl IntoIterator<Item = &'g str>, list: bool) {
+        self.refs.clear();
         let first = to_u32(self.groups.len());
         for group in groups {
             let span = self.push_text(group);
@@ -331,6 +344,49 @@ impl ObisMap {
                         out.push(b'"');
                         copy_span(out, text, group);
                         out.push(b'"');
+                    }
+                    out.push(b']');
+                }
+            }
+        }
+        out.push(b'}');
+    }
+
+    /// Keeps the packed reference of every entry, in order (ignored unless there is one per entry).
+    pub(crate) fn set_refs(&mut self, refs: Vec<u64>) {
+        self.refs = refs;
+    }
+
+    /// Appends the `readings` object (see `readings.rs`) when the map [is plain](ObisMap::is_plain): keys, units
+    /// and texts are copied as they are, straight from the telegram, without checking them as text again.
+    pub(super) fn write_plain_readings(&self, out: &mut Vec<u8>, zone: &crate::timestamp::ZoneReader<'_>) {
+        use super::json::reading;
+        use super::readings::{classify, key_obis, unpack};
+        let pieces = self.pieces();
+        let refs = Some(&self.refs[..]).filter(|r| r.len() == self.entries.len()).unwrap_or_default();
+        out.push(b'{');
+        for (i, entry) in self.entries.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let key = pieces.bytes(entry.key);
+            out.push(b'"');
+            out.extend_from_slice(key);
+            out.extend_from_slice(b"\":");
+            let obis = match refs.get(i) {
+                Some(&packed) => Some(unpack(packed)),
+                None => key_obis(key),
+            };
+            let groups = self.groups.get(entry.range()).unwrap_or_default();
+            match groups {
+                [one] if !entry.list() => reading(out, classify(obis, 0, pieces.bytes(*one), zone), true),
+                _ => {
+                    out.push(b'[');
+                    for (j, &group) in groups.iter().enumerate() {
+                        if j > 0 {
+                            out.push(b',');
+                        }
+                        reading(out, classify(obis, j, pieces.bytes(group), zone), true);
                     }
                     out.push(b']');
                 }
