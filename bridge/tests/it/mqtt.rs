@@ -486,3 +486,23 @@ fn logs_into_a_pipe_carry_no_colour_codes() {
     assert!(text.contains("INFO") && text.contains("MQTT connection failed"), "{text}");
     assert!(!all.contains(&0x1b), "ANSI escape codes in a pipe: {text:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_name_with_a_noncharacter_does_not_cut_the_bridge_off() {
+    // Mosquitto drops a client that publishes to a topic holding U+FFFF ("malformed packet"); the bridge then sent
+    // the same publication again at every reconnection, so one such datagram stopped every meter's data.
+    let dir = tempfile::tempdir().expect("dir");
+    let broker = Broker::start(dir.path(), &BrokerOptions::default());
+    let out = run_output(&mqtt_settings(&format!("url: mqtt://127.0.0.1:{}", broker.port)));
+    out.wait(T, "the connection", connected).await;
+    let mut sub = Sub::start(broker.port, "p1hub/#", &[]);
+    out.send(&telegrams("bad\u{FFFF}\u{FDD0}", 1)[0]).await;
+    let good = telegrams("good", 3);
+    for t in &good {
+        out.send(t).await;
+    }
+    sub.until(T, "the good listener's third telegram", saw_seq("p1hub/good/state", 3));
+    assert!(sub.seen.iter().any(|m| m.topic == "p1hub/bad__/state"), "the bad name, made safe");
+    assert_eq!(out.stats.connections.load(std::sync::atomic::Ordering::Relaxed), 1, "{}", broker.log());
+    out.stop().await;
+}
