@@ -116,6 +116,7 @@ pub fn input_of(event: Event) -> Option<Input> {
         Event::Liveness { listener, liveness } => {
             Some(Input::Liveness { listener, online: liveness == Liveness::Online })
         }
+        Event::Forgotten { listener } => Some(Input::Forgotten { listener }),
         _ => None,
     }
 }

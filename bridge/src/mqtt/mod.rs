@@ -51,6 +51,11 @@ pub enum Input {
         /// Alive or not.
         online: bool,
     },
+    /// The subscriber forgot a listener (too many names on the group): the bridge forgets it too.
+    Forgotten {
+        /// The listener's name.
+        listener: String,
+    },
 }
 
 /// Why the MQTT output cannot start (the connection's own failures are retried, not returned).
@@ -306,6 +311,11 @@ enum Net {
     HomeAssistantOnline,
 }
 
+/// Meters the bridge remembers for discovery (and announces again after a reconnection): beyond this many the one
+/// seen least recently is forgotten, in memory only (its retained configs stay on the broker). Without a bound, a
+/// flood of datagrams with made-up equipment ids grew the bridge by some kilobytes per id, for ever.
+pub const MAX_METERS: usize = 64;
+
 /// What one meter has published in discovery.
 #[derive(Debug)]
 struct Meter {
@@ -384,6 +394,13 @@ impl State {
                         m.last_seen = now;
                     }
                     if changed {
+                        if !self.meters.contains_key(&node) && self.meters.len() >= MAX_METERS {
+                            let oldest = self.meters.iter().min_by_key(|(_, m)| m.last_seen).map(|(k, _)| k.clone());
+                            if let Some(oldest) = oldest {
+                                self.meters.remove(&oldest);
+                                debug!(device = %oldest, "too many meters: the least recently seen is forgotten");
+                            }
+                        }
                         let configs = d.configs(&t);
                         let meter = self.meters.entry(node.clone()).or_insert_with(|| Meter {
                             keys: BTreeSet::new(),
@@ -412,6 +429,9 @@ impl State {
                 if self.listeners.get(&listener) != Some(&online) {
                     self.set_liveness(&listener, online, now);
                 }
+            }
+            Input::Forgotten { listener } => {
+                self.listeners.remove(&listener);
             }
         }
     }
@@ -830,5 +850,29 @@ mod tests {
         s.network(Net::Connected);
         s.input(Input::Telegram(Box::new(telegram("kast", 3))), t0 + Duration::from_secs(2));
         assert_eq!(states(&mut s), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn spoofed_equipment_ids_and_forgotten_listeners_do_not_grow_the_bridge() {
+        let mut s = state("");
+        let t0 = Instant::now();
+        s.input(Input::Telegram(Box::new(telegram("real", 1))), t0);
+        for i in 0..1000u64 {
+            let mut t = telegram(&format!("spoof{i}"), 1);
+            t.values.equipment_id = Some(format!("E{i:09}"));
+            s.input(Input::Telegram(Box::new(t)), t0 + Duration::from_millis(i + 1));
+            // What the subscriber says once more than its 64 names are known.
+            if i >= 64 {
+                s.input(Input::Forgotten { listener: format!("spoof{}", i - 64) }, t0 + Duration::from_millis(i + 1));
+            }
+            let _ = drain_topics(&mut s);
+        }
+        assert!(s.meters.len() <= MAX_METERS, "{} meters kept", s.meters.len());
+        assert!(s.listeners.len() <= 65, "{} listeners kept", s.listeners.len());
+        // The newest are still known: the same values again publish no discovery.
+        let mut t = telegram("spoof999", 2);
+        t.values.equipment_id = Some("E000000999".into());
+        s.input(Input::Telegram(Box::new(t)), t0 + Duration::from_secs(2));
+        assert!(!drain_topics(&mut s).iter().any(|(t, _)| t.ends_with("/config")));
     }
 }

@@ -37,19 +37,35 @@ impl Publication {
     }
 }
 
-/// A listener name as one topic level: `/`, `+`, `#`, control characters and spaces become `_`. Home Assistant
-/// object ids are stricter; [`object_id`] makes those.
+/// A listener name as one topic level: `/`, `+`, `#`, control characters, spaces and Unicode noncharacters become
+/// `_`. Home Assistant object ids are stricter; [`object_id`] makes those.
+///
+/// Noncharacters (U+FDD0–U+FDEF and every code point ending in FFFE or FFFF) are valid in a Rust string, but
+/// Mosquitto takes a topic holding one for a malformed packet and drops the connection; since the bridge sends
+/// unacknowledged publications again after reconnecting, one datagram with such a name would cut it off for good.
 #[must_use]
 pub fn topic_segment(name: &str) -> String {
     let s: String = name
         .chars()
-        .map(|c| if matches!(c, '/' | '+' | '#') || c.is_control() || c.is_whitespace() { '_' } else { c })
+        .map(|c| {
+            if matches!(c, '/' | '+' | '#') || c.is_control() || c.is_whitespace() || is_noncharacter(c) {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect();
     if s.is_empty() {
         "_".to_owned()
     } else {
         s
     }
+}
+
+/// A Unicode noncharacter, which MQTT brokers may refuse in a topic (MQTT 3.1.1 §1.5.3, 5.0 §1.5.4).
+fn is_noncharacter(c: char) -> bool {
+    let u = u32::from(c);
+    (0xFDD0..=0xFDEF).contains(&u) || u & 0xFFFE == 0xFFFE
 }
 
 /// A string as a Home Assistant object id / unique id part: ASCII letters, digits, `_` and `-` only.
@@ -158,6 +174,14 @@ mod tests {
         assert_eq!(topic_segment("meter/kast #1+"), "meter_kast__1_");
         assert_eq!(topic_segment(""), "_");
         assert_eq!(object_id("XMX 5LG/bb"), "xmx_5lg_bb");
+    }
+
+    #[test]
+    fn noncharacters_never_reach_a_topic() {
+        // Mosquitto disconnects a client that publishes to a topic with one of these ("malformed packet").
+        assert_eq!(topic_segment("a\u{FFFF}b\u{FFFE}\u{FDD0}\u{FDEF}\u{10FFFF}\u{1FFFE}"), "a_b_____");
+        assert_eq!(topic_segment("\u{FDCF}\u{FDF0}\u{FFFD}é✓"), "\u{FDCF}\u{FDF0}\u{FFFD}é✓");
+        assert_eq!(Topics::new("p1hub", "m\u{FFFF}").state(), "p1hub/m_/state");
     }
 
     #[test]

@@ -450,3 +450,59 @@ fn unreadable_tls_files_are_start_up_errors_naming_the_setting() {
         assert!(err.starts_with(key), "{extra}: {err}");
     }
 }
+
+#[test]
+fn logs_into_a_pipe_carry_no_colour_codes() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("p1.yml");
+    // No broker on port 9 (discard): the bridge logs its start and the failed connections.
+    std::fs::write(
+        &config,
+        "name: plain\nmulticast:\n  group: 239.255.81.10:4199\n  interface: 127.0.0.1\nbridge:\n  mqtt:\n    \
+         url: mqtt://127.0.0.1:9\n",
+    )
+    .expect("write");
+    let mut bridge = std::process::Command::new(env!("CARGO_BIN_EXE_p1-bridge"))
+        .arg("--config")
+        .arg(&config)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("p1-bridge");
+    let stderr = bridge.stderr.take().expect("stderr");
+    let mut lines = Vec::new();
+    for line in std::io::BufReader::new(stderr).split(b'\n') {
+        let line = line.expect("read");
+        let done = String::from_utf8_lossy(&line).contains("MQTT connection failed");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    bridge.kill().expect("kill");
+    let _ = bridge.wait();
+    let all: Vec<u8> = lines.concat();
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.contains("INFO") && text.contains("MQTT connection failed"), "{text}");
+    assert!(!all.contains(&0x1b), "ANSI escape codes in a pipe: {text:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_name_with_a_noncharacter_does_not_cut_the_bridge_off() {
+    // Mosquitto drops a client that publishes to a topic holding U+FFFF ("malformed packet"); the bridge then sent
+    // the same publication again at every reconnection, so one such datagram stopped every meter's data.
+    let dir = tempfile::tempdir().expect("dir");
+    let broker = Broker::start(dir.path(), &BrokerOptions::default());
+    let out = run_output(&mqtt_settings(&format!("url: mqtt://127.0.0.1:{}", broker.port)));
+    out.wait(T, "the connection", connected).await;
+    let mut sub = Sub::start(broker.port, "p1hub/#", &[]);
+    out.send(&telegrams("bad\u{FFFF}\u{FDD0}", 1)[0]).await;
+    let good = telegrams("good", 3);
+    for t in &good {
+        out.send(t).await;
+    }
+    sub.until(T, "the good listener's third telegram", saw_seq("p1hub/good/state", 3));
+    assert!(sub.seen.iter().any(|m| m.topic == "p1hub/bad__/state"), "the bad name, made safe");
+    assert_eq!(out.stats.connections.load(std::sync::atomic::Ordering::Relaxed), 1, "{}", broker.log());
+    out.stop().await;
+}
