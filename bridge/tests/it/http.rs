@@ -1,0 +1,260 @@
+//! The HTTP output end to end: telegrams multicast on 127.0.0.1 (in the test's network namespace), the bridge
+//! subscribes and serves; real clients read it (python-homewizard-energy, promtool, a Prometheus server, headless
+//! Chromium), and bad input is refused and counted.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shared::config::RawConfig;
+use shared::engine::{Engine, EngineOptions, Event};
+use shared::wire::{Message, Origin, TelegramMessage};
+use tokio_util::sync::CancellationToken;
+
+/// A group and port of this test's own (tests run in parallel).
+fn group(salt: u16) -> SocketAddr {
+    let pid = std::process::id();
+    SocketAddr::V4(SocketAddrV4::new(
+        Ipv4Addr::new(239, 255, 10 + (pid % 200) as u8, 30 + salt as u8),
+        20_000 + (pid % 20_000) as u16 + salt,
+    ))
+}
+
+/// A DSMR 5 three-phase telegram with gas, net power `watts` (import), valid CRC.
+pub fn telegram_text(watts: u32) -> String {
+    let (l1, l2) = (watts / 3, watts / 3);
+    let l3 = watts - l1 - l2;
+    let kw = |w: u32| format!("{:02}.{:03}", w / 1000, w % 1000);
+    let body = format!(
+        "/ISk5\\2MT382-1000\r\n\r\n1-3:0.2.8(50)\r\n0-0:1.0.0(231206120000W)\r\n\
+         0-0:96.1.1(4B384547303034303436333935353037)\r\n1-0:1.8.1(001234.567*kWh)\r\n1-0:1.8.2(002345.678*kWh)\r\n\
+         1-0:2.8.1(000123.456*kWh)\r\n1-0:2.8.2(000234.567*kWh)\r\n0-0:96.14.0(0002)\r\n1-0:1.7.0({}*kW)\r\n\
+         1-0:2.7.0(00.000*kW)\r\n0-0:96.7.21(00004)\r\n0-0:96.7.9(00002)\r\n1-0:99.97.0(0)(0-0:96.7.19)\r\n\
+         1-0:32.32.0(00002)\r\n1-0:52.32.0(00001)\r\n1-0:72.32.0(00000)\r\n1-0:32.36.0(00000)\r\n\
+         1-0:52.36.0(00003)\r\n1-0:72.36.0(00000)\r\n0-0:96.13.0()\r\n1-0:32.7.0(230.1*V)\r\n1-0:52.7.0(231.2*V)\r\n\
+         1-0:72.7.0(229.8*V)\r\n1-0:31.7.0(002*A)\r\n1-0:51.7.0(001*A)\r\n1-0:71.7.0(003*A)\r\n1-0:21.7.0({}*kW)\r\n\
+         1-0:41.7.0({}*kW)\r\n1-0:61.7.0({}*kW)\r\n1-0:22.7.0(00.000*kW)\r\n1-0:42.7.0(00.000*kW)\r\n\
+         1-0:62.7.0(00.000*kW)\r\n0-1:24.1.0(003)\r\n0-1:96.1.0(4730303332353631323831363736373136)\r\n\
+         0-1:24.2.1(231206115500W)(01621.615*m3)\r\n!",
+        kw(watts),
+        kw(l1),
+        kw(l2),
+        kw(l3)
+    );
+    let crc = shared::crc::checksum(body.as_bytes());
+    format!("{body}{crc:04X}\r\n")
+}
+
+/// The message the listener would send for `text`.
+pub fn message(listener: &str, seq: u64, text: &str) -> TelegramMessage {
+    let mut engine = Engine::new(EngineOptions::default());
+    engine.push(text.as_bytes(), std::time::Instant::now());
+    while let Some(ev) = engine.next_event() {
+        if let Event::Telegram(c) = ev {
+            let origin = Origin { listener: listener.into(), boot_id: "00000000000000bb".into() };
+            return c.into_message(origin, seq, jiff::Timestamp::now());
+        }
+    }
+    panic!("the test telegram does not parse:\n{text}");
+}
+
+/// Sends datagrams to the group on 127.0.0.1, like a listener.
+pub struct Sender {
+    socket: UdpSocket,
+    group: SocketAddr,
+    seq: std::collections::HashMap<String, u64>,
+}
+
+impl Sender {
+    pub fn new(group: SocketAddr) -> Sender {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).expect("udp");
+        socket.set_multicast_if_v4(&Ipv4Addr::LOCALHOST).expect("multicast if");
+        socket.set_multicast_loop_v4(true).expect("loop");
+        socket.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into()).expect("bind");
+        let socket: UdpSocket = socket.into();
+        Sender { socket, group, seq: std::collections::HashMap::new() }
+    }
+
+    /// Sends a telegram of `watts` from `listener`; returns the message sent.
+    pub fn telegram(&mut self, listener: &str, watts: u32) -> TelegramMessage {
+        let seq = self.seq.entry(listener.into()).or_insert(0);
+        *seq += 1;
+        let msg = message(listener, *seq, &telegram_text(watts));
+        let bytes = shared::wire::encode(&Message::Telegram(Box::new(msg.clone())));
+        self.socket.send_to(&bytes, self.group).expect("send");
+        msg
+    }
+}
+
+/// A bridge serving HTTP on 127.0.0.1 (port chosen by the system).
+pub struct Served {
+    pub addr: SocketAddr,
+    pub stats: Arc<p1_bridge::http::Stats>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+pub async fn serve(group: SocketAddr, http_lines: &str) -> Served {
+    let yaml = format!(
+        "name: it\nmulticast:\n  group: {group}\n  interface: 127.0.0.1\nbridge:\n  http:\n    listen: 127.0.0.1:0\n{http_lines}"
+    );
+    let config = RawConfig::from_yaml(&yaml, "test").expect("yaml").validate().expect("valid");
+    let bridge = p1_bridge::Bridge::new(&config).expect("bridge");
+    let stats = bridge.http_stats().expect("http on");
+    let stop = CancellationToken::new();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let s = stop.clone();
+    let task = tokio::spawn(async move {
+        bridge
+            .run_with(s, move |addr| {
+                let _ = tx.send(addr);
+            })
+            .await
+            .expect("bridge runs");
+    });
+    let addr = tokio::time::timeout(Duration::from_secs(10), rx).await.expect("bound in time").expect("bound");
+    Served { addr, stats, stop, task }
+}
+
+impl Served {
+    /// Sends telegrams from `listener` until the bridge serves one (the join takes a moment); returns the last sent.
+    pub async fn feed(&self, sender: &mut Sender, listener: &str, watts: u32) -> TelegramMessage {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let msg = sender.telegram(listener, watts);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let (status, _, body) = get(self.addr, &format!("/meters/{listener}/api/v1/data")).await;
+            if status == 200 && body.contains(&format!("\"active_power_w\":{watts}")) {
+                return msg;
+            }
+            assert!(Instant::now() < deadline, "the bridge never served {listener}'s telegram: {status} {body}");
+        }
+    }
+
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+    }
+}
+
+/// A raw HTTP/1.1 request; returns status, head and body.
+pub async fn request(addr: SocketAddr, raw: Vec<u8>) -> (u16, String, String) {
+    tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
+        let _ = s.write_all(&raw);
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        (status, head.to_owned(), body.to_owned())
+    })
+    .await
+    .expect("request thread")
+}
+
+pub async fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+    request(addr, format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").into_bytes()).await
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn homewizard_api_serves_each_meter_and_its_telegram() {
+    let g = group(1);
+    let served = serve(g, "    meter: kast\n").await;
+    let mut sender = Sender::new(g);
+    // Before any telegram: not yet, plainly.
+    assert_eq!(get(served.addr, "/api/v1/data").await.0, 503);
+    let other = served.feed(&mut sender, "garage", 512).await;
+    let sent = served.feed(&mut sender, "kast", 1193).await;
+
+    let (status, head, body) = get(served.addr, "/api").await;
+    assert_eq!(status, 200, "{head}");
+    let device = json(&body);
+    assert_eq!(device["product_type"], "HWE-P1");
+    assert_eq!(device["api_version"], "v1");
+    let d = json(&get(served.addr, "/api/v1/data").await.2);
+    assert_eq!(d["active_power_w"], 1193, "the configured meter is the default: {d}");
+    assert_eq!(d["active_power_l3_w"], 399);
+    assert_eq!(d["total_power_import_t2_kwh"], 2345.678);
+    assert_eq!(d["total_power_export_kwh"], 358.023);
+    assert_eq!(d["active_voltage_l2_v"], 231.2);
+    assert_eq!(d["voltage_swell_l2_count"], 3);
+    assert_eq!(d["long_power_fail_count"], 2);
+    assert_eq!(d["gas_timestamp"], 231_206_115_500_i64);
+    assert_eq!(d["external"][0]["type"], "gas_meter");
+    assert_eq!(d["external"][0]["value"], 1621.615);
+    let (status, head, text) = get(served.addr, "/api/v1/telegram").await;
+    assert_eq!(status, 200);
+    assert!(head.to_ascii_lowercase().contains("content-type: text/plain"), "{head}");
+    assert_eq!(text, telegram_text(1193), "the telegram as the meter sent it");
+    assert_eq!(sent.values.power_kw.map(|p| p.to_f64()), Some(1.193));
+
+    let d = json(&get(served.addr, "/meters/garage/api/v1/data").await.2);
+    assert_eq!(d["active_power_w"], 512);
+    assert_eq!(get(served.addr, "/meters/garage/api/v1/telegram").await.2, telegram_text(512));
+    assert_eq!(other.origin.listener, "garage");
+    assert_eq!(get(served.addr, "/meters/nobody/api/v1/data").await.0, 404);
+    served.stop().await;
+}
+
+/// Finds `program` on PATH or in /usr/bin; the test fails naming scripts/setup when it is missing.
+fn require(program: &str, what: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(found, "{program} is not installed ({what}): run scripts/setup");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_homewizard_energy_reads_the_meter() {
+    require("python3", "python-homewizard-energy");
+    let g = group(2);
+    let served = serve(g, "").await;
+    let mut sender = Sender::new(g);
+    let sent = served.feed(&mut sender, "kast", 2750).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/homewizard_client.py");
+    let addr = served.addr.to_string();
+    let out = tokio::task::spawn_blocking(move || Command::new("python3").args([script, &addr]).output())
+        .await
+        .expect("thread")
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "python-homewizard-energy failed (pip install -r scripts/requirements-test.txt):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = json(&String::from_utf8_lossy(&out.stdout));
+    let (device, data) = (&r["device"], &r["data"]);
+    assert_eq!(device["product_type"], "HWE-P1");
+    assert_eq!(device["product"], "Wi-Fi P1 Meter", "the library recognises the product: {device}");
+    assert_eq!(device["api_version"], "v1");
+    let v = &sent.values;
+    let f = |d: Option<shared::decimal::Decimal>| d.map(|d| d.to_f64()).expect("value");
+    assert_eq!(data["smr_version"], 50);
+    assert_eq!(data["unique_meter_id"], v.equipment_id.clone().expect("id"));
+    assert_eq!(data["active_tariff"], 2);
+    assert_eq!(data["active_power_w"], f(v.power_kw) * 1000.0);
+    assert_eq!(data["active_power_l1_w"], f(v.power_import_l1_kw) * 1000.0);
+    assert_eq!(data["total_energy_import_t1_kwh"], f(v.energy_import_t1_kwh));
+    assert_eq!(data["total_energy_import_kwh"], 3580.245);
+    assert_eq!(data["total_energy_export_t2_kwh"], f(v.energy_export_t2_kwh));
+    assert_eq!(data["active_voltage_l3_v"], f(v.voltage_l3_v));
+    assert_eq!(data["active_current_l3_a"], f(v.current_l3_a));
+    assert_eq!(data["voltage_sag_l1_count"], 2);
+    assert_eq!(data["any_power_fail_count"], 4);
+    assert_eq!(data["total_gas_m3"], f(v.gas_m3));
+    assert_eq!(data["gas_timestamp"], "2023-12-06 11:55:00");
+    assert_eq!(data["gas_unique_id"], "G0032561281676716");
+    let ext = &data["external_devices"]["gas_meter_G0032561281676716"];
+    assert_eq!((ext["value"].as_f64(), ext["unit"].as_str()), (Some(1621.615), Some("m3")), "{data}");
+    served.stop().await;
+}
