@@ -229,7 +229,7 @@ async fn python_homewizard_energy_reads_the_meter() {
         .expect("python3 runs");
     assert!(
         out.status.success(),
-        "python-homewizard-energy failed (pip install -r scripts/requirements-test.txt):\n{}",
+        "python-homewizard-energy failed (scripts/setup installs it):\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let r = json(&String::from_utf8_lossy(&out.stdout));
@@ -256,5 +256,95 @@ async fn python_homewizard_energy_reads_the_meter() {
     assert_eq!(data["gas_unique_id"], "G0032561281676716");
     let ext = &data["external_devices"]["gas_meter_G0032561281676716"];
     assert_eq!((ext["value"].as_f64(), ext["unit"].as_str()), (Some(1621.615), Some("m3")), "{data}");
+    served.stop().await;
+}
+
+/// Frees a port on 127.0.0.1 for a server the test starts.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_pass_promtool_and_a_prometheus_server_scrapes_the_power() {
+    require("promtool", "Debian package prometheus");
+    require("prometheus", "Debian package prometheus");
+    let g = group(3);
+    let served = serve(g, "").await;
+    let mut sender = Sender::new(g);
+    served.feed(&mut sender, "kast", 1193).await;
+    served.feed(&mut sender, "garage", 77).await;
+    let (status, head, metrics) = get(served.addr, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    for line in ["p1_power_watts{listener=\"kast\"} 1193", "p1_phase_voltage_volts{listener=\"garage\",phase=\"l2\"} 231.2"] {
+        assert!(metrics.lines().any(|l| l == line), "{line} missing:\n{metrics}");
+    }
+    let check = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("promtool runs");
+        child.stdin.take().expect("stdin").write_all(metrics.as_bytes()).expect("write");
+        child.wait_with_output().expect("promtool ends")
+    })
+    .await
+    .expect("thread");
+    assert!(
+        check.status.success() && check.stdout.is_empty() && check.stderr.is_empty(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    // A real Prometheus server scrapes the bridge every second and answers a query.
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: p1\n    static_configs:\n      - targets: ['{}']\n",
+            served.addr
+        ),
+    )
+    .expect("config");
+    let port = free_port();
+    let mut prometheus = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus starts");
+    let prom = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let query = "/api/v1/query?query=p1_power_watts%7Blistener%3D%22kast%22%7D";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let answer = loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Keep the meter alive while Prometheus starts.
+        sender.telegram("kast", 1193);
+        let ok = tokio::time::timeout(Duration::from_secs(5), async {
+            let conn = tokio::net::TcpStream::connect(prom).await;
+            conn.is_ok()
+        })
+        .await
+        .unwrap_or(false);
+        if ok {
+            let (status, _, body) = get(prom, query).await;
+            if status == 200 {
+                let v = json(&body);
+                if let Some(value) = v["data"]["result"][0]["value"][1].as_str() {
+                    break value.to_owned();
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "Prometheus never answered with the power");
+    };
+    let _ = prometheus.kill();
+    let _ = prometheus.wait();
+    assert_eq!(answer, "1193");
     served.stop().await;
 }
