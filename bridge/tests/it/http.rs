@@ -348,3 +348,85 @@ async fn metrics_pass_promtool_and_a_prometheus_server_scrapes_the_power() {
     assert_eq!(answer, "1193");
     served.stop().await;
 }
+
+/// A status datagram from `listener` (health for the page and the metrics).
+fn status(listener: &str, last_seq: u64) -> Message {
+    Message::Status(shared::wire::StatusMessage {
+        schema: shared::wire::SCHEMA_VERSION,
+        origin: Origin { listener: listener.into(), boot_id: "00000000000000bb".into() },
+        sent_at: jiff::Timestamp::now(),
+        uptime_s: 3600,
+        source: "/dev/ttyUSB0".into(),
+        port: shared::wire::PortState::Open,
+        port_settings: Some("115200-8N1".into()),
+        last_seq: Some(last_seq),
+        last_telegram_age_ms: Some(200),
+        meter_silent: false,
+        counters: shared::wire::Counters { telegrams: last_seq, crc_failures: 1, reconnects: 1, ..Default::default() },
+    })
+}
+
+/// Digits of a shown value ("1,234 W" → 1234).
+fn shown_watts(text: &str) -> u32 {
+    text.chars().filter(char::is_ascii_digit).collect::<String>().parse().unwrap_or_else(|_| panic!("no number in {text:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_page_follows_each_telegram_in_headless_chromium() {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(std::path::Path::new(&chromium).exists(), "{chromium} is missing: run scripts/setup");
+    let g = group(4);
+    let served = serve(g, "").await;
+    let mut sender = Sender::new(g);
+    served.feed(&mut sender, "kast", 1000).await;
+    // A telegram every 400 ms, each with 10 W more, and a status report now and then.
+    let stop = CancellationToken::new();
+    let feeder = {
+        let stop = stop.clone();
+        let socket = sender.socket.try_clone().expect("socket");
+        tokio::spawn(async move {
+            let mut sender = Sender { socket, group: g, seq: sender.seq.clone() };
+            for n in 1u32.. {
+                let msg = sender.telegram("kast", 1000 + 10 * n);
+                if n % 5 == 1 {
+                    let bytes = shared::wire::encode(&status("kast", msg.seq));
+                    let _ = sender.socket.send_to(&bytes, g);
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(400)) => {}
+                    () = stop.cancelled() => return,
+                }
+            }
+        })
+    };
+    let out_dir = std::env::var("P1HUB_SCREENSHOTS")
+        .unwrap_or_else(|_| std::env::temp_dir().join(format!("p1hub-page-{}", std::process::id())).display().to_string());
+    std::fs::create_dir_all(&out_dir).expect("screenshot dir");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/page_check.py");
+    let url = format!("http://{}/", served.addr);
+    let (c, d) = (chromium.clone(), out_dir.clone());
+    let out = tokio::task::spawn_blocking(move || Command::new("python3").args([script, &c, &url, &d]).output())
+        .await
+        .expect("thread")
+        .expect("python3 runs");
+    stop.cancel();
+    let _ = feeder.await;
+    assert!(out.status.success(), "page check failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let r = json(&String::from_utf8_lossy(&out.stdout));
+    let (first, second) = (shown_watts(r["first"].as_str().expect("first")), shown_watts(r["second"].as_str().expect("second")));
+    assert!(first >= 1000 && (first - 1000) % 10 == 0, "{first} W was never sent");
+    assert!(second > first && (second - 1000) % 10 == 0, "the page went from {first} W to {second} W");
+    assert_eq!(r["reloaded"], false, "the page changed by reloading");
+    assert_eq!(r["state"], "live");
+    for shot in ["desktop", "phone"] {
+        let s = &r["shots"][shot];
+        let png = std::fs::metadata(s["path"].as_str().expect("path")).expect("screenshot written");
+        assert!(png.len() > 10_000, "{shot} screenshot is {} bytes", png.len());
+    }
+    // Narrow screens: nothing wider than the phone's viewport.
+    assert_eq!(r["shots"]["phone"]["scroll_width"], 390, "the page scrolls sideways on a phone");
+    if std::env::var_os("P1HUB_SCREENSHOTS").is_none() {
+        let _ = std::fs::remove_dir_all(&out_dir);
+    }
+    served.stop().await;
+}
