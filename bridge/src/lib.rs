@@ -71,7 +71,7 @@ impl Bridge {
             describe.push_str(&Self::describe_mqtt(m));
         }
         let http = config.bridge.http.as_ref().map(|h| {
-            describe.push_str(&format!(", HTTP on {}", h.listen));
+            let _ = std::fmt::Write::write_fmt(&mut describe, format_args!(", HTTP on {}", h.listen));
             http::Output::new(h)
         });
         Ok(Bridge { options: Options::from_config(config), mqtt, http, describe })

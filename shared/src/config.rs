@@ -1607,9 +1607,16 @@ mod tests {
             .expect("valid");
         let h = config.bridge.http.expect("http on");
         assert_eq!((h.listen.to_string().as_str(), h.meter.as_deref()), ("127.0.0.1:8480", Some("m1")));
-        let yaml = "bridge:\n  http:\n    listen: localhost\n    max_connections: 0\n    ws_client_queue: 0\n    meter: a/b\n";
+        let yaml =
+            "bridge:\n  http:\n    listen: localhost\n    max_connections: 0\n    ws_client_queue: 0\n    meter: a/b\n";
         let keys: Vec<String> = errors_of(yaml).into_iter().map(|e| e.key).collect();
-        for key in ["bridge.http.listen", "bridge.http.max_connections", "bridge.http.max_ws_clients", "bridge.http.ws_client_queue", "bridge.http.meter"] {
+        for key in [
+            "bridge.http.listen",
+            "bridge.http.max_connections",
+            "bridge.http.max_ws_clients",
+            "bridge.http.ws_client_queue",
+            "bridge.http.meter",
+        ] {
             assert!(keys.iter().any(|k| k == key), "{key} missing from {keys:?}");
         }
         let off = RawConfig::from_yaml("bridge:\n  http:\n    listen: off\n", "t.yml").expect("yaml");

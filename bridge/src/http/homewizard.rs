@@ -72,7 +72,10 @@ pub fn data(msg: &TelegramMessage) -> Value {
         }
     };
     // "50" for DSMR 5.0; the Belgian e-MUCS version ("50217") starts with the DSMR version it builds on.
-    put("smr_version", v.version.as_deref().and_then(|s| s.get(..2)).and_then(|s| s.parse::<u32>().ok()).map(Value::from));
+    put(
+        "smr_version",
+        v.version.as_deref().and_then(|s| s.get(..2)).and_then(|s| s.parse::<u32>().ok()).map(Value::from),
+    );
     put("meter_model", Some(Value::from(msg.header.clone())));
     put("unique_id", v.equipment_id.as_deref().map(|s| Value::from(hex(s))));
     put("active_tariff", v.tariff.map(Value::from));
@@ -172,7 +175,7 @@ pub fn telegram_text(msg: &TelegramMessage) -> String {
     t.push('!');
     if msg.crc == CrcStatus::Ok {
         let crc = shared::crc::checksum(t.as_bytes());
-        t.push_str(&format!("{crc:04X}"));
+        let _ = std::fmt::Write::write_fmt(&mut t, format_args!("{crc:04X}"));
     }
     t.push_str("\r\n");
     t

@@ -55,24 +55,41 @@ fn f(d: Decimal) -> f64 {
     d.to_f64()
 }
 
+/// Reads one value of a telegram.
+type Get = fn(&shared::wire::Values) -> Option<f64>;
+/// Reads the two tariff registers of a telegram.
+type Reg = fn(&shared::wire::Values) -> [(&'static str, Option<Decimal>); 2];
+/// Reads a value per phase.
+type Phase = fn(&shared::wire::Values) -> [Option<f64>; 3];
+/// Reads one value of a status report.
+type StatusGet = fn(&shared::wire::StatusMessage) -> Option<f64>;
+
 /// Writes every metric.
 #[must_use]
 pub fn render(shared: &Shared, now: jiff::Timestamp) -> String {
     let mut out = String::with_capacity(8192);
     let meters = shared.meters();
-    type Get = fn(&shared::wire::Values) -> Option<f64>;
 
     // Meter values: one family at a time, every listener in it.
     let simple: [(&str, &str, &str, Get); 8] = [
         ("p1_power_watts", "gauge", "Net active power, import minus export (negative while exporting).", |v| {
             v.power_kw.map(|p| f(p) * 1000.0)
         }),
-        ("p1_power_import_watts", "gauge", "Active power taken from the grid.", |v| v.power_import_kw.map(|p| f(p) * 1000.0)),
-        ("p1_power_export_watts", "gauge", "Active power delivered to the grid.", |v| v.power_export_kw.map(|p| f(p) * 1000.0)),
-        ("p1_power_failures_total", "counter", "Power failures in any phase, as counted by the meter.", |v| v.power_failures.map(|n| n as f64)),
-        ("p1_long_power_failures_total", "counter", "Long power failures in any phase, as counted by the meter.", |v| {
-            v.long_power_failures.map(|n| n as f64)
+        ("p1_power_import_watts", "gauge", "Active power taken from the grid.", |v| {
+            v.power_import_kw.map(|p| f(p) * 1000.0)
         }),
+        ("p1_power_export_watts", "gauge", "Active power delivered to the grid.", |v| {
+            v.power_export_kw.map(|p| f(p) * 1000.0)
+        }),
+        ("p1_power_failures_total", "counter", "Power failures in any phase, as counted by the meter.", |v| {
+            v.power_failures.map(|n| n as f64)
+        }),
+        (
+            "p1_long_power_failures_total",
+            "counter",
+            "Long power failures in any phase, as counted by the meter.",
+            |v| v.long_power_failures.map(|n| n as f64),
+        ),
         ("p1_gas_cubic_meters_total", "counter", "The first gas meter's reading.", |v| v.gas_m3.map(f)),
         ("p1_water_cubic_meters_total", "counter", "The first water meter's reading.", |v| v.water_m3.map(f)),
         ("p1_capacity_demand_watts", "gauge", "Belgian capacity tariff: the current 15-minute average demand.", |v| {
@@ -88,14 +105,17 @@ pub fn render(shared: &Shared, now: jiff::Timestamp) -> String {
         }
     }
 
-    type Reg = fn(&shared::wire::Values) -> [(&'static str, Option<Decimal>); 2];
     let registers: [(&str, &str, Reg); 2] = [
-        ("p1_energy_import_joules_total", "Energy taken from the grid, per tariff register (the meter's kWh x 3.6e6).", |v| {
-            [("1", v.energy_import_t1_kwh), ("2", v.energy_import_t2_kwh)]
-        }),
-        ("p1_energy_export_joules_total", "Energy delivered to the grid, per tariff register (the meter's kWh x 3.6e6).", |v| {
-            [("1", v.energy_export_t1_kwh), ("2", v.energy_export_t2_kwh)]
-        }),
+        (
+            "p1_energy_import_joules_total",
+            "Energy taken from the grid, per tariff register (the meter's kWh x 3.6e6).",
+            |v| [("1", v.energy_import_t1_kwh), ("2", v.energy_import_t2_kwh)],
+        ),
+        (
+            "p1_energy_export_joules_total",
+            "Energy delivered to the grid, per tariff register (the meter's kWh x 3.6e6).",
+            |v| [("1", v.energy_export_t1_kwh), ("2", v.energy_export_t2_kwh)],
+        ),
     ];
     for (name, help, get) in registers {
         let mut fam = family(&mut out, name, "counter", help);
@@ -111,7 +131,6 @@ pub fn render(shared: &Shared, now: jiff::Timestamp) -> String {
         }
     }
 
-    type Phase = fn(&shared::wire::Values) -> [Option<f64>; 3];
     let phases: [(&str, &str, &str, Phase); 6] = [
         ("p1_phase_power_import_watts", "gauge", "Active power taken from the grid, per phase.", |v| {
             [v.power_import_l1_kw, v.power_import_l2_kw, v.power_import_l3_kw].map(|p| p.map(|p| f(p) * 1000.0))
@@ -119,8 +138,12 @@ pub fn render(shared: &Shared, now: jiff::Timestamp) -> String {
         ("p1_phase_power_export_watts", "gauge", "Active power delivered to the grid, per phase.", |v| {
             [v.power_export_l1_kw, v.power_export_l2_kw, v.power_export_l3_kw].map(|p| p.map(|p| f(p) * 1000.0))
         }),
-        ("p1_phase_voltage_volts", "gauge", "Voltage per phase.", |v| [v.voltage_l1_v, v.voltage_l2_v, v.voltage_l3_v].map(|x| x.map(f))),
-        ("p1_phase_current_amperes", "gauge", "Current per phase.", |v| [v.current_l1_a, v.current_l2_a, v.current_l3_a].map(|x| x.map(f))),
+        ("p1_phase_voltage_volts", "gauge", "Voltage per phase.", |v| {
+            [v.voltage_l1_v, v.voltage_l2_v, v.voltage_l3_v].map(|x| x.map(f))
+        }),
+        ("p1_phase_current_amperes", "gauge", "Current per phase.", |v| {
+            [v.current_l1_a, v.current_l2_a, v.current_l3_a].map(|x| x.map(f))
+        }),
         ("p1_phase_voltage_sags_total", "counter", "Voltage sags per phase, as counted by the meter.", |v| {
             [v.voltage_sags_l1, v.voltage_sags_l2, v.voltage_sags_l3].map(|x| x.map(|n| n as f64))
         }),
@@ -148,42 +171,87 @@ pub fn render(shared: &Shared, now: jiff::Timestamp) -> String {
     }
 
     // The bridge's view of each listener.
-    let mut fam = family(&mut out, "p1_bridge_telegrams_total", "counter", "New telegrams the bridge received from the listener.");
+    let mut fam = family(
+        &mut out,
+        "p1_bridge_telegrams_total",
+        "counter",
+        "New telegrams the bridge received from the listener.",
+    );
     for (listener, m) in meters.iter() {
         fam.sample("p1_bridge_telegrams_total", &[("listener", listener)], m.telegrams as f64);
     }
-    let mut fam = family(&mut out, "p1_bridge_sequence_gaps_total", "counter", "Telegrams the bridge missed (gaps in the listener's sequence numbers).");
+    let mut fam = family(
+        &mut out,
+        "p1_bridge_sequence_gaps_total",
+        "counter",
+        "Telegrams the bridge missed (gaps in the listener's sequence numbers).",
+    );
     for (listener, m) in meters.iter() {
         fam.sample("p1_bridge_sequence_gaps_total", &[("listener", listener)], m.missed as f64);
     }
-    let mut fam = family(&mut out, "p1_bridge_telegram_age_seconds", "gauge", "Seconds since the latest telegram was received by the listener.");
+    let mut fam = family(
+        &mut out,
+        "p1_bridge_telegram_age_seconds",
+        "gauge",
+        "Seconds since the latest telegram was received by the listener.",
+    );
     for (listener, m) in meters.iter() {
         if let Some(t) = &m.last {
             let age = now.duration_since(t.received_at).as_secs_f64().max(0.0);
             fam.sample("p1_bridge_telegram_age_seconds", &[("listener", listener)], age);
         }
     }
-    let mut fam = family(&mut out, "p1_listener_up", "gauge", "1 while the listener and its meter are heard, 0 when the meter is silent or the listener gone.");
+    let mut fam = family(
+        &mut out,
+        "p1_listener_up",
+        "gauge",
+        "1 while the listener and its meter are heard, 0 when the meter is silent or the listener gone.",
+    );
     for (listener, m) in meters.iter() {
         if let Some(l) = m.liveness {
-            fam.sample("p1_listener_up", &[("listener", listener)], f64::from(u8::from(l == p1hub_subscriber::Liveness::Online)));
+            fam.sample(
+                "p1_listener_up",
+                &[("listener", listener)],
+                f64::from(u8::from(l == p1hub_subscriber::Liveness::Online)),
+            );
         }
     }
 
     // Health from the status datagrams.
-    type StatusGet = fn(&shared::wire::StatusMessage) -> Option<f64>;
     let status: [(&str, &str, &str, StatusGet); 10] = [
-        ("p1_listener_telegrams_total", "counter", "Valid telegrams the listener read (its status report).", |s| Some(s.counters.telegrams as f64)),
-        ("p1_listener_crc_failures_total", "counter", "Frames whose CRC did not match.", |s| Some(s.counters.crc_failures as f64)),
-        ("p1_listener_reconnects_total", "counter", "Times the listener (re)opened its source.", |s| Some(s.counters.reconnects as f64)),
-        ("p1_listener_line_errors_total", "counter", "Telegram lines that could not be read.", |s| Some(s.counters.line_errors as f64)),
-        ("p1_listener_decrypt_failures_total", "counter", "Encrypted frames that failed authentication.", |s| Some(s.counters.decrypt_failures as f64)),
-        ("p1_listener_send_errors_total", "counter", "Datagrams the listener could not send.", |s| Some(s.counters.send_errors as f64)),
-        ("p1_listener_discarded_bytes_total", "counter", "Bytes the listener skipped outside valid frames.", |s| Some(s.counters.discarded_bytes as f64)),
-        ("p1_listener_last_telegram_age_seconds", "gauge", "Seconds since the listener's last valid telegram, as it reported.", |s| {
-            s.last_telegram_age_ms.map(|ms| ms as f64 / 1000.0)
+        ("p1_listener_telegrams_total", "counter", "Valid telegrams the listener read (its status report).", |s| {
+            Some(s.counters.telegrams as f64)
         }),
-        ("p1_listener_meter_silent", "gauge", "1 while the listener's watchdog sees no telegrams from the meter.", |s| Some(f64::from(u8::from(s.meter_silent)))),
+        ("p1_listener_crc_failures_total", "counter", "Frames whose CRC did not match.", |s| {
+            Some(s.counters.crc_failures as f64)
+        }),
+        ("p1_listener_reconnects_total", "counter", "Times the listener (re)opened its source.", |s| {
+            Some(s.counters.reconnects as f64)
+        }),
+        ("p1_listener_line_errors_total", "counter", "Telegram lines that could not be read.", |s| {
+            Some(s.counters.line_errors as f64)
+        }),
+        ("p1_listener_decrypt_failures_total", "counter", "Encrypted frames that failed authentication.", |s| {
+            Some(s.counters.decrypt_failures as f64)
+        }),
+        ("p1_listener_send_errors_total", "counter", "Datagrams the listener could not send.", |s| {
+            Some(s.counters.send_errors as f64)
+        }),
+        ("p1_listener_discarded_bytes_total", "counter", "Bytes the listener skipped outside valid frames.", |s| {
+            Some(s.counters.discarded_bytes as f64)
+        }),
+        (
+            "p1_listener_last_telegram_age_seconds",
+            "gauge",
+            "Seconds since the listener's last valid telegram, as it reported.",
+            |s| s.last_telegram_age_ms.map(|ms| ms as f64 / 1000.0),
+        ),
+        (
+            "p1_listener_meter_silent",
+            "gauge",
+            "1 while the listener's watchdog sees no telegrams from the meter.",
+            |s| Some(f64::from(u8::from(s.meter_silent))),
+        ),
         ("p1_listener_uptime_seconds", "gauge", "Seconds since the listener started.", |s| Some(s.uptime_s as f64)),
     ];
     for (name, kind, help, get) in status {
@@ -198,7 +266,12 @@ pub fn render(shared: &Shared, now: jiff::Timestamp) -> String {
 
     // The HTTP output itself.
     let s = &shared.stats;
-    let mut fam = family(&mut out, "p1_bridge_http_connections", "gauge", "HTTP connections open now (WebSocket clients not included once upgraded).");
+    let mut fam = family(
+        &mut out,
+        "p1_bridge_http_connections",
+        "gauge",
+        "HTTP connections open now (WebSocket clients not included once upgraded).",
+    );
     fam.sample("p1_bridge_http_connections", &[], shared.connections() as f64);
     let mut fam = family(&mut out, "p1_bridge_websocket_clients", "gauge", "WebSocket clients connected now.");
     fam.sample("p1_bridge_websocket_clients", &[], shared.ws_clients() as f64);
@@ -212,7 +285,8 @@ pub fn render(shared: &Shared, now: jiff::Timestamp) -> String {
         fam.sample(name, &[], c.load(Relaxed) as f64);
     }
     let name = "p1_bridge_http_refused_total";
-    let mut fam = family(&mut out, name, "counter", "Connections, requests and WebSocket clients refused or dropped, by reason.");
+    let mut fam =
+        family(&mut out, name, "counter", "Connections, requests and WebSocket clients refused or dropped, by reason.");
     for (reason, c) in [
         ("connection_limit", &s.refused_full),
         ("method", &s.refused_method),
@@ -245,7 +319,7 @@ mod tests {
             ws_client_queue: 4,
         };
         let shared = Shared::new(&config, Arc::default());
-        shared.apply(Input::Telegram { msg: Box::new(crate::testutil::telegram("m\"1", 1)), missed: 3 });
+        shared.apply(Input::Telegram { msg: Box::new(crate::testutil::telegram("m\"1", 1)), missed: 3, json: None });
         let now = jiff::Timestamp::from_millisecond(1_700_000_010_123).expect("ts");
         let text = super::render(&shared, now);
         for line in [

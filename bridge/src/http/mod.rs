@@ -74,6 +74,8 @@ pub enum Input {
         msg: Box<TelegramMessage>,
         /// Sequence numbers skipped since the previous one (a gap).
         missed: u64,
+        /// The datagram as received, when it is the open JSON message (sent to WebSocket clients verbatim).
+        json: Option<String>,
     },
     /// A status datagram.
     Status(StatusMessage),
@@ -94,9 +96,14 @@ impl Input {
     pub fn of(event: &Event) -> Option<Input> {
         use p1hub_subscriber::Verdict;
         match event {
-            Event::Telegram { msg, verdict, .. } if verdict.is_new() => Some(Input::Telegram {
+            Event::Telegram { msg, verdict, datagram, .. } if verdict.is_new() => Some(Input::Telegram {
                 msg: msg.clone(),
                 missed: if let Verdict::New { missed } = verdict { *missed } else { 0 },
+                // A sealed datagram is not JSON: then the message is written anew (the same fields and values).
+                json: (datagram.first() == Some(&b'{'))
+                    .then(|| std::str::from_utf8(datagram).ok())
+                    .flatten()
+                    .map(str::to_owned),
             }),
             Event::Status { status, .. } => Some(Input::Status(status.clone())),
             Event::Liveness { listener, liveness } => {
@@ -224,10 +231,15 @@ impl Shared {
     fn apply(&self, input: Input) {
         Stats::bump(&self.stats.events);
         match input {
-            Input::Telegram { msg, missed } => {
-                let message = Message::Telegram(msg);
-                let text = Utf8Bytes::from(String::from_utf8_lossy(&shared::wire::encode(&message)).into_owned());
-                let Message::Telegram(msg) = message else { return };
+            Input::Telegram { msg, missed, json } => {
+                let (text, msg) = if let Some(json) = json {
+                    (Utf8Bytes::from(json), msg)
+                } else {
+                    let message = Message::Telegram(msg);
+                    let text = String::from_utf8_lossy(&shared::wire::encode(&message)).into_owned();
+                    let Message::Telegram(msg) = message else { return };
+                    (Utf8Bytes::from(text), msg)
+                };
                 let listener = msg.origin.listener.clone();
                 {
                     let mut first = self.first.lock().unwrap_or_else(PoisonError::into_inner);
@@ -346,7 +358,10 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/api", get(|s: State<Arc<Shared>>| async move { api_device(&s, None) }))
         .route("/api/v1/data", get(|s: State<Arc<Shared>>| async move { api_data(&s, None) }))
         .route("/api/v1/telegram", get(|s: State<Arc<Shared>>| async move { api_telegram(&s, None) }))
-        .route("/meters/{listener}/api", get(|s: State<Arc<Shared>>, Path(l): Path<String>| async move { api_device(&s, Some(l)) }))
+        .route(
+            "/meters/{listener}/api",
+            get(|s: State<Arc<Shared>>, Path(l): Path<String>| async move { api_device(&s, Some(l)) }),
+        )
         .route(
             "/meters/{listener}/api/v1/data",
             get(|s: State<Arc<Shared>>, Path(l): Path<String>| async move { api_data(&s, Some(l)) }),
@@ -446,7 +461,10 @@ async fn page() -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CONTENT_SECURITY_POLICY, "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'",
+            ),
         ],
         PAGE,
     )
@@ -620,8 +638,8 @@ mod tests {
     fn the_first_listener_heard_is_the_default_unless_configured() {
         let shared = Shared::new(&config(), Arc::default());
         assert_eq!(shared.default_listener(), None);
-        shared.apply(Input::Telegram { msg: Box::new(crate::testutil::telegram("b", 1)), missed: 0 });
-        shared.apply(Input::Telegram { msg: Box::new(crate::testutil::telegram("a", 1)), missed: 2 });
+        shared.apply(Input::Telegram { msg: Box::new(crate::testutil::telegram("b", 1)), missed: 0, json: None });
+        shared.apply(Input::Telegram { msg: Box::new(crate::testutil::telegram("a", 1)), missed: 2, json: None });
         assert_eq!(shared.default_listener().as_deref(), Some("b"));
         assert_eq!(shared.meters()["a"].missed, 2);
         let mut c = config();
@@ -634,7 +652,7 @@ mod tests {
         let shared = Shared::new(&config(), Arc::default());
         let mut rx = shared.ws.subscribe();
         let msg = crate::testutil::telegram("m", 3);
-        shared.apply(Input::Telegram { msg: Box::new(msg.clone()), missed: 0 });
+        shared.apply(Input::Telegram { msg: Box::new(msg.clone()), missed: 0, json: None });
         let b = rx.try_recv().expect("broadcast");
         let parsed = shared::wire::parse(b.text.as_bytes()).expect("a valid datagram");
         assert_eq!(parsed, Message::Telegram(Box::new(msg)));

@@ -79,12 +79,17 @@ impl Sender {
 
     /// Sends a telegram of `watts` from `listener`; returns the message sent.
     pub fn telegram(&mut self, listener: &str, watts: u32) -> TelegramMessage {
+        self.telegram_bytes(listener, watts).0
+    }
+
+    /// Sends a telegram of `watts` from `listener`; returns the message and the datagram sent.
+    pub fn telegram_bytes(&mut self, listener: &str, watts: u32) -> (TelegramMessage, Vec<u8>) {
         let seq = self.seq.entry(listener.into()).or_insert(0);
         *seq += 1;
         let msg = message(listener, *seq, &telegram_text(watts));
         let bytes = shared::wire::encode(&Message::Telegram(Box::new(msg.clone())));
         self.socket.send_to(&bytes, self.group).expect("send");
-        msg
+        (msg, bytes)
     }
 }
 
@@ -194,7 +199,7 @@ async fn homewizard_api_serves_each_meter_and_its_telegram() {
     assert_eq!(status, 200);
     assert!(head.to_ascii_lowercase().contains("content-type: text/plain"), "{head}");
     assert_eq!(text, telegram_text(1193), "the telegram as the meter sent it");
-    assert_eq!(sent.values.power_kw.map(|p| p.to_f64()), Some(1.193));
+    assert_eq!(sent.values.power_kw.map(shared::decimal::Decimal::to_f64), Some(1.193));
 
     let d = json(&get(served.addr, "/meters/garage/api/v1/data").await.2);
     assert_eq!(d["active_power_w"], 512);
@@ -238,7 +243,7 @@ async fn python_homewizard_energy_reads_the_meter() {
     assert_eq!(device["product"], "Wi-Fi P1 Meter", "the library recognises the product: {device}");
     assert_eq!(device["api_version"], "v1");
     let v = &sent.values;
-    let f = |d: Option<shared::decimal::Decimal>| d.map(|d| d.to_f64()).expect("value");
+    let f = |d: Option<shared::decimal::Decimal>| d.map(shared::decimal::Decimal::to_f64).expect("value");
     assert_eq!(data["smr_version"], 50);
     assert_eq!(data["unique_meter_id"], v.equipment_id.clone().expect("id"));
     assert_eq!(data["active_tariff"], 2);
@@ -276,7 +281,9 @@ async fn metrics_pass_promtool_and_a_prometheus_server_scrapes_the_power() {
     let (status, head, metrics) = get(served.addr, "/metrics").await;
     assert_eq!(status, 200);
     assert!(head.contains("text/plain; version=0.0.4"), "{head}");
-    for line in ["p1_power_watts{listener=\"kast\"} 1193", "p1_phase_voltage_volts{listener=\"garage\",phase=\"l2\"} 231.2"] {
+    for line in
+        ["p1_power_watts{listener=\"kast\"} 1193", "p1_phase_voltage_volts{listener=\"garage\",phase=\"l2\"} 231.2"]
+    {
         assert!(metrics.lines().any(|l| l == line), "{line} missing:\n{metrics}");
     }
     let check = tokio::task::spawn_blocking(move || {
@@ -368,7 +375,11 @@ fn status(listener: &str, last_seq: u64) -> Message {
 
 /// Digits of a shown value ("1,234 W" → 1234).
 fn shown_watts(text: &str) -> u32 {
-    text.chars().filter(char::is_ascii_digit).collect::<String>().parse().unwrap_or_else(|_| panic!("no number in {text:?}"))
+    text.chars()
+        .filter(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap_or_else(|_| panic!("no number in {text:?}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -399,28 +410,30 @@ async fn the_live_page_follows_each_telegram_in_headless_chromium() {
             }
         })
     };
-    let out_dir = std::env::var("P1HUB_SCREENSHOTS")
-        .unwrap_or_else(|_| std::env::temp_dir().join(format!("p1hub-page-{}", std::process::id())).display().to_string());
+    let out_dir = std::env::var("P1HUB_SCREENSHOTS").unwrap_or_else(|_| {
+        std::env::temp_dir().join(format!("p1hub-page-{}", std::process::id())).display().to_string()
+    });
     std::fs::create_dir_all(&out_dir).expect("screenshot dir");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/page_check.py");
     let url = format!("http://{}/", served.addr);
-    let (c, d) = (chromium.clone(), out_dir.clone());
-    let out = tokio::task::spawn_blocking(move || Command::new("python3").args([script, &c, &url, &d]).output())
-        .await
-        .expect("thread")
-        .expect("python3 runs");
+    let (browser, dir) = (chromium.clone(), out_dir.clone());
+    let out =
+        tokio::task::spawn_blocking(move || Command::new("python3").args([script, &browser, &url, &dir]).output())
+            .await
+            .expect("thread")
+            .expect("python3 runs");
     stop.cancel();
     let _ = feeder.await;
     assert!(out.status.success(), "page check failed:\n{}", String::from_utf8_lossy(&out.stderr));
     let r = json(&String::from_utf8_lossy(&out.stdout));
-    let (first, second) = (shown_watts(r["first"].as_str().expect("first")), shown_watts(r["second"].as_str().expect("second")));
+    let (first, second) =
+        (shown_watts(r["first"].as_str().expect("first")), shown_watts(r["second"].as_str().expect("second")));
     assert!(first >= 1000 && (first - 1000) % 10 == 0, "{first} W was never sent");
     assert!(second > first && (second - 1000) % 10 == 0, "the page went from {first} W to {second} W");
     assert_eq!(r["reloaded"], false, "the page changed by reloading");
     assert_eq!(r["state"], "live");
     for shot in ["desktop", "phone"] {
-        let s = &r["shots"][shot];
-        let png = std::fs::metadata(s["path"].as_str().expect("path")).expect("screenshot written");
+        let png = std::fs::metadata(r["shots"][shot]["path"].as_str().expect("path")).expect("screenshot written");
         assert!(png.len() > 10_000, "{shot} screenshot is {} bytes", png.len());
     }
     // Narrow screens: nothing wider than the phone's viewport.
@@ -429,4 +442,216 @@ async fn the_live_page_follows_each_telegram_in_headless_chromium() {
         let _ = std::fs::remove_dir_all(&out_dir);
     }
     served.stop().await;
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn ws_connect(addr: SocketAddr, query: &str) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    tokio_tungstenite::connect_async(format!("ws://{addr}/ws{query}")).await.map(|(ws, _)| ws)
+}
+
+/// The next telegram message on `ws` (skipping status and liveness), as JSON.
+async fn next_telegram(ws: &mut Ws) -> serde_json::Value {
+    json(&next_telegram_text(ws).await)
+}
+
+/// The next telegram message on `ws`, as sent.
+async fn next_telegram_text(ws: &mut Ws) -> String {
+    use futures::StreamExt;
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a message in time")
+            .expect("open")
+            .expect("ok");
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
+            if json(&t)["type"] == "telegram" {
+                return t.as_str().to_owned();
+            }
+        }
+    }
+}
+
+fn count(stats: &p1_bridge::http::Stats, c: fn(&p1_bridge::http::Stats) -> &std::sync::atomic::AtomicU64) -> u64 {
+    c(stats).load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_sends_each_telegram_filtered_and_limits_clients() {
+    let g = group(5);
+    let served = serve(g, "    max_ws_clients: 3\n").await;
+    let mut sender = Sender::new(g);
+    served.feed(&mut sender, "kast", 100).await;
+    served.feed(&mut sender, "garage", 200).await;
+    let mut all = ws_connect(served.addr, "").await.expect("ws");
+    let mut kast = ws_connect(served.addr, "?listener=kast").await.expect("ws");
+    let _third = ws_connect(served.addr, "?listener=garage").await.expect("ws");
+    // The fourth is refused, and counted.
+    assert!(ws_connect(served.addr, "").await.is_err(), "a fourth WebSocket client was accepted");
+    assert_eq!(count(&served.stats, |s| &s.ws_refused), 1);
+    // First the latest known state, then every new telegram, the multicast message itself.
+    let snap = next_telegram(&mut kast).await;
+    assert_eq!(snap["values"]["power_kw"], 0.1);
+    let (_, datagram) = sender.telegram_bytes("kast", 4321);
+    let live = next_telegram_text(&mut kast).await;
+    assert_eq!(live.as_bytes(), datagram, "not the multicast message");
+    sender.telegram("garage", 555);
+    sender.telegram("kast", 4322);
+    let next = next_telegram(&mut kast).await;
+    assert_eq!(next["values"]["power_kw"], 4.322, "the filter passes only kast");
+    let mut seen = Vec::new();
+    while seen.last().map(|v: &serde_json::Value| v["values"]["power_kw"].clone()) != Some(serde_json::json!(4.322)) {
+        seen.push(next_telegram(&mut all).await);
+    }
+    let listeners: Vec<&str> = seen.iter().filter_map(|v| v["listener"].as_str()).collect();
+    assert!(listeners.contains(&"garage") && listeners.contains(&"kast"), "{listeners:?}");
+    served.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_are_refused_and_counted_and_the_rest_goes_on() {
+    let g = group(6);
+    let served = serve(g, "    max_connections: 8\n    max_ws_clients: 2\n").await;
+    let mut sender = Sender::new(g);
+    served.feed(&mut sender, "kast", 100).await;
+    let addr = served.addr;
+    let stats = served.stats.clone();
+    let mut watcher = ws_connect(addr, "").await.expect("ws");
+    next_telegram(&mut watcher).await;
+
+    let (s, head, _) = request(
+        addr,
+        b"POST /api/v1/data HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+    )
+    .await;
+    assert_eq!(s, 405, "{head}");
+    assert!(head.contains("allow: GET, HEAD"), "{head}");
+    let (s, ..) =
+        request(addr, b"GET /api HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello".to_vec())
+            .await;
+    assert_eq!(s, 413);
+    let (s, ..) = request(
+        addr,
+        b"GET /api HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n".to_vec(),
+    )
+    .await;
+    assert_eq!(s, 413);
+    for path in [
+        "/../../etc/passwd",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/meters/..%2f..%2fetc/api/v1/telegram",
+        "/api/v1/../../../etc/passwd",
+        "//etc/passwd",
+    ] {
+        let (s, _, body) = get(addr, path).await;
+        assert!(s == 404 || s == 400, "{path}: {s}");
+        assert!(!body.contains("root:"), "{path} served a file");
+    }
+    let huge = format!("GET /api HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(64 * 1024));
+    assert_eq!(request(addr, huge.into_bytes()).await.0, 431);
+    let many = (0..100).fold(String::new(), |mut h, i| {
+        let _ = std::fmt::Write::write_fmt(&mut h, format_args!("X-{i}: y\r\n"));
+        h
+    });
+    assert_eq!(request(addr, format!("GET /api HTTP/1.1\r\nHost: x\r\n{many}\r\n").into_bytes()).await.0, 431);
+    assert_eq!(request(addr, b"\x16\x03\x01\x02\x00garbage\r\n\r\n".to_vec()).await.0, 400);
+    assert_eq!(request(addr, b"GET /api HTTP/9.9\r\n\r\n".to_vec()).await.0, 400);
+    assert_eq!(count(&stats, |s| &s.refused_method), 1);
+    assert_eq!(count(&stats, |s| &s.refused_body), 2);
+    assert!(count(&stats, |s| &s.not_found) >= 3);
+    assert_eq!(count(&stats, |s| &s.too_large), 2);
+    assert!(count(&stats, |s| &s.malformed) >= 1);
+
+    // A flood of idle connections: beyond max_connections they are closed at once and counted; the WebSocket
+    // client already connected keeps receiving every telegram meanwhile.
+    let flood: Vec<tokio::net::TcpStream> = {
+        let mut v = Vec::new();
+        for _ in 0..40 {
+            v.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+        }
+        v
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while count(&stats, |s| &s.refused_full) < 32 {
+        assert!(Instant::now() < deadline, "refused: {}", count(&stats, |s| &s.refused_full));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for w in [700, 701, 702] {
+        sender.telegram("kast", w);
+        assert_eq!(next_telegram(&mut watcher).await["values"]["power_kw"], f64::from(w) / 1000.0);
+    }
+    drop(flood);
+    // Served again as soon as the flood is gone.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (s, _, body) = get(addr, "/api/v1/data").await;
+        if s == 200 {
+            assert!(body.contains("\"active_power_w\":702"), "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not served after the flood: {s}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, _, metrics) = get(addr, "/metrics").await;
+    assert!(metrics.contains("p1_bridge_http_refused_total{reason=\"connection_limit\"} "), "{metrics}");
+    served.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_websocket_client_is_dropped_and_the_others_get_everything() {
+    let g = group(7);
+    let served = serve(g, "    ws_client_queue: 8\n").await;
+    let mut sender = Sender::new(g);
+    served.feed(&mut sender, "kast", 100).await;
+    let before = telegrams_counted(served.addr, "kast").await;
+    // The stalled client: a tiny receive window, and it never reads.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    let stream = socket.connect(served.addr).await.expect("connect");
+    let (stalled, _) = tokio_tungstenite::client_async(format!("ws://{}/ws", served.addr), stream).await.expect("ws");
+    let mut reader = ws_connect(served.addr, "").await.expect("ws");
+    next_telegram(&mut reader).await;
+    // Telegrams until the stalled client is dropped; the reader reads every one of them, in order.
+    let reading = tokio::spawn(async move {
+        let mut last = 0u64;
+        let mut n = 0u64;
+        loop {
+            let t = next_telegram(&mut reader).await;
+            let seq = t["seq"].as_u64().expect("seq");
+            assert!(seq > last, "out of order: {seq} after {last}");
+            last = seq;
+            n += 1;
+            if t["values"]["power_kw"] == 9.999 {
+                return n;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut sent = 0u64;
+    while count(&served.stats, |s| &s.ws_dropped_slow) == 0 {
+        assert!(Instant::now() < deadline, "the stalled client was never dropped");
+        sender.telegram("kast", 1000 + (sent % 100) as u32);
+        sent += 1;
+        // At a pace the reader keeps up with (a real meter sends one a second).
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    sender.telegram("kast", 9999);
+    let got = tokio::time::timeout(Duration::from_secs(10), reading).await.expect("reader done").expect("reader ok");
+    // Every telegram the bridge took in after the reader connected reached the reader.
+    let taken = telegrams_counted(served.addr, "kast").await - before;
+    assert_eq!(got, taken, "the reader got {got} of the {taken} telegrams the bridge received ({sent} sent)");
+    assert_eq!(count(&served.stats, |s| &s.ws_dropped_slow), 1, "only the stalled client was dropped");
+    drop(stalled);
+    served.stop().await;
+}
+
+/// `p1_bridge_telegrams_total` of `listener`, from /metrics.
+async fn telegrams_counted(addr: SocketAddr, listener: &str) -> u64 {
+    let (_, _, metrics) = get(addr, "/metrics").await;
+    let prefix = format!("p1_bridge_telegrams_total{{listener=\"{listener}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix} in:\n{metrics}"))
 }
