@@ -115,7 +115,9 @@ async fn main() -> anyhow::Result<()> {
         all.extend(lat);
     }
     all.sort();
-    let q = |p: f64| all.get(((all.len() as f64 * p).ceil() as usize).saturating_sub(1)).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+    let q = |p: f64| {
+        all.get(((all.len() as f64 * p).ceil() as usize).saturating_sub(1)).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
     println!(
         "{{\"clients\":{clients},\"stalled\":{stalled},\"telegrams\":{count},\"clients_with_every_telegram\":{complete},\
          \"deliveries\":{},\"p50_ms\":{:.2},\"p99_ms\":{:.2},\"max_ms\":{:.2}}}",

@@ -356,15 +356,15 @@ async fn metrics_pass_promtool_and_a_prometheus_server_scrapes_the_power() {
     served.stop().await;
 }
 
-/// A status datagram from `listener` (health for the page and the metrics).
-fn status(listener: &str, last_seq: u64) -> Message {
+/// A status datagram from `listener` (health for the page and the metrics); `closed`: its last, on a clean stop.
+fn status(listener: &str, last_seq: u64, closed: bool) -> Message {
     Message::Status(shared::wire::StatusMessage {
         schema: shared::wire::SCHEMA_VERSION,
         origin: Origin { listener: listener.into(), boot_id: "00000000000000bb".into() },
         sent_at: jiff::Timestamp::now(),
         uptime_s: 3600,
         source: "/dev/ttyUSB0".into(),
-        port: shared::wire::PortState::Open,
+        port: if closed { shared::wire::PortState::Closed } else { shared::wire::PortState::Open },
         port_settings: Some("115200-8N1".into()),
         last_seq: Some(last_seq),
         last_telegram_age_ms: Some(200),
@@ -392,15 +392,28 @@ async fn the_live_page_follows_each_telegram_in_headless_chromium() {
     served.feed(&mut sender, "kast", 1000).await;
     // A telegram every 400 ms, each with 10 W more, and a status report now and then.
     let stop = CancellationToken::new();
+    let out_dir = std::env::var("P1HUB_SCREENSHOTS").unwrap_or_else(|_| {
+        std::env::temp_dir().join(format!("p1hub-page-{}", std::process::id())).display().to_string()
+    });
+    std::fs::create_dir_all(&out_dir).expect("screenshot dir");
+    let stop_file = std::path::Path::new(&out_dir).join("stop-the-listener");
+    let _ = std::fs::remove_file(&stop_file);
     let feeder = {
         let stop = stop.clone();
+        let stop_file = stop_file.clone();
         let socket = sender.socket.try_clone().expect("socket");
         tokio::spawn(async move {
             let mut sender = Sender { socket, group: g, seq: sender.seq.clone() };
             for n in 1u32.. {
+                if stop_file.exists() {
+                    // The listener stops cleanly: its last status says the port is closed.
+                    let bytes = shared::wire::encode(&status("kast", 0, true));
+                    let _ = sender.socket.send_to(&bytes, g);
+                    return;
+                }
                 let msg = sender.telegram("kast", 1000 + 10 * n);
                 if n % 5 == 1 {
-                    let bytes = shared::wire::encode(&status("kast", msg.seq));
+                    let bytes = shared::wire::encode(&status("kast", msg.seq, false));
                     let _ = sender.socket.send_to(&bytes, g);
                 }
                 tokio::select! {
@@ -432,12 +445,15 @@ async fn the_live_page_follows_each_telegram_in_headless_chromium() {
     assert!(second > first && (second - 1000) % 10 == 0, "the page went from {first} W to {second} W");
     assert_eq!(r["reloaded"], false, "the page changed by reloading");
     assert_eq!(r["state"], "live");
+    assert_eq!(r["gone_state"], "listener gone", "the page did not say the listener is gone");
+    assert!(r["gone_notice"].as_str().is_some_and(|n| n.contains("gone")), "{}", r["gone_notice"]);
     for shot in ["desktop", "phone"] {
         let png = std::fs::metadata(r["shots"][shot]["path"].as_str().expect("path")).expect("screenshot written");
         assert!(png.len() > 10_000, "{shot} screenshot is {} bytes", png.len());
     }
     // Narrow screens: nothing wider than the phone's viewport.
     assert_eq!(r["shots"]["phone"]["scroll_width"], 390, "the page scrolls sideways on a phone");
+    let _ = std::fs::remove_file(&stop_file);
     if std::env::var_os("P1HUB_SCREENSHOTS").is_none() {
         let _ = std::fs::remove_dir_all(&out_dir);
     }

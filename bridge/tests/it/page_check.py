@@ -80,7 +80,16 @@ async def main(chromium, url, out_dir):
                     with open(path, "wb") as f:
                         f.write(png)
                     shots[name] = {"path": path, "scroll_width": await js("document.documentElement.scrollWidth")}
-                print(json.dumps({"first": first, "second": second, "reloaded": reloaded, "state": state, "shots": shots}))
+                # Then the test stops the listener (its last status says closed): the page must say so plainly.
+                open(os.path.join(out_dir, "stop-the-listener"), "w").close()
+                end = time.monotonic() + 20
+                gone = await js("document.getElementById('state').textContent")
+                while gone != "listener gone" and time.monotonic() < end:
+                    await asyncio.sleep(0.1)
+                    gone = await js("document.getElementById('state').textContent")
+                notice = await js("document.getElementById('notice').textContent")
+                print(json.dumps({"first": first, "second": second, "reloaded": reloaded, "state": state,
+                                  "gone_state": gone, "gone_notice": notice, "shots": shots}))
     finally:
         proc.terminate()
         try:
