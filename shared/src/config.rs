@@ -977,7 +977,7 @@ pub struct RawHttp {
     pub listen: Option<String>,
     /// The listener served at `/api` (default: the first heard).
     pub meter: Option<String>,
-    /// Connections served at once (HTTP and WebSocket together).
+    /// HTTP connections at once (a WebSocket client counts under `max_ws_clients` once upgraded).
     pub max_connections: usize,
     /// WebSocket clients at once.
     pub max_ws_clients: usize,
