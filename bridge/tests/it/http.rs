@@ -671,3 +671,21 @@ async fn telegrams_counted(addr: SocketAddr, listener: &str) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no {prefix} in:\n{metrics}"))
 }
+
+// The clock is paused: the 10 s header timeout passes as soon as the runtime is idle, without waiting.
+#[tokio::test(start_paused = true)]
+async fn a_connection_that_sends_no_request_is_closed_after_the_header_timeout() {
+    let g = group(8);
+    let served = serve(g, "").await;
+    let addr = served.addr;
+    let started = tokio::time::Instant::now();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    tokio::io::AsyncWriteExt::write_all(&mut stream, b"GET /api HTTP/1.1\r\nHost: x\r\n").await.expect("write");
+    let mut answer = Vec::new();
+    let _ = tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut answer).await;
+    let waited = started.elapsed();
+    assert!(answer.is_empty() || answer.starts_with(b"HTTP/1.1 408"), "{}", String::from_utf8_lossy(&answer));
+    assert!(waited >= p1_bridge::http::HEADER_TIMEOUT, "closed after {waited:?} of the runtime's clock");
+    assert_eq!(count(&served.stats, |s| &s.timeouts), 1);
+    served.stop().await;
+}
