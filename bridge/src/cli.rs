@@ -28,6 +28,9 @@ pub struct Args {
     /// MQTT broker, mqtt://HOST:PORT or mqtts://HOST:PORT (overrides bridge.mqtt.url; "off" disables).
     #[arg(long, value_name = "URL")]
     pub mqtt: Option<String>,
+    /// Serve HTTP on ADDR:PORT: HomeWizard API, /metrics, live page (overrides bridge.http.listen; "off" disables).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub http: Option<String>,
     /// Print the documented default p1.yml and exit.
     #[arg(long)]
     pub print_default_config: bool,
@@ -51,6 +54,9 @@ impl Args {
         if let Some(f) = &self.key_file {
             raw.multicast.key_file = Some(f.clone());
             raw.multicast.key = None;
+        }
+        if let Some(h) = &self.http {
+            raw.bridge.http.listen = Some(h.clone());
         }
     }
 
@@ -120,6 +126,11 @@ mod tests {
         for key in ["multicast.group", "bridge.mqtt.url", "bridge.mqtt.qos"] {
             assert!(err.contains(key), "{key} missing from: {err}");
         }
+        let http = Args::parse_from(["p1-bridge", "--http", "127.0.0.1:8480"]);
+        let mut raw = RawConfig::default();
+        http.apply(&mut raw);
+        let h = raw.validate().expect("valid").bridge.http.expect("http on");
+        assert_eq!(h.listen, "127.0.0.1:8480".parse().expect("addr"));
         let off = Args::parse_from(["p1-bridge", "--mqtt", "off"]);
         let mut raw = RawConfig::from_yaml("bridge:\n  mqtt:\n    url: mqtt://x\n", "t.yml").expect("yaml");
         off.apply(&mut raw);

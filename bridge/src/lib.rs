@@ -1,5 +1,5 @@
-//! `p1-bridge`: subscribes to p1hub listeners and forwards live data to other systems; today MQTT, with Home
-//! Assistant discovery.
+//! `p1-bridge`: subscribes to p1hub listeners and forwards live data to other systems: MQTT (with Home Assistant
+//! discovery) and HTTP (a HomeWizard-compatible API, Prometheus metrics, a live page over WebSocket).
 //!
 //! The subscription (group, decoding, per-listener sequence and liveness) is `p1hub-subscriber`'s; the bridge
 //! turns its events into [`mqtt::Input`]: each new telegram (duplicates and stale ones are not forwarded) and each
@@ -10,8 +10,10 @@
 //! # Layout
 //! - [`cli`]: flags and configuration loading.
 //! - [`mqtt`]: the MQTT output (topics, discovery, offline queue, TLS, the connection).
+//! - [`http`]: the HTTP output (HomeWizard API, `/metrics`, live page and `/ws`).
 
 pub mod cli;
+pub mod http;
 pub mod mqtt;
 
 #[cfg(test)]
@@ -32,8 +34,14 @@ use crate::mqtt::{Input, MqttError, Output};
 #[non_exhaustive]
 pub enum BridgeError {
     /// No output is configured.
-    #[error("nothing to forward to: set bridge.mqtt.url in p1.yml, or --mqtt mqtt://HOST:PORT")]
+    #[error(
+        "nothing to forward to: set bridge.mqtt.url or bridge.http.listen in p1.yml, or --mqtt mqtt://HOST:PORT or \
+         --http ADDR:PORT"
+    )]
     NoOutput,
+    /// The HTTP output cannot start.
+    #[error(transparent)]
+    Http(#[from] http::HttpError),
     /// The MQTT settings cannot be used.
     #[error(transparent)]
     Mqtt(#[from] MqttError),
@@ -45,19 +53,33 @@ pub enum BridgeError {
 /// A configured bridge, ready to run.
 pub struct Bridge {
     options: Options,
-    mqtt: Output,
+    mqtt: Option<Output>,
+    http: Option<http::Output>,
     describe: String,
 }
 
 impl Bridge {
     /// Checks the outputs' settings and reads their files (password, CA, client certificate). Opens nothing.
     pub fn new(config: &Config) -> Result<Bridge, BridgeError> {
-        let m = config.bridge.mqtt.as_ref().ok_or(BridgeError::NoOutput)?;
-        let mqtt = Output::new(m)?;
-        let describe = format!(
-            "group {} via {}, MQTT {} {}{}{}",
-            config.multicast.group,
-            config.multicast.interface,
+        if config.bridge.mqtt.is_none() && config.bridge.http.is_none() {
+            return Err(BridgeError::NoOutput);
+        }
+        let mut describe = format!("group {} via {}", config.multicast.group, config.multicast.interface);
+        let mut mqtt = None;
+        if let Some(m) = config.bridge.mqtt.as_ref() {
+            mqtt = Some(Output::new(m)?);
+            describe.push_str(&Self::describe_mqtt(m));
+        }
+        let http = config.bridge.http.as_ref().map(|h| {
+            let _ = std::fmt::Write::write_fmt(&mut describe, format_args!(", HTTP on {}", h.listen));
+            http::Output::new(h)
+        });
+        Ok(Bridge { options: Options::from_config(config), mqtt, http, describe })
+    }
+
+    fn describe_mqtt(m: &shared::config::Mqtt) -> String {
+        format!(
+            ", MQTT {} {}{}{}",
             if m.protocol == shared::config::MqttProtocol::V5 { "5" } else { "3.1.1" },
             m.url,
             if m.tls && !m.tls_insecure {
@@ -68,8 +90,7 @@ impl Bridge {
                 ""
             },
             if m.discovery { ", Home Assistant discovery on" } else { "" }
-        );
-        Ok(Bridge { options: Options::from_config(config), mqtt, describe })
+        )
     }
 
     /// One line on what the bridge will do (for `--check-config` and the log).
@@ -78,32 +99,78 @@ impl Bridge {
         &self.describe
     }
 
-    /// The MQTT output's counters, live.
+    /// The MQTT output's counters, live (`None` when MQTT is off).
     #[must_use]
-    pub fn mqtt_stats(&self) -> Arc<mqtt::Stats> {
-        self.mqtt.stats()
+    pub fn mqtt_stats(&self) -> Option<Arc<mqtt::Stats>> {
+        self.mqtt.as_ref().map(Output::stats)
+    }
+
+    /// The HTTP output's counters, live (`None` when HTTP is off).
+    #[must_use]
+    pub fn http_stats(&self) -> Option<Arc<http::Stats>> {
+        self.http.as_ref().map(http::Output::stats)
     }
 
     /// Subscribes and forwards until `shutdown` is cancelled; then the outputs close cleanly.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), BridgeError> {
+        self.run_with(shutdown, |_| {}).await
+    }
+
+    /// [`Bridge::run`], telling `bound` the HTTP output's address once it listens (tests bind port 0).
+    pub async fn run_with(
+        self,
+        shutdown: CancellationToken,
+        bound: impl FnOnce(std::net::SocketAddr),
+    ) -> Result<(), BridgeError> {
+        // Bind first: a port in use is a start-up error, before anything is joined.
+        let http = match self.http {
+            Some(h) => {
+                let b = h.bind().await?;
+                bound(b.local_addr());
+                Some(b)
+            }
+            None => None,
+        };
         let mut subscriber = Subscriber::new(self.options, shutdown.clone())?;
         info!("{}", self.describe);
-        let (tx, rx) = mpsc::channel(1024);
         let output_stop = CancellationToken::new();
-        let output = tokio::spawn(self.mqtt.run(rx, output_stop.clone()));
-        let mut dropped = 0u64;
+        let mut tasks = Vec::new();
+        let mqtt_tx = self.mqtt.map(|m| {
+            let (tx, rx) = mpsc::channel(1024);
+            tasks.push(tokio::spawn(m.run(rx, output_stop.clone())));
+            tx
+        });
+        let http_tx = http.map(|h| {
+            let (tx, rx) = mpsc::channel(1024);
+            tasks.push(tokio::spawn(h.run(rx, output_stop.clone())));
+            tx
+        });
+        let (mut mqtt_dropped, mut http_dropped) = (0u64, 0u64);
         while let Some(event) = subscriber.next().await {
+            if let Some(tx) = &http_tx {
+                if let Some(input) = http::Input::of(&event) {
+                    if tx.try_send(input).is_err() {
+                        http_dropped += 1;
+                        if http_dropped.is_power_of_two() {
+                            warn!(dropped = http_dropped, "the HTTP output is behind: events dropped");
+                        }
+                    }
+                }
+            }
+            let Some(tx) = &mqtt_tx else { continue };
             let Some(input) = input_of(event) else { continue };
             if tx.try_send(input).is_err() {
-                dropped += 1;
-                if dropped.is_power_of_two() {
-                    warn!(dropped, "the MQTT output is behind: events dropped");
+                mqtt_dropped += 1;
+                if mqtt_dropped.is_power_of_two() {
+                    warn!(dropped = mqtt_dropped, "the MQTT output is behind: events dropped");
                 }
             }
         }
-        // The subscriber ended (shutdown): let the output say offline and disconnect.
+        // The subscriber ended (shutdown): let the outputs say offline and disconnect.
         output_stop.cancel();
-        let _ = output.await;
+        for task in tasks {
+            let _ = task.await;
+        }
         Ok(())
     }
 }

@@ -972,6 +972,74 @@ fn host_name() -> String {
 pub struct RawBridge {
     /// `bridge.mqtt:`
     pub mqtt: RawMqtt,
+    /// `bridge.http:`
+    pub http: RawHttp,
+}
+
+/// `bridge.http:`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawHttp {
+    /// `ADDR:PORT` to serve on; empty: HTTP off.
+    pub listen: Option<String>,
+    /// The listener served at `/api` (default: the first heard).
+    pub meter: Option<String>,
+    /// HTTP connections at once (a WebSocket client counts under `max_ws_clients` once upgraded).
+    pub max_connections: usize,
+    /// WebSocket clients at once.
+    pub max_ws_clients: usize,
+    /// Messages queued per WebSocket client; a client further behind is dropped.
+    pub ws_client_queue: usize,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        RawHttp { listen: None, meter: None, max_connections: 1024, max_ws_clients: 768, ws_client_queue: 32 }
+    }
+}
+
+/// Validated `bridge.http:`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Http {
+    /// Where to serve.
+    pub listen: SocketAddr,
+    /// The listener served at `/api`; `None`: the first heard.
+    pub meter: Option<String>,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// WebSocket clients at once.
+    pub max_ws_clients: usize,
+    /// Messages queued per WebSocket client.
+    pub ws_client_queue: usize,
+}
+
+impl RawHttp {
+    fn validate(&self, bad: &mut dyn FnMut(&str, &dyn fmt::Display, &str)) -> Option<Http> {
+        let listen = self.listen.as_deref().map(str::trim).filter(|l| !l.is_empty() && *l != "off")?;
+        let addr = listen.parse::<SocketAddr>().unwrap_or_else(|_| {
+            bad("bridge.http.listen", &listen, "ADDR:PORT such as 127.0.0.1:8480 or [::]:80");
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        });
+        if !(1..=65_536).contains(&self.max_connections) {
+            bad("bridge.http.max_connections", &self.max_connections, "1 to 65536");
+        }
+        if self.max_ws_clients == 0 || self.max_ws_clients > self.max_connections {
+            bad("bridge.http.max_ws_clients", &self.max_ws_clients, "1 to bridge.http.max_connections");
+        }
+        if !(1..=4096).contains(&self.ws_client_queue) {
+            bad("bridge.http.ws_client_queue", &self.ws_client_queue, "1 to 4096 messages");
+        }
+        if let Some(m) = self.meter.as_deref().filter(|m| m.is_empty() || m.contains('/')) {
+            bad("bridge.http.meter", &m, "a listener name (without /)");
+        }
+        Some(Http {
+            listen: addr,
+            meter: self.meter.clone().filter(|m| !m.is_empty()),
+            max_connections: self.max_connections,
+            max_ws_clients: self.max_ws_clients,
+            ws_client_queue: self.ws_client_queue,
+        })
+    }
 }
 
 /// `bridge.mqtt:`
@@ -1046,6 +1114,8 @@ impl Default for RawMqtt {
 pub struct Bridge {
     /// MQTT output, if `bridge.mqtt.url` is set.
     pub mqtt: Option<Mqtt>,
+    /// HTTP output, if `bridge.http.listen` is set.
+    pub http: Option<Http>,
 }
 
 /// The MQTT protocol version.
@@ -1106,9 +1176,10 @@ pub struct Mqtt {
 
 impl RawBridge {
     fn validate(&self, name: &str, bad: &mut dyn FnMut(&str, &dyn fmt::Display, &str)) -> Bridge {
+        let http = self.http.validate(bad);
         let m = &self.mqtt;
         let Some(url) = m.url.as_deref().map(str::trim).filter(|u| !u.is_empty() && *u != "off") else {
-            return Bridge { mqtt: None };
+            return Bridge { mqtt: None, http };
         };
         let (host, port, tls) = parse_mqtt_url(url).unwrap_or_else(|why| {
             bad("bridge.mqtt.url", &url, why);
@@ -1215,6 +1286,7 @@ impl RawBridge {
                 discovery_remove_after: (m.discovery_remove_after_hours > 0)
                     .then(|| Duration::from_secs(m.discovery_remove_after_hours * 3600)),
             }),
+            http,
         }
     }
 }
@@ -1532,6 +1604,30 @@ mod tests {
         assert_eq!(parse_replay("250ms"), Some(Replay::Every(Duration::from_millis(250))));
         assert_eq!(parse_replay("2s"), Some(Replay::Every(Duration::from_secs(2))));
         assert_eq!(parse_replay("0"), None);
+    }
+
+    #[test]
+    fn bridge_http_settings_are_checked() {
+        let config = RawConfig::from_yaml("bridge:\n  http:\n    listen: 127.0.0.1:8480\n    meter: m1\n", "t.yml")
+            .expect("yaml")
+            .validate()
+            .expect("valid");
+        let h = config.bridge.http.expect("http on");
+        assert_eq!((h.listen.to_string().as_str(), h.meter.as_deref()), ("127.0.0.1:8480", Some("m1")));
+        let yaml =
+            "bridge:\n  http:\n    listen: localhost\n    max_connections: 0\n    ws_client_queue: 0\n    meter: a/b\n";
+        let keys: Vec<String> = errors_of(yaml).into_iter().map(|e| e.key).collect();
+        for key in [
+            "bridge.http.listen",
+            "bridge.http.max_connections",
+            "bridge.http.max_ws_clients",
+            "bridge.http.ws_client_queue",
+            "bridge.http.meter",
+        ] {
+            assert!(keys.iter().any(|k| k == key), "{key} missing from {keys:?}");
+        }
+        let off = RawConfig::from_yaml("bridge:\n  http:\n    listen: off\n", "t.yml").expect("yaml");
+        assert!(off.validate().expect("valid").bridge.http.is_none());
     }
 
     #[test]

@@ -2,5 +2,6 @@
 
 mod e2e;
 mod ha;
+mod http;
 mod mqtt;
 mod support;
