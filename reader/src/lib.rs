@@ -16,6 +16,7 @@
 //! - [`tracker`]: sequence gaps, listener restarts, duplicates (the subscriber library's, re-exported).
 //! - [`linefile`]: append-only whole-line files and atomic replacement.
 //! - [`csv`], [`weekly`], [`html`]: the formats.
+//! - [`history`]: the history database (per-minute rows, hourly and daily rollups), on its own thread.
 //! - [`housekeeping`]: gzip and retention of closed files.
 //! - [`clock`], [`stats`]: injected time and counters.
 //! - [`logtext`], [`summary`]: datagram text made safe to log; per-minute summaries of repeatable events.
@@ -23,6 +24,7 @@
 pub mod cli;
 pub mod clock;
 pub mod csv;
+pub mod history;
 pub mod housekeeping;
 pub mod html;
 pub mod linefile;
@@ -47,7 +49,7 @@ use p1hub_subscriber::{Options, Subscriber};
 use tokio_util::sync::CancellationToken;
 
 use shared::config::Config;
-use tracing::info;
+use tracing::{error, info};
 
 use crate::clock::{Clock, SystemClock};
 use crate::stats::Stats;
@@ -77,6 +79,9 @@ pub struct Reader {
     stats: Arc<Stats>,
     clock: Arc<dyn Clock>,
     queue_bytes: usize,
+    history: history::Target,
+    tz: jiff::tz::TimeZone,
+    retention: [Option<u32>; 3],
 }
 
 impl Reader {
@@ -93,7 +98,16 @@ impl Reader {
         let stats = Arc::new(Stats::default());
         let store = Store::open(StoreConfig::from_config(config), stats.clone(), clock.now());
         info!(group = %m.group, interface = %m.interface, dir = %config.reader.dir.display(), joined = sub.is_joined(), "subscribed");
-        Ok(Reader { sub, store, stats, clock, queue_bytes: config.reader.queue_bytes })
+        Ok(Reader {
+            sub,
+            store,
+            stats,
+            clock,
+            queue_bytes: config.reader.queue_bytes,
+            history: history::Target::of(&config.reader),
+            tz: config.timezone.clone(),
+            retention: config.reader.database_retention,
+        })
     }
 
     /// The counters, live.
@@ -116,12 +130,39 @@ impl Reader {
     /// Receives and writes until `shutdown` completes, then writes what is queued and closes every file.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ReaderError> {
         let inbox = Arc::new(Inbox::new(self.queue_bytes, self.stats.clone()));
-        let writer = Writer::new(self.store, self.stats.clone(), inbox.clone());
+        let mut writer = Writer::new(self.store, self.stats.clone(), inbox.clone());
+        let mut history_thread = None;
+        match &self.history {
+            history::Target::Off => {}
+            history::Target::Postgres => {
+                error!("{}; the files are written as usual", history::HistoryError::PostgresUnsupported)
+            }
+            history::Target::Sqlite(path) => {
+                let queue = Arc::new(history::RowQueue::new(history::QUEUE_BYTES, self.stats.clone()));
+                let sink = history::Sink::new(
+                    path.clone(),
+                    self.tz.clone(),
+                    self.retention,
+                    queue.clone(),
+                    self.stats.clone(),
+                );
+                history_thread = Some(history::spawn(sink, self.clock.clone()).map_err(ReaderError::Thread)?);
+                writer = writer.with_history(history::Feed::new(queue));
+            }
+        }
         let thread = writer::spawn(writer, self.clock.clone()).map_err(ReaderError::Thread)?;
         subscribe::receive(self.sub, inbox.clone(), self.clock, self.stats.clone(), shutdown).await;
         // Closed: the thread writes what is left, closes the files and ends.
         inbox.close();
-        let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+        let joined = tokio::task::spawn_blocking(move || {
+            let files = thread.join();
+            // The writing thread closed the history queue as it finished; the database thread writes what is left.
+            if let Some(h) = history_thread {
+                let _ = h.join();
+            }
+            files
+        })
+        .await;
         let s = self.stats.snapshot();
         info!(
             received = s.telegrams,

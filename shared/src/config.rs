@@ -833,7 +833,12 @@ impl Config {
                     warnings.extend(warning.map(|w| format!("{name}: {w}")));
                 }
                 Err(allowed) => {
-                    errors.push(FieldError { key: name.into(), value: path.display().to_string(), allowed, unknown: false });
+                    errors.push(FieldError {
+                        key: name.into(),
+                        value: path.display().to_string(),
+                        allowed,
+                        unknown: false,
+                    });
                 }
             }
         }
