@@ -25,6 +25,9 @@ pub struct Args {
     /// Data directory (overrides reader.dir).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<String>,
+    /// History database: sqlite:, sqlite:PATH, postgres://... or off (overrides reader.database).
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
     /// Print the documented default p1.yml and exit.
     #[arg(long)]
     pub print_default_config: bool,
@@ -44,6 +47,9 @@ impl Args {
         }
         if let Some(d) = &self.dir {
             raw.reader.dir.clone_from(d);
+        }
+        if let Some(d) = &self.database {
+            raw.reader.database.clone_from(d);
         }
     }
 
@@ -92,6 +98,8 @@ mod tests {
             "127.0.0.1",
             "--dir",
             "/tmp/x",
+            "--database",
+            "off",
         ]);
         let mut raw = RawConfig::from_yaml("reader:\n  dir: /srv/p1\n", "t.yml").expect("yaml");
         args.apply(&mut raw);
@@ -99,6 +107,7 @@ mod tests {
         assert_eq!(config.multicast.group, "239.255.9.9:5000".parse().expect("addr"));
         assert_eq!(config.multicast.interface, IpAddr::from([127, 0, 0, 1]).into());
         assert_eq!(config.reader.dir, PathBuf::from("/tmp/x"));
+        assert_eq!(config.reader.database, "off");
     }
 
     #[test]

@@ -370,8 +370,12 @@ impl Feed {
         Feed { minutes: Minutes::default(), queue, out: Vec::new() }
     }
 
-    /// A telegram written to the files, filed at `t`.
-    pub fn telegram(&mut self, msg: &TelegramMessage, t: Timestamp, now: Timestamp) {
+    /// A telegram written to the files, filed at `filed`. Its minute is that of its own stamp (`received_at`),
+    /// unless the stamp cannot be right (before 1970, or over a day ahead of the reader); the filing time may be
+    /// later than the stamp (the files never go back in time after a restart), the minute rows need not.
+    pub fn telegram(&mut self, msg: &TelegramMessage, filed: Timestamp, now: Timestamp) {
+        let stamp = msg.received_at;
+        let t = if Timestamp::UNIX_EPOCH <= stamp && stamp <= now + crate::store::MAX_AHEAD { stamp } else { filed };
         self.minutes.add(msg, t, now, &mut self.out);
         self.flush();
     }

@@ -7,6 +7,7 @@
 mod cli;
 mod e2e;
 mod kill;
+mod kill_history;
 mod support;
 
 use std::sync::Arc;
