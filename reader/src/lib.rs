@@ -17,6 +17,7 @@
 //! - [`linefile`]: append-only whole-line files and atomic replacement.
 //! - [`csv`], [`weekly`], [`html`]: the formats.
 //! - [`history`]: the history database (per-minute rows, hourly and daily rollups), on its own thread.
+//! - [`report`]: `p1-reader report` and `p1-reader import`.
 //! - [`housekeeping`]: gzip and retention of closed files.
 //! - [`clock`], [`stats`]: injected time and counters.
 //! - [`logtext`], [`summary`]: datagram text made safe to log; per-minute summaries of repeatable events.
@@ -30,6 +31,7 @@ pub mod html;
 pub mod linefile;
 pub mod logtext;
 pub mod period;
+pub mod report;
 pub mod stats;
 pub mod store;
 pub mod subscribe;
