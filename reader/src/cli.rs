@@ -34,6 +34,43 @@ pub struct Args {
     /// Check the configuration (file and flags), report every problem, and exit.
     #[arg(long)]
     pub check_config: bool,
+    /// Instead of subscribing: a report or an import (see docs/history.md).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What `p1-reader` does besides receiving.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Usage per tariff, export, net, gas, water and cost, from the history database.
+    Report {
+        /// One line per day of the last 31 days (the default).
+        #[arg(long, group = "per")]
+        day: bool,
+        /// One line per ISO week of the last 13 weeks.
+        #[arg(long, group = "per")]
+        week: bool,
+        /// One line per month of the last 13 months.
+        #[arg(long, group = "per")]
+        month: bool,
+        /// One line per year.
+        #[arg(long, group = "per")]
+        year: bool,
+        /// Only this meter (listener name).
+        #[arg(long, value_name = "NAME")]
+        meter: Option<String>,
+        /// CSV with a header.
+        #[arg(long, group = "format")]
+        csv: bool,
+        /// A JSON array.
+        #[arg(long, group = "format")]
+        json: bool,
+    },
+    /// Fill the history database from existing details files (*.jsonl, *.jsonl.gz) under DIR.
+    Import {
+        /// A data directory, a listener's directory or its details directory.
+        dir: PathBuf,
+    },
 }
 
 impl Args {

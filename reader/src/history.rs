@@ -7,6 +7,7 @@
 //! 60 s) and counted (`history_errors`); the files never wait for it. The schema is in `docs/history.md`.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
@@ -60,9 +61,9 @@ pub const REGISTERS: [&str; 6] = ["import_t1_wh", "import_t2_wh", "export_t1_wh"
 pub enum Target {
     /// No database.
     Off,
-    /// A SQLite file.
+    /// A `SQLite` file.
     Sqlite(PathBuf),
-    /// A PostgreSQL server (not built in yet).
+    /// A `PostgreSQL` server (not built in yet).
     Postgres,
 }
 
@@ -89,12 +90,12 @@ impl Target {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HistoryError {
-    /// SQLite refused (not a database, locked, disk full, ...).
+    /// `SQLite` refused (not a database, locked, disk full, ...).
     #[error("reader.database: sqlite:{path}: {source}")]
     Sqlite {
         /// The file.
         path: PathBuf,
-        /// SQLite's error.
+        /// `SQLite`'s error.
         #[source]
         source: rusqlite::Error,
     },
@@ -416,7 +417,7 @@ pub enum Mode {
     KeepExisting,
 }
 
-/// An open SQLite history database.
+/// An open `SQLite` history database.
 #[derive(Debug)]
 pub struct Db {
     conn: Connection,
@@ -443,10 +444,13 @@ fn migrations() -> Vec<String> {
     let mut minute = String::from("CREATE TABLE minute (\n  meter_id INTEGER NOT NULL REFERENCES meter(id),\n  t INTEGER NOT NULL,\n  telegrams INTEGER NOT NULL,\n  seq_gaps INTEGER NOT NULL");
     for c in minute_columns().iter().skip(4) {
         let ty = if c.ends_with("_avg_w") { "REAL" } else { "INTEGER" };
-        minute.push_str(&format!(",\n  {c} {ty}"));
+        let _ = write!(minute, ",\n  {c} {ty}");
     }
     minute.push_str(",\n  PRIMARY KEY (meter_id, t)\n) WITHOUT ROWID;\n");
-    let deltas: String = REGISTERS.iter().map(|r| format!(",\n  {r} INTEGER")).collect();
+    let deltas = REGISTERS.iter().fold(String::new(), |mut s, r| {
+        let _ = write!(s, ",\n  {r} INTEGER");
+        s
+    });
     let v1 = format!(
         "CREATE TABLE meter (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);\n{minute}\
          CREATE TABLE hour (\n  meter_id INTEGER NOT NULL REFERENCES meter(id),\n  t INTEGER NOT NULL{deltas},\n  \
@@ -458,7 +462,7 @@ fn migrations() -> Vec<String> {
 }
 
 impl Db {
-    /// Opens (creating and migrating) the SQLite file at `path`; days are those of `tz`.
+    /// Opens (creating and migrating) the `SQLite` file at `path`; days are those of `tz`.
     pub fn open(path: &Path, tz: TimeZone) -> Result<Db, HistoryError> {
         let err = |source| HistoryError::Sqlite { path: path.to_owned(), source };
         let mut conn = Connection::open(path).map_err(err)?;
@@ -707,7 +711,7 @@ pub struct Sink {
 }
 
 impl Sink {
-    /// A sink writing `queue` into the SQLite file at `path`.
+    /// A sink writing `queue` into the `SQLite` file at `path`.
     #[must_use]
     pub fn new(
         path: PathBuf,
@@ -919,7 +923,8 @@ mod tests {
     /// Per local day: the last readings in it minus the last before it (for the first day, those at the end of
     /// the first minute).
     fn expected_days(sent: &[(Timestamp, i64, i64, i64)]) -> Vec<String> {
-        let mut days: Vec<(String, (i64, i64, i64), (i64, i64, i64))> = Vec::new();
+        type Regs = (i64, i64, i64);
+        let mut days: Vec<(String, Regs, Regs)> = Vec::new();
         let mut prev = Some(first_minute(sent));
         for &(at, t1, t2, gas) in sent {
             let day = at.to_zoned(amsterdam()).date().to_string();
@@ -961,8 +966,8 @@ mod tests {
         let dups =
             sqlite3(&db, "SELECT count(*) FROM (SELECT meter_id, t FROM minute GROUP BY 1, 2 HAVING count(*) > 1)");
         assert_eq!(dups.trim(), "0");
-        let lost = sqlite3(&db, "SELECT count(*) FROM minute");
-        assert!(lost.trim().parse::<i64>().expect("count") < hours * 60, "some minutes were lost on purpose");
+        let rows = sqlite3(&db, "SELECT count(*) FROM minute");
+        assert!(rows.trim().parse::<i64>().expect("count") < hours * 60, "some minutes were lost on purpose");
     }
 
     #[test]

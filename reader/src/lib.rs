@@ -137,7 +137,7 @@ impl Reader {
         match &self.history {
             history::Target::Off => {}
             history::Target::Postgres => {
-                error!("{}; the files are written as usual", history::HistoryError::PostgresUnsupported)
+                error!("{}; the files are written as usual", history::HistoryError::PostgresUnsupported);
             }
             history::Target::Sqlite(path) => {
                 let queue = Arc::new(history::RowQueue::new(history::QUEUE_BYTES, self.stats.clone()));

@@ -144,9 +144,8 @@ pub fn lines(db: &Db, per: Per, meter: Option<&str>, today: Date) -> Result<Vec<
         let Ok(date) = day.parse::<Date>() else { continue };
         let name: String = r.get(1)?;
         let k = key(per, date);
-        let line = out
-            .entry((k.clone(), name.clone()))
-            .or_insert_with(|| Line { period: k, meter: name, ..Line::default() });
+        let line =
+            out.entry((k.clone(), name.clone())).or_insert_with(|| Line { period: k, meter: name, ..Line::default() });
         line.days += 1;
         for (i, t) in line.totals.iter_mut().enumerate() {
             *t += r.get::<_, i64>(i + 2)?;
@@ -190,7 +189,18 @@ pub fn render(lines: &[Line], prices: &Prices, format: Format) -> String {
         Format::Csv => {
             let _ = writeln!(s, "{}", header.join(","));
             for r in &rows {
-                let _ = writeln!(s, "{}", r.iter().map(|f| if f.contains([',', '"', '\n']) { format!("\"{}\"", f.replace('"', "\"\"")) } else { f.clone() }).collect::<Vec<_>>().join(","));
+                let _ = writeln!(
+                    s,
+                    "{}",
+                    r.iter()
+                        .map(|f| if f.contains([',', '"', '\n']) {
+                            format!("\"{}\"", f.replace('"', "\"\""))
+                        } else {
+                            f.clone()
+                        })
+                        .collect::<Vec<_>>()
+                        .join(",")
+                );
             }
         }
         Format::Json => {
@@ -266,7 +276,7 @@ fn details_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         if p.is_dir() {
             details_files(&p, out)?;
-        } else if name.ends_with(".jsonl") || name.ends_with(".jsonl.gz") {
+        } else if name.to_ascii_lowercase().ends_with(".jsonl") || name.to_ascii_lowercase().ends_with(".jsonl.gz") {
             out.push(p);
         }
     }

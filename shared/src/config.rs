@@ -720,15 +720,15 @@ impl RawConfig {
                 0
             }
         };
-        let p = &r.prices;
+        let rp = &r.prices;
         let prices = Prices {
-            import_t1: price("import_t1", p.import_t1),
-            import_t2: price("import_t2", p.import_t2),
-            export_t1: price("export_t1", p.export_t1),
-            export_t2: price("export_t2", p.export_t2),
-            gas_m3: price("gas_m3", p.gas_m3),
-            water_m3: price("water_m3", p.water_m3),
-            standing_per_day: price("standing_per_day", p.standing_per_day),
+            import_t1: price("import_t1", rp.import_t1),
+            import_t2: price("import_t2", rp.import_t2),
+            export_t1: price("export_t1", rp.export_t1),
+            export_t2: price("export_t2", rp.export_t2),
+            gas_m3: price("gas_m3", rp.gas_m3),
+            water_m3: price("water_m3", rp.water_m3),
+            standing_per_day: price("standing_per_day", rp.standing_per_day),
         };
 
         let d = &self.dashboard;

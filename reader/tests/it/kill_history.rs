@@ -167,3 +167,40 @@ fn a_reader_killed_during_batched_database_writes_leaves_a_consistent_database()
     assert_eq!(total.trim(), "1|1|1", "totals exact");
     eprintln!("history kill test: {sent} sent, {telegrams} in {minutes} minute rows, seed {seed}");
 }
+
+/// A corrupt database file: the error is counted (and logged naming `reader.database`), the files are written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_database_file_does_not_stop_the_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let group = group(12);
+    fs::write(dir.path().join("history.sqlite"), vec![0x42; 16384]).expect("garbage");
+    let config = crate::support::config(group, dir.path(), 5);
+    let reader = p1_reader::Reader::bind(&config).expect("bind");
+    let stats = reader.stats();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(reader.run(async move {
+        let _ = stopped.await;
+    }));
+    let sender = Sender::new(group);
+    let t0 = Timestamp::now();
+    for seq in 1..=5 {
+        sender.send(&Message::Telegram(Box::new(telegram(
+            "meterkast",
+            "b",
+            seq,
+            t0 + SignedDuration::from_secs(seq as i64),
+        ))));
+    }
+    crate::support::until("5 written and the database refused", || {
+        let s = stats.snapshot();
+        s.written == 5 && s.history_errors >= 1
+    })
+    .await;
+    stop.send(()).expect("stop");
+    running.await.expect("joined").expect("clean stop");
+    let details = crate::support::names(&dir.path().join("meterkast/details"));
+    let lines = crate::support::lines(&dir.path().join("meterkast/details").join(&details[0]));
+    assert_eq!(lines.len(), 5, "every telegram in the details file");
+    assert_eq!(stats.snapshot().history_rows, 0);
+    assert_eq!(fs::read(dir.path().join("history.sqlite")).expect("kept"), vec![0x42; 16384], "left as it was");
+}
