@@ -13,7 +13,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{Connection, OptionalExtension, Transaction};
 use shared::config::Reader as ReaderConfig;
 use shared::decimal::Decimal;
 use shared::timestamp::MeterTime;
@@ -63,8 +63,8 @@ pub enum Target {
     Off,
     /// A `SQLite` file.
     Sqlite(PathBuf),
-    /// A `PostgreSQL` server (not built in yet).
-    Postgres,
+    /// A `PostgreSQL` server: its URL.
+    Postgres(String),
 }
 
 impl Target {
@@ -81,7 +81,7 @@ impl Target {
                 Target::Sqlite(PathBuf::from(path))
             }
         } else {
-            Target::Postgres
+            Target::Postgres(db.to_owned())
         }
     }
 }
@@ -101,16 +101,34 @@ pub enum HistoryError {
     },
     /// The file was written by a newer p1-reader.
     #[error(
-        "reader.database: sqlite:{path}: schema version {found} is newer than this p1-reader knows ({known}); \
-         run a newer p1-reader, or point reader.database at another file"
+        "reader.database: {place}: schema version {found} is newer than this p1-reader knows ({known}); \
+         run a newer p1-reader, or point reader.database at another database"
     )]
     Newer {
-        /// The file.
-        path: PathBuf,
+        /// The file (`sqlite:PATH`) or the server (its URL without the password).
+        place: String,
         /// Its version.
         found: i64,
         /// This build's.
         known: i64,
+    },
+    /// `PostgreSQL` refused or is unreachable.
+    #[error("reader.database: {url}: {}", pg_text(.source))]
+    Postgres {
+        /// The URL, without a password.
+        url: String,
+        /// The client's error.
+        #[source]
+        source: postgres::Error,
+    },
+    /// `reader.database_password_file` could not be read.
+    #[error("reader.database_password_file: {path}: {source}")]
+    PasswordFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
     },
     /// `postgres://` is accepted by the configuration but not built into this p1-reader.
     #[error("reader.database: PostgreSQL is not built into this p1-reader yet; use sqlite:, sqlite:PATH or off")]
@@ -441,6 +459,26 @@ fn minute_columns() -> Vec<String> {
 
 /// The migrations, in order: entry `i` takes the schema from version `i` to `i + 1`.
 fn migrations() -> Vec<String> {
+    migrations_for(false)
+}
+
+/// The migrations in `SQLite`'s or (`pg`) `PostgreSQL`'s words.
+fn migrations_for(pg: bool) -> Vec<String> {
+    let sql = migrations_sqlite();
+    if !pg {
+        return sql;
+    }
+    sql.iter()
+        .map(|m| {
+            m.replace("id INTEGER PRIMARY KEY", "id BIGSERIAL PRIMARY KEY")
+                .replace(" INTEGER", " BIGINT")
+                .replace(" REAL", " DOUBLE PRECISION")
+                .replace(" WITHOUT ROWID", "")
+        })
+        .collect()
+}
+
+fn migrations_sqlite() -> Vec<String> {
     let mut minute = String::from("CREATE TABLE minute (\n  meter_id INTEGER NOT NULL REFERENCES meter(id),\n  t INTEGER NOT NULL,\n  telegrams INTEGER NOT NULL,\n  seq_gaps INTEGER NOT NULL");
     for c in minute_columns().iter().skip(4) {
         let ty = if c.ends_with("_avg_w") { "REAL" } else { "INTEGER" };
@@ -475,7 +513,8 @@ impl Db {
         let found: i64 =
             conn.query_row("SELECT coalesce(max(version), 0) FROM schema_version", [], |r| r.get(0)).map_err(err)?;
         if found > SCHEMA_VERSION {
-            return Err(HistoryError::Newer { path: path.to_owned(), found, known: SCHEMA_VERSION });
+            let place = format!("sqlite:{}", path.display());
+            return Err(HistoryError::Newer { place, found, known: SCHEMA_VERSION });
         }
         for (i, sql) in migrations().iter().enumerate().skip(usize::try_from(found).unwrap_or(0)) {
             let tx = conn.transaction().map_err(err)?;
@@ -507,8 +546,9 @@ impl Db {
     /// Writes `rows` and the hourly and daily rollups they touch in one transaction.
     pub fn write(&mut self, rows: &[MinuteRow], mode: Mode) -> Result<(), HistoryError> {
         let tz = self.tz.clone();
-        let tx = self.conn.transaction().map_err(|e| HistoryError::Sqlite { path: self.path.clone(), source: e })?;
-        let result = write_in(&tx, &mut self.meters, rows, mode, &tz).and_then(|()| tx.commit());
+        let mut tx =
+            self.conn.transaction().map_err(|e| HistoryError::Sqlite { path: self.path.clone(), source: e })?;
+        let result = write_in(&mut tx, &mut self.meters, rows, mode, &tz).and_then(|()| tx.commit());
         result.map_err(|e| {
             // The meter ids of a rolled-back transaction may not exist.
             self.meters.clear();
@@ -534,44 +574,82 @@ impl Db {
     }
 }
 
-fn write_in(
-    tx: &Transaction<'_>,
+/// A value bound to a statement, typed (a `NULL` needs its type in `PostgreSQL`).
+#[derive(Clone, Debug)]
+enum Val {
+    I(Option<i64>),
+    F(Option<f64>),
+    T(String),
+}
+
+/// What the rows and rollups are written through: a `SQLite` or a `PostgreSQL` transaction. Statements are
+/// written with `?N` placeholders.
+trait Exec {
+    type Error;
+    /// `PostgreSQL` (`LEAST`/`GREATEST`, `$N`) rather than `SQLite`.
+    const PG: bool;
+    fn one(&mut self, sql: &str, p: &[Val]) -> Result<Option<i64>, Self::Error>;
+    fn run(&mut self, sql: &str, p: &[Val]) -> Result<u64, Self::Error>;
+}
+
+fn sqlite_value(v: &Val) -> rusqlite::types::Value {
+    use rusqlite::types::Value;
+    match v {
+        Val::I(x) => x.map_or(Value::Null, Value::from),
+        Val::F(x) => x.map_or(Value::Null, Value::from),
+        Val::T(s) => Value::Text(s.clone()),
+    }
+}
+
+impl Exec for Transaction<'_> {
+    type Error = rusqlite::Error;
+    const PG: bool = false;
+
+    fn one(&mut self, sql: &str, p: &[Val]) -> rusqlite::Result<Option<i64>> {
+        self.prepare_cached(sql)?
+            .query_row(rusqlite::params_from_iter(p.iter().map(sqlite_value)), |r| r.get::<_, Option<i64>>(0))
+            .optional()
+            .map(Option::flatten)
+    }
+
+    fn run(&mut self, sql: &str, p: &[Val]) -> rusqlite::Result<u64> {
+        Ok(self.prepare_cached(sql)?.execute(rusqlite::params_from_iter(p.iter().map(sqlite_value)))? as u64)
+    }
+}
+
+fn write_in<E: Exec>(
+    tx: &mut E,
     meters: &mut HashMap<String, i64>,
     rows: &[MinuteRow],
     mode: Mode,
     tz: &TimeZone,
-) -> rusqlite::Result<()> {
+) -> Result<(), E::Error> {
+    let (least, greatest) = if E::PG { ("LEAST", "GREATEST") } else { ("min", "max") };
     let cols = minute_columns();
     let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
     let conflict = match mode {
         Mode::KeepExisting => "DO NOTHING".to_owned(),
         Mode::Merge => {
             let mut set = vec![
-                "telegrams = telegrams + excluded.telegrams".to_owned(),
-                "seq_gaps = seq_gaps + excluded.seq_gaps".into(),
+                "telegrams = minute.telegrams + excluded.telegrams".to_owned(),
+                "seq_gaps = minute.seq_gaps + excluded.seq_gaps".into(),
             ];
             for (p, _) in POWER {
+                for (c, f) in [(format!("{p}_min_w"), least), (format!("{p}_max_w"), greatest)] {
+                    set.push(format!("{c} = coalesce({f}(minute.{c}, excluded.{c}), minute.{c}, excluded.{c})"));
+                }
                 set.push(format!(
-                    "{p}_min_w = coalesce(min({p}_min_w, excluded.{p}_min_w), {p}_min_w, excluded.{p}_min_w)"
-                ));
-                set.push(format!(
-                    "{p}_max_w = coalesce(max({p}_max_w, excluded.{p}_max_w), {p}_max_w, excluded.{p}_max_w)"
-                ));
-                set.push(format!(
-                    "{p}_avg_w = coalesce(({p}_avg_w * telegrams + excluded.{p}_avg_w * excluded.telegrams) / \
-                     (telegrams + excluded.telegrams), {p}_avg_w, excluded.{p}_avg_w)"
+                    "{p}_avg_w = coalesce((minute.{p}_avg_w * minute.telegrams + excluded.{p}_avg_w * \
+                     excluded.telegrams) / (minute.telegrams + excluded.telegrams), minute.{p}_avg_w, excluded.{p}_avg_w)"
                 ));
             }
             for (v, _) in VOLTAGE {
-                set.push(format!(
-                    "{v}_min_mv = coalesce(min({v}_min_mv, excluded.{v}_min_mv), {v}_min_mv, excluded.{v}_min_mv)"
-                ));
-                set.push(format!(
-                    "{v}_max_mv = coalesce(max({v}_max_mv, excluded.{v}_max_mv), {v}_max_mv, excluded.{v}_max_mv)"
-                ));
+                for (c, f) in [(format!("{v}_min_mv"), least), (format!("{v}_max_mv"), greatest)] {
+                    set.push(format!("{c} = coalesce({f}(minute.{c}, excluded.{c}), minute.{c}, excluded.{c})"));
+                }
             }
             for c in REGISTERS.iter().chain(&["gas_at", "water_at", "tariff"]) {
-                set.push(format!("{c} = coalesce(excluded.{c}, {c})"));
+                set.push(format!("{c} = coalesce(excluded.{c}, minute.{c})"));
             }
             format!("DO UPDATE SET {}", set.join(", "))
         }
@@ -583,31 +661,25 @@ fn write_in(
     );
     let mut hours = BTreeSet::new();
     let mut days = BTreeSet::new();
-    {
-        let mut insert = tx.prepare_cached(&sql)?;
-        for row in rows {
-            let id = meter_id(tx, meters, &row.meter)?;
-            let mut values: Vec<rusqlite::types::Value> =
-                vec![id.into(), row.t.into(), row.telegrams.into(), row.seq_gaps.into()];
-            let opt_i = |x: Option<i64>| x.map_or(rusqlite::types::Value::Null, rusqlite::types::Value::from);
-            for a in &row.power {
-                values.push(opt_i((a.n > 0).then_some(a.min)));
-                values.push(a.avg().map_or(rusqlite::types::Value::Null, rusqlite::types::Value::from));
-                values.push(opt_i((a.n > 0).then_some(a.max)));
-            }
-            for a in &row.voltage {
-                values.push(opt_i((a.n > 0).then_some(a.min)));
-                values.push(opt_i((a.n > 0).then_some(a.max)));
-            }
-            for r in row.registers {
-                values.push(opt_i(r));
-            }
-            values.extend([opt_i(row.gas_at), opt_i(row.water_at), opt_i(row.tariff)]);
-            insert.execute(rusqlite::params_from_iter(values))?;
-            let at = Timestamp::from_second(row.t).unwrap_or(Timestamp::UNIX_EPOCH);
-            hours.insert((id, Period::containing(Span::HOUR, at, tz).start));
-            days.insert((id, Period::containing(Span::Day, at, tz).start));
+    for row in rows {
+        let id = meter_id(tx, meters, &row.meter)?;
+        let mut values =
+            vec![Val::I(Some(id)), Val::I(Some(row.t)), Val::I(Some(row.telegrams)), Val::I(Some(row.seq_gaps))];
+        for a in &row.power {
+            values.push(Val::I((a.n > 0).then_some(a.min)));
+            values.push(Val::F(a.avg()));
+            values.push(Val::I((a.n > 0).then_some(a.max)));
         }
+        for a in &row.voltage {
+            values.push(Val::I((a.n > 0).then_some(a.min)));
+            values.push(Val::I((a.n > 0).then_some(a.max)));
+        }
+        values.extend(row.registers.map(Val::I));
+        values.extend([Val::I(row.gas_at), Val::I(row.water_at), Val::I(row.tariff)]);
+        tx.run(&sql, &values)?;
+        let at = Timestamp::from_second(row.t).unwrap_or(Timestamp::UNIX_EPOCH);
+        hours.insert((id, Period::containing(Span::HOUR, at, tz).start));
+        days.insert((id, Period::containing(Span::Day, at, tz).start));
     }
     for (span, set) in [(Span::HOUR, hours), (Span::Day, days)] {
         let mut done = BTreeSet::new();
@@ -624,26 +696,35 @@ fn write_in(
     Ok(())
 }
 
-fn meter_id(tx: &Transaction<'_>, meters: &mut HashMap<String, i64>, name: &str) -> rusqlite::Result<i64> {
+fn meter_id<E: Exec>(tx: &mut E, meters: &mut HashMap<String, i64>, name: &str) -> Result<i64, E::Error> {
     if let Some(&id) = meters.get(name) {
         return Ok(id);
     }
-    tx.execute("INSERT INTO meter (name) VALUES (?1) ON CONFLICT (name) DO NOTHING", [name])?;
-    let id = tx.query_row("SELECT id FROM meter WHERE name = ?1", [name], |r| r.get(0))?;
+    let n = [Val::T(name.to_owned())];
+    tx.run("INSERT INTO meter (name) VALUES (?1) ON CONFLICT (name) DO NOTHING", &n)?;
+    // Inserted just now or before: it is there.
+    let id = tx.one("SELECT id FROM meter WHERE name = ?1", &n)?.unwrap_or_default();
     meters.insert(name.to_owned(), id);
     Ok(id)
 }
 
 /// Recomputes one hourly or daily row from register differences: the last reading in the period minus the last
 /// before it (or, for a meter's first period, the first in it).
-fn rollup(tx: &Transaction<'_>, id: i64, p: &Period, tz: &TimeZone) -> rusqlite::Result<()> {
-    let (s, e) = (p.start.as_second(), p.end.as_second());
+fn rollup<E: Exec>(tx: &mut E, id: i64, p: &Period, tz: &TimeZone) -> Result<(), E::Error> {
+    let (s, end) = (p.start.as_second(), p.end.as_second());
     let mut deltas = [None; 6];
+    let (within, before) =
+        ([Val::I(Some(id)), Val::I(Some(s)), Val::I(Some(end))], [Val::I(Some(id)), Val::I(Some(s))]);
     for (d, c) in deltas.iter_mut().zip(REGISTERS) {
-        let Some(last) = reading(tx, id, c, "t >= ?2 AND t < ?3", "DESC", s, e)? else { continue };
-        let base = match reading(tx, id, c, "t < ?2 AND ?3 = ?3", "DESC", s, 0)? {
+        let query = |cond: &str, order: &str| {
+            format!(
+                "SELECT {c} FROM minute WHERE meter_id = ?1 AND {cond} AND {c} IS NOT NULL ORDER BY t {order} LIMIT 1"
+            )
+        };
+        let Some(last) = tx.one(&query("t >= ?2 AND t < ?3", "DESC"), &within)? else { continue };
+        let base = match tx.one(&query("t < ?2", "DESC"), &before)? {
             Some(b) => b,
-            None => reading(tx, id, c, "t >= ?2 AND t < ?3", "ASC", s, e)?.unwrap_or(last),
+            None => tx.one(&query("t >= ?2 AND t < ?3", "ASC"), &within)?.unwrap_or(last),
         };
         // A register that went down (a replaced meter) gives no difference.
         *d = (last >= base).then_some(last - base);
@@ -653,53 +734,57 @@ fn rollup(tx: &Transaction<'_>, id: i64, p: &Period, tz: &TimeZone) -> rusqlite:
     }
     let names = REGISTERS.join(", ");
     let sets: Vec<String> = REGISTERS.iter().map(|r| format!("{r} = excluded.{r}")).collect();
-    let vals = deltas.map(|d| d.map_or(rusqlite::types::Value::Null, rusqlite::types::Value::from));
+    let vals = deltas.map(Val::I);
     if p.span == Span::Day {
         let day = p.start.to_zoned(tz.clone()).date().to_string();
-        let mut v: Vec<rusqlite::types::Value> = vec![id.into(), day.into(), s.into(), e.into()];
+        let mut v = vec![Val::I(Some(id)), Val::T(day), Val::I(Some(s)), Val::I(Some(end))];
         v.extend(vals);
-        tx.prepare_cached(&format!(
+        let sql = format!(
             "INSERT INTO day (meter_id, day, t_start, t_end, {names}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
              ON CONFLICT (meter_id, day) DO UPDATE SET {}",
             sets.join(", ")
-        ))?
-        .execute(rusqlite::params_from_iter(v))?;
+        );
+        tx.run(&sql, &v)?;
     } else {
-        let mut v: Vec<rusqlite::types::Value> = vec![id.into(), s.into()];
+        let mut v = vec![Val::I(Some(id)), Val::I(Some(s))];
         v.extend(vals);
-        tx.prepare_cached(&format!(
+        let sql = format!(
             "INSERT INTO hour (meter_id, t, {names}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
              ON CONFLICT (meter_id, t) DO UPDATE SET {}",
             sets.join(", ")
-        ))?
-        .execute(rusqlite::params_from_iter(v))?;
+        );
+        tx.run(&sql, &v)?;
     }
     Ok(())
 }
 
-fn reading(
-    tx: &Transaction<'_>,
-    id: i64,
-    c: &str,
-    cond: &str,
-    order: &str,
-    a: i64,
-    b: i64,
-) -> rusqlite::Result<Option<i64>> {
-    tx.prepare_cached(&format!(
-        "SELECT {c} FROM minute WHERE meter_id = ?1 AND {cond} AND {c} IS NOT NULL ORDER BY t {order} LIMIT 1"
-    ))?
-    .query_row(params![id, a, b], |r| r.get(0))
-    .optional()
+/// A history database the [`Sink`] writes to: `SQLite` ([`Db`]) or `PostgreSQL` ([`PgDb`]).
+pub trait HistoryDb: Send {
+    /// Writes `rows` and the hourly and daily rollups they touch in one transaction.
+    fn write(&mut self, rows: &[MinuteRow], mode: Mode) -> Result<(), HistoryError>;
+    /// Deletes rows older than the retention (`[minute, hour, day]` in days) allows.
+    fn prune(&mut self, now: Timestamp, retention: [Option<u32>; 3]) -> Result<usize, HistoryError>;
 }
 
+impl HistoryDb for Db {
+    fn write(&mut self, rows: &[MinuteRow], mode: Mode) -> Result<(), HistoryError> {
+        Db::write(self, rows, mode)
+    }
+
+    fn prune(&mut self, now: Timestamp, retention: [Option<u32>; 3]) -> Result<usize, HistoryError> {
+        Db::prune(self, now, retention)
+    }
+}
+
+/// Opens (or reopens, after an error) the database.
+pub type Opener = Box<dyn FnMut() -> Result<Box<dyn HistoryDb>, HistoryError> + Send>;
+
 /// The database thread: takes batches off the queue, writes them, retries with backoff, prunes hourly.
-#[derive(Debug)]
 pub struct Sink {
-    path: PathBuf,
-    tz: TimeZone,
+    shown: String,
+    open: Opener,
     retention: [Option<u32>; 3],
-    db: Option<Db>,
+    db: Option<Box<dyn HistoryDb>>,
     queue: Arc<RowQueue>,
     stats: Arc<Stats>,
     batch: Vec<MinuteRow>,
@@ -708,6 +793,12 @@ pub struct Sink {
     failing_since: Option<Timestamp>,
     reminded: Option<Timestamp>,
     pruned: Option<Timestamp>,
+}
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sink").field("db", &self.shown).field("pending", &self.batch.len()).finish_non_exhaustive()
+    }
 }
 
 impl Sink {
@@ -720,9 +811,39 @@ impl Sink {
         queue: Arc<RowQueue>,
         stats: Arc<Stats>,
     ) -> Sink {
+        let shown = format!("sqlite:{}", path.display());
+        let open: Opener = Box::new(move || Ok(Box::new(Db::open(&path, tz.clone())?) as Box<dyn HistoryDb>));
+        Sink::with_opener(shown, open, retention, queue, stats)
+    }
+
+    /// A sink writing `queue` into the `PostgreSQL` database at `url` (the password, if any, apart).
+    #[must_use]
+    pub fn postgres(
+        url: String,
+        password: Option<String>,
+        tz: TimeZone,
+        retention: [Option<u32>; 3],
+        queue: Arc<RowQueue>,
+        stats: Arc<Stats>,
+    ) -> Sink {
+        let shown = redact(&url);
+        let open: Opener =
+            Box::new(move || Ok(Box::new(PgDb::open(&url, password.as_deref(), tz.clone())?) as Box<dyn HistoryDb>));
+        Sink::with_opener(shown, open, retention, queue, stats)
+    }
+
+    /// A sink over any database; `shown` names it in logs.
+    #[must_use]
+    pub fn with_opener(
+        shown: String,
+        open: Opener,
+        retention: [Option<u32>; 3],
+        queue: Arc<RowQueue>,
+        stats: Arc<Stats>,
+    ) -> Sink {
         Sink {
-            path,
-            tz,
+            shown,
+            open,
             retention,
             db: None,
             queue,
@@ -761,7 +882,7 @@ impl Sink {
         match result {
             Ok(written) => {
                 if let Some(since) = self.failing_since.take() {
-                    info!(path = %self.path.display(), after_s = now.duration_since(since).as_secs(), "history database writable again");
+                    info!(db = %self.shown, after_s = now.duration_since(since).as_secs(), "history database writable again");
                 }
                 self.retry_at = None;
                 self.backoff = BACKOFF_FIRST;
@@ -788,7 +909,7 @@ impl Sink {
 
     fn attempt(&mut self, now: Timestamp) -> Result<bool, HistoryError> {
         if self.db.is_none() {
-            self.db = Some(Db::open(&self.path, self.tz.clone())?);
+            self.db = Some((self.open)()?);
         }
         let Some(db) = self.db.as_mut() else { return Ok(false) };
         let mut written = false;
@@ -834,6 +955,149 @@ pub fn spawn(mut sink: Sink, clock: Arc<dyn Clock>) -> std::io::Result<std::thre
             error!(rows = left, "stopping with minute rows the history database did not take");
         }
     })
+}
+
+/// A `PostgreSQL` error with the server's own words (its `Display` alone says only "db error").
+fn pg_text(e: &postgres::Error) -> String {
+    if let Some(d) = e.as_db_error() {
+        return format!("{} {}: {}", d.severity(), d.code().code(), d.message());
+    }
+    let mut text = e.to_string();
+    if let Some(cause) = std::error::Error::source(e) {
+        let _ = write!(text, ": {cause}");
+    }
+    text
+}
+
+/// A URL as it may be logged: without its password.
+#[must_use]
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return "<postgres URL>".into() };
+    match rest.split_once('@') {
+        Some((user, host)) => {
+            let user = user.split_once(':').map_or(user, |(u, _)| u);
+            format!("{scheme}://{user}@{host}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// The password for `PostgreSQL`: the environment's `P1_DATABASE_PASSWORD`, else the first line of
+/// `reader.database_password_file`, else none (a password in the URL, or none needed).
+pub fn password(file: Option<&Path>) -> Result<Option<String>, HistoryError> {
+    if let Ok(p) = std::env::var("P1_DATABASE_PASSWORD") {
+        return Ok(Some(p));
+    }
+    let Some(path) = file else { return Ok(None) };
+    let text =
+        std::fs::read_to_string(path).map_err(|source| HistoryError::PasswordFile { path: path.to_owned(), source })?;
+    Ok(Some(text.lines().next().unwrap_or_default().to_owned()))
+}
+
+fn pg_params(p: &[Val]) -> Vec<Box<dyn postgres::types::ToSql + Sync>> {
+    p.iter()
+        .map(|v| -> Box<dyn postgres::types::ToSql + Sync> {
+            match v {
+                Val::I(x) => Box::new(*x),
+                Val::F(x) => Box::new(*x),
+                Val::T(s) => Box::new(s.clone()),
+            }
+        })
+        .collect()
+}
+
+impl Exec for postgres::Transaction<'_> {
+    type Error = postgres::Error;
+    const PG: bool = true;
+
+    fn one(&mut self, sql: &str, p: &[Val]) -> Result<Option<i64>, postgres::Error> {
+        let boxed = pg_params(p);
+        let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = boxed.iter().map(AsRef::as_ref).collect();
+        match self.query_opt(&sql.replace('?', "$"), &refs)? {
+            Some(row) => row.try_get::<_, Option<i64>>(0),
+            None => Ok(None),
+        }
+    }
+
+    fn run(&mut self, sql: &str, p: &[Val]) -> Result<u64, postgres::Error> {
+        let boxed = pg_params(p);
+        let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = boxed.iter().map(AsRef::as_ref).collect();
+        self.execute(&sql.replace('?', "$"), &refs)
+    }
+}
+
+/// An open `PostgreSQL` history database (the same tables; `BIGINT` and `DOUBLE PRECISION`).
+pub struct PgDb {
+    client: postgres::Client,
+    shown: String,
+    tz: TimeZone,
+    meters: HashMap<String, i64>,
+}
+
+impl PgDb {
+    /// Connects (without TLS), creates and migrates the tables.
+    pub fn open(url: &str, password: Option<&str>, tz: TimeZone) -> Result<PgDb, HistoryError> {
+        let shown = redact(url);
+        let err = |source| HistoryError::Postgres { url: shown.clone(), source };
+        let mut cfg: postgres::Config = url.parse().map_err(err)?;
+        if let Some(p) = password {
+            cfg.password(p);
+        }
+        cfg.connect_timeout(std::time::Duration::from_secs(10));
+        let mut client = cfg.connect(postgres::NoTls).map_err(err)?;
+        client.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)").map_err(err)?;
+        let found: i64 =
+            client.query_one("SELECT coalesce(max(version), 0)::BIGINT FROM schema_version", &[]).map_err(err)?.get(0);
+        if found > SCHEMA_VERSION {
+            return Err(HistoryError::Newer { place: shown, found, known: SCHEMA_VERSION });
+        }
+        for (i, sql) in migrations_for(true).iter().enumerate().skip(usize::try_from(found).unwrap_or(0)) {
+            let mut tx = client.transaction().map_err(err)?;
+            tx.batch_execute(sql).map_err(err)?;
+            tx.execute("DELETE FROM schema_version", &[]).map_err(err)?;
+            tx.execute("INSERT INTO schema_version (version) VALUES ($1)", &[&(i as i64 + 1)]).map_err(err)?;
+            tx.commit().map_err(err)?;
+            info!(db = %shown, version = i + 1, "history database schema migrated");
+        }
+        Ok(PgDb { client, shown, tz, meters: HashMap::new() })
+    }
+
+    /// The client (for tests and tools).
+    pub fn client(&mut self) -> &mut postgres::Client {
+        &mut self.client
+    }
+}
+
+impl HistoryDb for PgDb {
+    fn write(&mut self, rows: &[MinuteRow], mode: Mode) -> Result<(), HistoryError> {
+        let tz = self.tz.clone();
+        let shown = self.shown.clone();
+        let meters = &mut self.meters;
+        let result = self.client.transaction().and_then(|mut tx| {
+            write_in(&mut tx, meters, rows, mode, &tz)?;
+            tx.commit()
+        });
+        result.map_err(|source| {
+            meters.clear();
+            HistoryError::Postgres { url: shown, source }
+        })
+    }
+
+    fn prune(&mut self, now: Timestamp, retention: [Option<u32>; 3]) -> Result<usize, HistoryError> {
+        let mut n = 0;
+        for (table, col, days) in
+            [("minute", "t", retention[0]), ("hour", "t", retention[1]), ("day", "t_start", retention[2])]
+        {
+            if let Some(d) = days {
+                let before = now.as_second() - i64::from(d) * 86_400;
+                n += self
+                    .client
+                    .execute(&format!("DELETE FROM {table} WHERE {col} < $1"), &[&before])
+                    .map_err(|source| HistoryError::Postgres { url: self.shown.clone(), source })?;
+            }
+        }
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
 }
 
 #[cfg(test)]
@@ -1081,7 +1345,7 @@ mod tests {
         assert_eq!(t("sqlite:", &mut raw), Target::Sqlite("/srv/p1/history.sqlite".into()));
         assert_eq!(t("sqlite:/var/h.db", &mut raw), Target::Sqlite("/var/h.db".into()));
         assert_eq!(t("off", &mut raw), Target::Off);
-        assert_eq!(t("postgres://p1@db/p1", &mut raw), Target::Postgres);
+        assert_eq!(t("postgres://p1@db/p1", &mut raw), Target::Postgres("postgres://p1@db/p1".into()));
         raw.reader.database = "mysql://secret@x".into();
         let e = raw.validate().expect_err("bad").to_string();
         assert!(e.contains("reader.database") && !e.contains("secret"), "{e}");

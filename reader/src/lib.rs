@@ -84,6 +84,7 @@ pub struct Reader {
     history: history::Target,
     tz: jiff::tz::TimeZone,
     retention: [Option<u32>; 3],
+    password_file: Option<std::path::PathBuf>,
 }
 
 impl Reader {
@@ -109,6 +110,7 @@ impl Reader {
             history: history::Target::of(&config.reader),
             tz: config.timezone.clone(),
             retention: config.reader.database_retention,
+            password_file: config.reader.database_password_file.clone(),
         })
     }
 
@@ -136,9 +138,22 @@ impl Reader {
         let mut history_thread = None;
         match &self.history {
             history::Target::Off => {}
-            history::Target::Postgres => {
-                error!("{}; the files are written as usual", history::HistoryError::PostgresUnsupported);
-            }
+            history::Target::Postgres(url) => match history::password(self.password_file.as_deref()) {
+                Ok(password) => {
+                    let queue = Arc::new(history::RowQueue::new(history::QUEUE_BYTES, self.stats.clone()));
+                    let sink = history::Sink::postgres(
+                        url.clone(),
+                        password,
+                        self.tz.clone(),
+                        self.retention,
+                        queue.clone(),
+                        self.stats.clone(),
+                    );
+                    history_thread = Some(history::spawn(sink, self.clock.clone()).map_err(ReaderError::Thread)?);
+                    writer = writer.with_history(history::Feed::new(queue));
+                }
+                Err(e) => error!("{e}; no history database, the files are written as usual"),
+            },
             history::Target::Sqlite(path) => {
                 let queue = Arc::new(history::RowQueue::new(history::QUEUE_BYTES, self.stats.clone()));
                 let sink = history::Sink::new(

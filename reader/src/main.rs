@@ -61,7 +61,7 @@ fn history_command(command: &Command, config: &shared::config::Config) -> anyhow
     let path = match Target::of(&config.reader) {
         Target::Sqlite(path) => path,
         Target::Off => return Err(HistoryError::Off.into()),
-        Target::Postgres => return Err(HistoryError::PostgresUnsupported.into()),
+        Target::Postgres(_) => return Err(HistoryError::PostgresUnsupported.into()),
     };
     let tz = config.timezone.clone();
     match command {

@@ -145,6 +145,8 @@ pub struct RawReader {
     pub interval_retention_days: u32,
     /// History database: `sqlite:` (a file in `dir`), `sqlite:PATH`, `postgres://...`, or `off`.
     pub database: String,
+    /// A file holding the `PostgreSQL` password (first line); never logged.
+    pub database_password_file: String,
     /// Days to keep per-minute rows in the database (0 = forever).
     pub database_minute_days: u32,
     /// Days to keep hourly rows (0 = forever).
@@ -266,6 +268,7 @@ impl Default for RawReader {
             details_retention_days: 90,
             interval_retention_days: 7,
             database: "sqlite:".into(),
+            database_password_file: String::new(),
             database_minute_days: 90,
             database_hour_days: 0,
             database_day_days: 0,
@@ -440,6 +443,8 @@ pub struct Reader {
     pub interval_retention_days: Option<u32>,
     /// History database, as given (`sqlite:`, `sqlite:PATH`, `postgres://...`, `off`); checked for its form only.
     pub database: String,
+    /// The `PostgreSQL` password file, if set.
+    pub database_password_file: Option<PathBuf>,
     /// Retention of minute, hour and day rows in days (None = forever).
     pub database_retention: [Option<u32>; 3],
     /// Prices in millionths (micro-units) per kWh, m³ or day.
@@ -786,6 +791,7 @@ impl RawConfig {
                 details_retention_days: (r.details_retention_days > 0).then_some(r.details_retention_days),
                 interval_retention_days: (r.interval_retention_days > 0).then_some(r.interval_retention_days),
                 database: db.to_owned(),
+                database_password_file: non_empty(Some(r.database_password_file.as_str())).map(PathBuf::from),
                 database_retention: [r.database_minute_days, r.database_hour_days, r.database_day_days]
                     .map(|d| (d > 0).then_some(d)),
                 prices,

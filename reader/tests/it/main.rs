@@ -8,6 +8,7 @@ mod cli;
 mod e2e;
 mod kill;
 mod kill_history;
+mod postgres;
 mod support;
 
 use std::sync::Arc;
