@@ -130,8 +130,11 @@ pub enum HistoryError {
         #[source]
         source: std::io::Error,
     },
-    /// `postgres://` is accepted by the configuration but not built into this p1-reader.
-    #[error("reader.database: PostgreSQL is not built into this p1-reader yet; use sqlite:, sqlite:PATH or off")]
+    /// `report` and `import` on a `PostgreSQL` database (they read `SQLite` only, so far).
+    #[error(
+        "reader.database: p1-reader report and import read a SQLite database only (so far); run them with \
+         --database sqlite:PATH"
+    )]
     PostgresUnsupported,
     /// `reader.database: off`.
     #[error("reader.database is off: there is no history database")]
