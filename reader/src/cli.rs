@@ -66,6 +66,27 @@ pub enum Command {
         #[arg(long, group = "format")]
         json: bool,
     },
+    /// Draw a meter's power from its `RRD` (reader.rrd) into a PNG.
+    Graph {
+        /// The meter (listener name); may be left out when there is one `RRD`.
+        #[arg(long, value_name = "NAME")]
+        meter: Option<String>,
+        /// The last day (the default).
+        #[arg(long, group = "span")]
+        day: bool,
+        /// The last week.
+        #[arg(long, group = "span")]
+        week: bool,
+        /// The last month.
+        #[arg(long, group = "span")]
+        month: bool,
+        /// The last year.
+        #[arg(long, group = "span")]
+        year: bool,
+        /// The PNG to write (default: METER-SPAN.png in the working directory).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Fill the history database from existing details files (*.jsonl, *.jsonl.gz) under DIR.
     Import {
         /// A data directory, a listener's directory or its details directory.

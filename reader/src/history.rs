@@ -200,6 +200,12 @@ pub struct MinuteRow {
 }
 
 impl MinuteRow {
+    /// The average of power channel `i` (import, export, then per phase), W.
+    #[must_use]
+    pub fn power_avg(&self, i: usize) -> Option<f64> {
+        self.power.get(i).and_then(Agg::avg)
+    }
+
     fn cost(&self) -> usize {
         std::mem::size_of::<MinuteRow>() + self.meter.len()
     }
@@ -779,6 +785,20 @@ impl HistoryDb for Db {
     }
 }
 
+/// No database (`reader.database: off` with `reader.rrd` on): rows go to the `RRDs` only.
+#[derive(Debug)]
+pub struct NoDb;
+
+impl HistoryDb for NoDb {
+    fn write(&mut self, _: &[MinuteRow], _: Mode) -> Result<(), HistoryError> {
+        Ok(())
+    }
+
+    fn prune(&mut self, _: Timestamp, _: [Option<u32>; 3]) -> Result<usize, HistoryError> {
+        Ok(0)
+    }
+}
+
 /// Opens (or reopens, after an error) the database.
 pub type Opener = Box<dyn FnMut() -> Result<Box<dyn HistoryDb>, HistoryError> + Send>;
 
@@ -796,6 +816,8 @@ pub struct Sink {
     failing_since: Option<Timestamp>,
     reminded: Option<Timestamp>,
     pruned: Option<Timestamp>,
+    rrd: Option<crate::rrd::Rrd>,
+    rrd_warned: Option<Timestamp>,
 }
 
 impl std::fmt::Debug for Sink {
@@ -857,7 +879,22 @@ impl Sink {
             failing_since: None,
             reminded: None,
             pruned: None,
+            rrd: None,
+            rrd_warned: None,
         }
+    }
+
+    /// Also updates the `RRDs` with every batch taken off the queue (whatever becomes of the database write).
+    #[must_use]
+    pub fn with_rrd(mut self, rrd: crate::rrd::Rrd) -> Sink {
+        self.rrd = Some(rrd);
+        self
+    }
+
+    /// The queue it takes rows from.
+    #[must_use]
+    pub fn queue(&self) -> Arc<RowQueue> {
+        self.queue.clone()
     }
 
     /// When the next attempt is due while backing off.
@@ -880,6 +917,15 @@ impl Sink {
         }
         if self.batch.is_empty() {
             self.batch = self.queue.take(BATCH_ROWS, wait);
+            if let (Some(rrd), false) = (&mut self.rrd, self.batch.is_empty()) {
+                if let Err(e) = rrd.update(&self.batch) {
+                    stats::bump(&self.stats.history_errors);
+                    if self.rrd_warned.is_none_or(|w| now >= w + REMIND_EVERY) {
+                        warn!(cause = %e, "cannot update the RRDs; the files and the database are written as usual");
+                        self.rrd_warned = Some(now);
+                    }
+                }
+            }
         }
         let result = self.attempt(now);
         match result {

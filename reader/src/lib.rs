@@ -17,6 +17,7 @@
 //! - [`linefile`]: append-only whole-line files and atomic replacement.
 //! - [`csv`], [`weekly`], [`html`]: the formats.
 //! - [`history`]: the history database (per-minute rows, hourly and daily rollups), on its own thread.
+//! - [`rrd`]: `RRDtool` files (`reader.rrd`), through the `rrdtool` command.
 //! - [`report`]: `p1-reader report` and `p1-reader import`.
 //! - [`housekeeping`]: gzip and retention of closed files.
 //! - [`clock`], [`stats`]: injected time and counters.
@@ -32,6 +33,7 @@ pub mod linefile;
 pub mod logtext;
 pub mod period;
 pub mod report;
+pub mod rrd;
 pub mod stats;
 pub mod store;
 pub mod subscribe;
@@ -85,6 +87,8 @@ pub struct Reader {
     tz: jiff::tz::TimeZone,
     retention: [Option<u32>; 3],
     password_file: Option<std::path::PathBuf>,
+    rrd: bool,
+    dir: std::path::PathBuf,
 }
 
 impl Reader {
@@ -111,6 +115,8 @@ impl Reader {
             tz: config.timezone.clone(),
             retention: config.reader.database_retention,
             password_file: config.reader.database_password_file.clone(),
+            rrd: config.reader.rrd,
+            dir: config.reader.dir.clone(),
         })
     }
 
@@ -136,7 +142,23 @@ impl Reader {
         let inbox = Arc::new(Inbox::new(self.queue_bytes, self.stats.clone()));
         let mut writer = Writer::new(self.store, self.stats.clone(), inbox.clone());
         let mut history_thread = None;
+        let rrd = self.rrd.then(|| rrd::Rrd::new(self.dir.join("rrd")));
+        let mut spawn_sink = |sink: history::Sink, writer: Writer| -> Result<Writer, ReaderError> {
+            let queue = sink.queue();
+            let sink = match rrd.clone() {
+                Some(r) => sink.with_rrd(r),
+                None => sink,
+            };
+            history_thread = Some(history::spawn(sink, self.clock.clone()).map_err(ReaderError::Thread)?);
+            Ok(writer.with_history(history::Feed::new(queue)))
+        };
         match &self.history {
+            history::Target::Off if self.rrd => {
+                let queue = Arc::new(history::RowQueue::new(history::QUEUE_BYTES, self.stats.clone()));
+                let open: history::Opener = Box::new(|| Ok(Box::new(history::NoDb) as Box<dyn history::HistoryDb>));
+                let sink = history::Sink::with_opener("off".into(), open, [None; 3], queue, self.stats.clone());
+                writer = spawn_sink(sink, writer)?;
+            }
             history::Target::Off => {}
             history::Target::Postgres(url) => match history::password(self.password_file.as_deref()) {
                 Ok(password) => {
@@ -146,25 +168,17 @@ impl Reader {
                         password,
                         self.tz.clone(),
                         self.retention,
-                        queue.clone(),
+                        queue,
                         self.stats.clone(),
                     );
-                    history_thread = Some(history::spawn(sink, self.clock.clone()).map_err(ReaderError::Thread)?);
-                    writer = writer.with_history(history::Feed::new(queue));
+                    writer = spawn_sink(sink, writer)?;
                 }
                 Err(e) => error!("{e}; no history database, the files are written as usual"),
             },
             history::Target::Sqlite(path) => {
                 let queue = Arc::new(history::RowQueue::new(history::QUEUE_BYTES, self.stats.clone()));
-                let sink = history::Sink::new(
-                    path.clone(),
-                    self.tz.clone(),
-                    self.retention,
-                    queue.clone(),
-                    self.stats.clone(),
-                );
-                history_thread = Some(history::spawn(sink, self.clock.clone()).map_err(ReaderError::Thread)?);
-                writer = writer.with_history(history::Feed::new(queue));
+                let sink = history::Sink::new(path.clone(), self.tz.clone(), self.retention, queue, self.stats.clone());
+                writer = spawn_sink(sink, writer)?;
             }
         }
         let thread = writer::spawn(writer, self.clock.clone()).map_err(ReaderError::Thread)?;

@@ -58,6 +58,9 @@ fn main() -> ExitCode {
 
 /// `report` and `import`: one pass over the history database.
 fn history_command(command: &Command, config: &shared::config::Config) -> anyhow::Result<()> {
+    if let Command::Graph { meter, week, month, year, out, .. } = command {
+        return graph(config, meter.as_deref(), (*week, *month, *year), out.as_deref());
+    }
     let path = match Target::of(&config.reader) {
         Target::Sqlite(path) => path,
         Target::Off => return Err(HistoryError::Off.into()),
@@ -87,6 +90,7 @@ fn history_command(command: &Command, config: &shared::config::Config) -> anyhow
             let lines = report::lines(&db, per, meter.as_deref(), today)?;
             print!("{}", report::render(&lines, &config.reader.prices, format));
         }
+        Command::Graph { .. } => {}
         Command::Import { dir } => {
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
@@ -103,5 +107,40 @@ fn history_command(command: &Command, config: &shared::config::Config) -> anyhow
             );
         }
     }
+    Ok(())
+}
+
+/// `graph`: one PNG from a meter's `RRD`.
+fn graph(
+    config: &shared::config::Config,
+    meter: Option<&str>,
+    (week, month, year): (bool, bool, bool),
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let dir = config.reader.dir.join("rrd");
+    let meter = if let Some(m) = meter {
+        m.to_owned()
+    } else {
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .with_context(|| format!("reader.rrd: no RRDs in {}", dir.display()))?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok()?.strip_suffix(".rrd").map(str::to_owned))
+            .collect();
+        match names.as_slice() {
+            [one] => one.clone(),
+            _ => anyhow::bail!("reader.rrd: {} RRDs in {}; choose one with --meter", names.len(), dir.display()),
+        }
+    };
+    let (span, name) = if week {
+        ("1w", "week")
+    } else if month {
+        ("1m", "month")
+    } else if year {
+        ("1y", "year")
+    } else {
+        ("1d", "day")
+    };
+    let out = out.map_or_else(|| std::path::PathBuf::from(format!("{meter}-{name}.png")), std::path::Path::to_owned);
+    p1_reader::rrd::Rrd::new(dir).graph(&meter, span, jiff::Timestamp::now().as_second(), &out)?;
+    println!("{}", out.display());
     Ok(())
 }

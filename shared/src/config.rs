@@ -153,6 +153,8 @@ pub struct RawReader {
     pub database_hour_days: u32,
     /// Days to keep daily rows (0 = forever).
     pub database_day_days: u32,
+    /// Keep `RRDtool` files (`DIR/rrd/<meter>.rrd`, through the `rrdtool` command).
+    pub rrd: bool,
     /// Prices for `p1-reader report`, per kWh, m³ and day.
     pub prices: RawPrices,
 }
@@ -272,6 +274,7 @@ impl Default for RawReader {
             database_minute_days: 90,
             database_hour_days: 0,
             database_day_days: 0,
+            rrd: false,
             prices: RawPrices::default(),
         }
     }
@@ -447,6 +450,8 @@ pub struct Reader {
     pub database_password_file: Option<PathBuf>,
     /// Retention of minute, hour and day rows in days (None = forever).
     pub database_retention: [Option<u32>; 3],
+    /// `RRDtool` files on.
+    pub rrd: bool,
     /// Prices in millionths (micro-units) per kWh, m³ or day.
     pub prices: Prices,
 }
@@ -794,6 +799,7 @@ impl RawConfig {
                 database_password_file: non_empty(Some(r.database_password_file.as_str())).map(PathBuf::from),
                 database_retention: [r.database_minute_days, r.database_hour_days, r.database_day_days]
                     .map(|d| (d > 0).then_some(d)),
+                rrd: r.rrd,
                 prices,
             },
             dashboard: Dashboard { chart_minutes: d.chart_minutes, stale_after: Duration::from_secs(d.stale_secs) },

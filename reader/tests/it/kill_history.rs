@@ -204,3 +204,35 @@ async fn a_corrupt_database_file_does_not_stop_the_files() {
     assert_eq!(stats.snapshot().history_rows, 0);
     assert_eq!(fs::read(dir.path().join("history.sqlite")).expect("kept"), vec![0x42; 16384], "left as it was");
 }
+
+/// `reader.database: off` with `reader.rrd: true`: the minute rows still reach the RRD.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_database_off_the_rrd_is_still_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let group = group(13);
+    let mut raw = crate::support::raw_config(group, dir.path(), 5);
+    raw.reader.database = "off".into();
+    raw.reader.rrd = true;
+    let reader = p1_reader::Reader::bind(&raw.validate().expect("valid")).expect("bind");
+    let stats = reader.stats();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(reader.run(async move {
+        let _ = stopped.await;
+    }));
+    let sender = Sender::new(group);
+    // Three minutes of telegrams, 10 s apart, an hour ago.
+    let t0 = Timestamp::from_second((Timestamp::now().as_second() - 3600).div_euclid(60) * 60).expect("t0");
+    for seq in 1..=18 {
+        let msg = telegram("meterkast", "b", seq, t0 + SignedDuration::from_secs(10 * seq as i64 - 5));
+        sender.send(&Message::Telegram(Box::new(msg)));
+    }
+    crate::support::until("18 written", || stats.snapshot().written == 18).await;
+    stop.send(()).expect("stop");
+    running.await.expect("joined").expect("clean stop");
+    assert!(!dir.path().join("history.sqlite").exists(), "no database");
+    let rrd = dir.path().join("rrd/meterkast.rrd");
+    let out = Command::new("rrdtool").arg("last").arg(&rrd).output().expect("rrdtool");
+    // The last minute (the one open at shutdown) ends at t0 + 3 min.
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), (t0.as_second() + 180).to_string());
+    assert_eq!(stats.snapshot().history_errors, 0);
+}
