@@ -1055,23 +1055,42 @@ fn pg_params(p: &[Val]) -> Vec<Box<dyn postgres::types::ToSql + Sync>> {
         .collect()
 }
 
-impl Exec for postgres::Transaction<'_> {
+/// A `PostgreSQL` transaction with the connection's prepared statements (they outlive transactions).
+struct PgTx<'a, 'c> {
+    tx: &'a mut postgres::Transaction<'c>,
+    cache: &'a mut HashMap<String, postgres::Statement>,
+}
+
+impl PgTx<'_, '_> {
+    fn statement(&mut self, sql: &str) -> Result<postgres::Statement, postgres::Error> {
+        if let Some(st) = self.cache.get(sql) {
+            return Ok(st.clone());
+        }
+        let st = self.tx.prepare(&sql.replace('?', "$"))?;
+        self.cache.insert(sql.to_owned(), st.clone());
+        Ok(st)
+    }
+}
+
+impl Exec for PgTx<'_, '_> {
     type Error = postgres::Error;
     const PG: bool = true;
 
     fn one(&mut self, sql: &str, p: &[Val]) -> Result<Option<i64>, postgres::Error> {
+        let st = self.statement(sql)?;
         let boxed = pg_params(p);
         let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = boxed.iter().map(AsRef::as_ref).collect();
-        match self.query_opt(&sql.replace('?', "$"), &refs)? {
+        match self.tx.query_opt(&st, &refs)? {
             Some(row) => row.try_get::<_, Option<i64>>(0),
             None => Ok(None),
         }
     }
 
     fn run(&mut self, sql: &str, p: &[Val]) -> Result<u64, postgres::Error> {
+        let st = self.statement(sql)?;
         let boxed = pg_params(p);
         let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = boxed.iter().map(AsRef::as_ref).collect();
-        self.execute(&sql.replace('?', "$"), &refs)
+        self.tx.execute(&st, &refs)
     }
 }
 
@@ -1081,6 +1100,7 @@ pub struct PgDb {
     shown: String,
     tz: TimeZone,
     meters: HashMap<String, i64>,
+    statements: HashMap<String, postgres::Statement>,
 }
 
 impl PgDb {
@@ -1108,7 +1128,7 @@ impl PgDb {
             tx.commit().map_err(err)?;
             info!(db = %shown, version = i + 1, "history database schema migrated");
         }
-        Ok(PgDb { client, shown, tz, meters: HashMap::new() })
+        Ok(PgDb { client, shown, tz, meters: HashMap::new(), statements: HashMap::new() })
     }
 
     /// The client (for tests and tools).
@@ -1122,8 +1142,9 @@ impl HistoryDb for PgDb {
         let tz = self.tz.clone();
         let shown = self.shown.clone();
         let meters = &mut self.meters;
+        let cache = &mut self.statements;
         let result = self.client.transaction().and_then(|mut tx| {
-            write_in(&mut tx, meters, rows, mode, &tz)?;
+            write_in(&mut PgTx { tx: &mut tx, cache }, meters, rows, mode, &tz)?;
             tx.commit()
         });
         result.map_err(|source| {
