@@ -837,7 +837,13 @@ impl Sink {
         stats: Arc<Stats>,
     ) -> Sink {
         let shown = format!("sqlite:{}", path.display());
-        let open: Opener = Box::new(move || Ok(Box::new(Db::open(&path, tz.clone())?) as Box<dyn HistoryDb>));
+        let open: Opener = Box::new(move || {
+            // A fresh data directory may not be there yet (the files create it too).
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                let _ = std::fs::create_dir_all(parent);
+            }
+            Ok(Box::new(Db::open(&path, tz.clone())?) as Box<dyn HistoryDb>)
+        });
         Sink::with_opener(shown, open, retention, queue, stats)
     }
 
@@ -1367,7 +1373,9 @@ mod tests {
     #[test]
     fn a_failing_database_is_retried_with_backoff_and_nothing_is_lost() {
         let dir = tempdir();
-        let path = dir.path().join("missing").join("h.sqlite");
+        // The directory cannot be made: a file stands where it should be.
+        std::fs::write(dir.path().join("blocked"), b"").expect("file");
+        let path = dir.path().join("blocked").join("h.sqlite");
         let stats = Arc::new(Stats::default());
         let queue = Arc::new(RowQueue::new(QUEUE_BYTES, stats.clone()));
         let mut feed = Feed::new(queue.clone());
@@ -1384,7 +1392,7 @@ mod tests {
         assert!(!sink.step(now + SignedDuration::from_secs(1), std::time::Duration::ZERO));
         assert_eq!(sink.retry_at(), Some(now + SignedDuration::from_secs(3)), "the delay doubles");
         assert_eq!(stats.snapshot().history_errors, 2);
-        std::fs::create_dir(path.parent().expect("dir")).expect("mkdir");
+        std::fs::remove_file(dir.path().join("blocked")).expect("unblock");
         assert!(sink.step(now + SignedDuration::from_secs(3), std::time::Duration::ZERO));
         feed.finish();
         while sink.step(now + SignedDuration::from_secs(4), std::time::Duration::ZERO) {}

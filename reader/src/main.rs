@@ -140,7 +140,12 @@ fn graph(
         ("1d", "day")
     };
     let out = out.map_or_else(|| std::path::PathBuf::from(format!("{meter}-{name}.png")), std::path::Path::to_owned);
-    p1_reader::rrd::Rrd::new(dir).graph(&meter, span, jiff::Timestamp::now().as_second(), &out)?;
+    p1_reader::rrd::Rrd::new(dir).with_tz(&config.timezone_name).graph(
+        &meter,
+        span,
+        jiff::Timestamp::now().as_second(),
+        &out,
+    )?;
     println!("{}", out.display());
     Ok(())
 }

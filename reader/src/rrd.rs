@@ -55,13 +55,21 @@ fn rrdtool(what: &str, path: &Path, args: &[String]) -> Result<String, RrdError>
 pub struct Rrd {
     dir: PathBuf,
     last: HashMap<String, i64>,
+    tz: Option<String>,
 }
 
 impl Rrd {
     /// `RRDs` in `dir` (created when needed).
     #[must_use]
     pub fn new(dir: PathBuf) -> Rrd {
-        Rrd { dir, last: HashMap::new() }
+        Rrd { dir, last: HashMap::new(), tz: None }
+    }
+
+    /// Graphs label their time axis in this IANA time zone (`timezone` in `p1.yml`).
+    #[must_use]
+    pub fn with_tz(mut self, tz: &str) -> Rrd {
+        self.tz = Some(tz.to_owned());
+        self
     }
 
     /// The file of `meter`.
@@ -169,7 +177,11 @@ impl Rrd {
         ]
         .into();
         let out_args: Vec<String> = std::iter::once(out.display().to_string()).chain(args).collect();
-        let status = Command::new("rrdtool").arg("graph").args(&out_args).output().map_err(RrdError::Spawn)?;
+        let mut cmd = Command::new("rrdtool");
+        if let Some(tz) = &self.tz {
+            cmd.env("TZ", tz);
+        }
+        let status = cmd.arg("graph").args(&out_args).output().map_err(RrdError::Spawn)?;
         if !status.status.success() {
             return Err(RrdError::Failed {
                 what: "graph".into(),
@@ -211,7 +223,7 @@ mod tests {
     #[test]
     fn rrdtool_info_and_fetch_show_the_sources_archives_and_values() {
         let dir = tempdir();
-        let mut rrd = Rrd::new(dir.path().join("rrd"));
+        let mut rrd = Rrd::new(dir.path().join("rrd")).with_tz("Europe/Amsterdam");
         let from: Timestamp = "2026-06-01T10:00:00Z".parse().expect("t");
         let rows = rows(from);
         assert_eq!(rrd.update(&rows[..90]).expect("update"), 90);
