@@ -60,7 +60,9 @@ fn wait_for_more(db: &Path, than: i64, child: &mut Child) {
 
 #[test]
 fn a_reader_killed_during_batched_database_writes_leaves_a_consistent_database() {
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+    let seed = std::env::var("P1_KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
+    });
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let db = data.join("history.sqlite");
@@ -165,7 +167,9 @@ fn a_reader_killed_during_batched_database_writes_leaves_a_consistent_database()
          (SELECT sum(gas_l) FROM day) = (SELECT max(gas_l) - min(gas_l) FROM minute)",
     );
     assert_eq!(total.trim(), "1|1|1", "totals exact");
-    eprintln!("history kill test: {sent} sent, {telegrams} in {minutes} minute rows, seed {seed}");
+    eprintln!(
+        "history kill test: {sent} sent, {telegrams} in {minutes} minute rows, seed {seed} (P1_KILL_SEED repeats)"
+    );
 }
 
 /// A corrupt database file: the error is counted (and logged naming `reader.database`), the files are written.
