@@ -28,12 +28,73 @@ pub struct Args {
     /// File holding the LAN key for sealed datagrams (overrides `multicast.key_file` and `multicast.key`).
     #[arg(long, value_name = "PATH")]
     pub key_file: Option<String>,
+    /// History database: sqlite:, sqlite:PATH, postgres://... or off (overrides reader.database).
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
     /// Print the documented default p1.yml and exit.
     #[arg(long)]
     pub print_default_config: bool,
     /// Check the configuration (file and flags), report every problem, and exit.
     #[arg(long)]
     pub check_config: bool,
+    /// Instead of subscribing: a report or an import (see docs/history.md).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What `p1-reader` does besides receiving.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Usage per tariff, export, net, gas, water and cost, from the history database.
+    Report {
+        /// One line per day of the last 31 days (the default).
+        #[arg(long, group = "per")]
+        day: bool,
+        /// One line per ISO week of the last 13 weeks.
+        #[arg(long, group = "per")]
+        week: bool,
+        /// One line per month of the last 13 months.
+        #[arg(long, group = "per")]
+        month: bool,
+        /// One line per year.
+        #[arg(long, group = "per")]
+        year: bool,
+        /// Only this meter (listener name).
+        #[arg(long, value_name = "NAME")]
+        meter: Option<String>,
+        /// CSV with a header.
+        #[arg(long, group = "format")]
+        csv: bool,
+        /// A JSON array.
+        #[arg(long, group = "format")]
+        json: bool,
+    },
+    /// Draw a meter's power from its `RRD` (reader.rrd) into a PNG.
+    Graph {
+        /// The meter (listener name); may be left out when there is one `RRD`.
+        #[arg(long, value_name = "NAME")]
+        meter: Option<String>,
+        /// The last day (the default).
+        #[arg(long, group = "span")]
+        day: bool,
+        /// The last week.
+        #[arg(long, group = "span")]
+        week: bool,
+        /// The last month.
+        #[arg(long, group = "span")]
+        month: bool,
+        /// The last year.
+        #[arg(long, group = "span")]
+        year: bool,
+        /// The PNG to write (default: METER-SPAN.png in the working directory).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Fill the history database from existing details files (*.jsonl, *.jsonl.gz) under DIR.
+    Import {
+        /// A data directory, a listener's directory or its details directory.
+        dir: PathBuf,
+    },
 }
 
 impl Args {
@@ -51,6 +112,9 @@ impl Args {
         if let Some(f) = &self.key_file {
             raw.multicast.key_file = Some(f.clone());
             raw.multicast.key = None;
+        }
+        if let Some(d) = &self.database {
+            raw.reader.database.clone_from(d);
         }
     }
 
@@ -102,6 +166,8 @@ mod tests {
             "127.0.0.1",
             "--dir",
             "/tmp/x",
+            "--database",
+            "off",
         ]);
         let mut raw = RawConfig::from_yaml("reader:\n  dir: /srv/p1\n", "t.yml").expect("yaml");
         args.apply(&mut raw);
@@ -109,6 +175,7 @@ mod tests {
         assert_eq!(config.multicast.group, "239.255.9.9:5000".parse().expect("addr"));
         assert_eq!(config.multicast.interface, IpAddr::from([127, 0, 0, 1]).into());
         assert_eq!(config.reader.dir, PathBuf::from("/tmp/x"));
+        assert_eq!(config.reader.database, "off");
     }
 
     #[test]

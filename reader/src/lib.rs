@@ -16,6 +16,9 @@
 //! - [`tracker`]: sequence gaps, listener restarts, duplicates (the subscriber library's, re-exported).
 //! - [`linefile`]: append-only whole-line files and atomic replacement.
 //! - [`csv`], [`weekly`], [`html`]: the formats.
+//! - [`history`]: the history database (per-minute rows, hourly and daily rollups), on its own thread.
+//! - [`rrd`]: `RRDtool` files (`reader.rrd`), through the `rrdtool` command.
+//! - [`report`]: `p1-reader report` and `p1-reader import`.
 //! - [`housekeeping`]: gzip and retention of closed files.
 //! - [`clock`], [`stats`]: injected time and counters.
 //! - [`logtext`], [`summary`]: datagram text made safe to log; per-minute summaries of repeatable events.
@@ -23,11 +26,14 @@
 pub mod cli;
 pub mod clock;
 pub mod csv;
+pub mod history;
 pub mod housekeeping;
 pub mod html;
 pub mod linefile;
 pub mod logtext;
 pub mod period;
+pub mod report;
+pub mod rrd;
 pub mod stats;
 pub mod store;
 pub mod subscribe;
@@ -47,7 +53,7 @@ use p1hub_subscriber::{Options, Subscriber};
 use tokio_util::sync::CancellationToken;
 
 use shared::config::Config;
-use tracing::info;
+use tracing::{error, info};
 
 use crate::clock::{Clock, SystemClock};
 use crate::stats::Stats;
@@ -77,6 +83,12 @@ pub struct Reader {
     stats: Arc<Stats>,
     clock: Arc<dyn Clock>,
     queue_bytes: usize,
+    history: history::Target,
+    tz: jiff::tz::TimeZone,
+    retention: [Option<u32>; 3],
+    password_file: Option<std::path::PathBuf>,
+    rrd: bool,
+    dir: std::path::PathBuf,
 }
 
 impl Reader {
@@ -93,7 +105,19 @@ impl Reader {
         let stats = Arc::new(Stats::default());
         let store = Store::open(StoreConfig::from_config(config), stats.clone(), clock.now());
         info!(group = %m.group, interface = %m.interface, dir = %config.reader.dir.display(), joined = sub.is_joined(), "subscribed");
-        Ok(Reader { sub, store, stats, clock, queue_bytes: config.reader.queue_bytes })
+        Ok(Reader {
+            sub,
+            store,
+            stats,
+            clock,
+            queue_bytes: config.reader.queue_bytes,
+            history: history::Target::of(&config.reader),
+            tz: config.timezone.clone(),
+            retention: config.reader.database_retention,
+            password_file: config.reader.database_password_file.clone(),
+            rrd: config.reader.rrd,
+            dir: config.reader.dir.clone(),
+        })
     }
 
     /// The counters, live.
@@ -116,12 +140,60 @@ impl Reader {
     /// Receives and writes until `shutdown` completes, then writes what is queued and closes every file.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ReaderError> {
         let inbox = Arc::new(Inbox::new(self.queue_bytes, self.stats.clone()));
-        let writer = Writer::new(self.store, self.stats.clone(), inbox.clone());
+        let mut writer = Writer::new(self.store, self.stats.clone(), inbox.clone());
+        let mut history_thread = None;
+        let rrd = self.rrd.then(|| rrd::Rrd::new(self.dir.join("rrd")));
+        let mut spawn_sink = |sink: history::Sink, writer: Writer| -> Result<Writer, ReaderError> {
+            let queue = sink.queue();
+            let sink = match rrd.clone() {
+                Some(r) => sink.with_rrd(r),
+                None => sink,
+            };
+            history_thread = Some(history::spawn(sink, self.clock.clone()).map_err(ReaderError::Thread)?);
+            Ok(writer.with_history(history::Feed::new(queue)))
+        };
+        match &self.history {
+            history::Target::Off if self.rrd => {
+                let queue = Arc::new(history::RowQueue::new(history::QUEUE_BYTES, self.stats.clone()));
+                let open: history::Opener = Box::new(|| Ok(Box::new(history::NoDb) as Box<dyn history::HistoryDb>));
+                let sink = history::Sink::with_opener("off".into(), open, [None; 3], queue, self.stats.clone());
+                writer = spawn_sink(sink, writer)?;
+            }
+            history::Target::Off => {}
+            history::Target::Postgres(url) => match history::password(self.password_file.as_deref()) {
+                Ok(password) => {
+                    let queue = Arc::new(history::RowQueue::new(history::QUEUE_BYTES, self.stats.clone()));
+                    let sink = history::Sink::postgres(
+                        url.clone(),
+                        password,
+                        self.tz.clone(),
+                        self.retention,
+                        queue,
+                        self.stats.clone(),
+                    );
+                    writer = spawn_sink(sink, writer)?;
+                }
+                Err(e) => error!("{e}; no history database, the files are written as usual"),
+            },
+            history::Target::Sqlite(path) => {
+                let queue = Arc::new(history::RowQueue::new(history::QUEUE_BYTES, self.stats.clone()));
+                let sink = history::Sink::new(path.clone(), self.tz.clone(), self.retention, queue, self.stats.clone());
+                writer = spawn_sink(sink, writer)?;
+            }
+        }
         let thread = writer::spawn(writer, self.clock.clone()).map_err(ReaderError::Thread)?;
         subscribe::receive(self.sub, inbox.clone(), self.clock, self.stats.clone(), shutdown).await;
         // Closed: the thread writes what is left, closes the files and ends.
         inbox.close();
-        let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+        let joined = tokio::task::spawn_blocking(move || {
+            let files = thread.join();
+            // The writing thread closed the history queue as it finished; the database thread writes what is left.
+            if let Some(h) = history_thread {
+                let _ = h.join();
+            }
+            files
+        })
+        .await;
         let s = self.stats.snapshot();
         info!(
             received = s.telegrams,

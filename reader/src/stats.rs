@@ -75,6 +75,12 @@ stats! {
     set_aside,
     /// Failed attempts to write.
     write_errors,
+    /// Minute rows written to the history database.
+    history_rows,
+    /// Failed attempts to open or write the history database.
+    history_errors,
+    /// Minute rows dropped because the history queue was full.
+    history_dropped,
 }
 
 /// Adds one, never beyond `u64::MAX`.

@@ -168,6 +168,12 @@ impl Job {
         &self.msg
     }
 
+    /// The time it was filed under, once the store has admitted it.
+    #[must_use]
+    pub fn filed_at(&self) -> Option<Timestamp> {
+        self.done.admitted.as_ref().map(|(_, t, _)| *t)
+    }
+
     /// The memory it is counted for while it waits: the datagram (kept for the details file) and the parsed
     /// message, which takes about as much again, plus 2 KiB for the rest (measured: 7.2 KB for a 2.6 KB datagram,
     /// 131 KB for a 65 KB one).

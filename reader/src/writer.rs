@@ -198,6 +198,8 @@ pub struct Writer {
     outage: Option<Outage>,
     next_tick: Option<Timestamp>,
     tick_error_logged: Option<Timestamp>,
+    /// The history database's feed (none with `reader.database: off`).
+    history: Option<crate::history::Feed>,
 }
 
 impl Writer {
@@ -214,7 +216,15 @@ impl Writer {
             outage: None,
             next_tick: None,
             tick_error_logged: None,
+            history: None,
         }
+    }
+
+    /// Also hands every written telegram to the history database's feed.
+    #[must_use]
+    pub fn with_history(mut self, feed: crate::history::Feed) -> Writer {
+        self.history = Some(feed);
+        self
     }
 
     /// Queues one item, as the receiving task does (see [`Inbox::push`]).
@@ -230,6 +240,9 @@ impl Writer {
         }
         if self.next_tick.is_none_or(|t| now >= t) {
             self.next_tick = Some(now + TICK_EVERY);
+            if let Some(h) = &mut self.history {
+                h.tick(now);
+            }
             if let Err(e) = self.store.tick(now) {
                 if self.tick_error_logged.is_none_or(|t| now >= t + REMIND_EVERY) {
                     warn!(cause = %e, "periodic file work failed; retrying");
@@ -279,6 +292,9 @@ impl Writer {
         if let Err(e) = self.store.close(now) {
             error!(cause = %e, "closing files failed");
         }
+        if let Some(h) = &mut self.history {
+            h.finish();
+        }
     }
 
     /// Writes up to `most` telegrams; stops at the first failure, keeping that telegram for the retry.
@@ -296,10 +312,18 @@ impl Writer {
                     None => break,
                 },
             };
-            if let Err(e) = self.store.write(&mut job, now) {
-                self.current = Some(job);
-                self.failed(&e, now);
-                return;
+            match self.store.write(&mut job, now) {
+                Err(e) => {
+                    self.current = Some(job);
+                    self.failed(&e, now);
+                    return;
+                }
+                Ok(crate::store::Outcome::Written) => {
+                    if let (Some(h), Some(t)) = (&mut self.history, job.filed_at()) {
+                        h.telegram(job.message(), t, now);
+                    }
+                }
+                Ok(_) => {}
             }
             written += 1;
         }

@@ -148,6 +148,40 @@ pub struct RawReader {
     pub details_retention_days: u32,
     /// Days to keep interval CSV files (0 = as `retention_days`).
     pub interval_retention_days: u32,
+    /// History database: `sqlite:` (a file in `dir`), `sqlite:PATH`, `postgres://...`, or `off`.
+    pub database: String,
+    /// A file holding the `PostgreSQL` password (first line); never logged.
+    pub database_password_file: String,
+    /// Days to keep per-minute rows in the database (0 = forever).
+    pub database_minute_days: u32,
+    /// Days to keep hourly rows (0 = forever).
+    pub database_hour_days: u32,
+    /// Days to keep daily rows (0 = forever).
+    pub database_day_days: u32,
+    /// Keep `RRDtool` files (`DIR/rrd/<meter>.rrd`, through the `rrdtool` command).
+    pub rrd: bool,
+    /// Prices for `p1-reader report`, per kWh, m³ and day.
+    pub prices: RawPrices,
+}
+
+/// `reader.prices:` (any currency; up to 6 decimals).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawPrices {
+    /// Per kWh imported on tariff 1.
+    pub import_t1: f64,
+    /// Per kWh imported on tariff 2.
+    pub import_t2: f64,
+    /// Per kWh exported on tariff 1 (paid back: subtracted).
+    pub export_t1: f64,
+    /// Per kWh exported on tariff 2.
+    pub export_t2: f64,
+    /// Per m³ of gas.
+    pub gas_m3: f64,
+    /// Per m³ of water.
+    pub water_m3: f64,
+    /// Standing charges per day (all of them together).
+    pub standing_per_day: f64,
 }
 
 /// `dashboard:`
@@ -242,6 +276,13 @@ impl Default for RawReader {
             retention_days: 0,
             details_retention_days: 90,
             interval_retention_days: 7,
+            database: "sqlite:".into(),
+            database_password_file: String::new(),
+            database_minute_days: 90,
+            database_hour_days: 0,
+            database_day_days: 0,
+            rrd: false,
+            prices: RawPrices::default(),
         }
     }
 }
@@ -414,6 +455,35 @@ pub struct Reader {
     pub details_retention_days: Option<u32>,
     /// Retention of interval CSV files (None = as `retention_days`).
     pub interval_retention_days: Option<u32>,
+    /// History database, as given (`sqlite:`, `sqlite:PATH`, `postgres://...`, `off`); checked for its form only.
+    pub database: String,
+    /// The `PostgreSQL` password file, if set.
+    pub database_password_file: Option<PathBuf>,
+    /// Retention of minute, hour and day rows in days (None = forever).
+    pub database_retention: [Option<u32>; 3],
+    /// `RRDtool` files on.
+    pub rrd: bool,
+    /// Prices in millionths (micro-units) per kWh, m³ or day.
+    pub prices: Prices,
+}
+
+/// Validated `reader.prices`, in millionths of the currency unit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Prices {
+    /// Per kWh imported on tariff 1.
+    pub import_t1: i64,
+    /// Per kWh imported on tariff 2.
+    pub import_t2: i64,
+    /// Per kWh exported on tariff 1.
+    pub export_t1: i64,
+    /// Per kWh exported on tariff 2.
+    pub export_t2: i64,
+    /// Per m³ of gas.
+    pub gas_m3: i64,
+    /// Per m³ of water.
+    pub water_m3: i64,
+    /// Per day.
+    pub standing_per_day: i64,
 }
 
 /// Validated `dashboard:`.
@@ -654,6 +724,33 @@ impl RawConfig {
         if !(1..=3600).contains(&r.html_secs) {
             bad("reader.html_secs", &r.html_secs, "seconds from 1 to 3600");
         }
+        let db = r.database.trim();
+        if !(db == "off"
+            || db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
+            // A URL may hold a password: never echo it.
+            bad("reader.database", &"<given>", "sqlite:, sqlite:PATH, postgres://USER@HOST/DB or off");
+        }
+        let mut price = |key: &str, v: f64| -> i64 {
+            if v.is_finite() && v.abs() < 1e9 {
+                (v * 1e6).round() as i64
+            } else {
+                bad(&format!("reader.prices.{key}"), &v, "a price per unit, such as 0.25");
+                0
+            }
+        };
+        let rp = &r.prices;
+        let prices = Prices {
+            import_t1: price("import_t1", rp.import_t1),
+            import_t2: price("import_t2", rp.import_t2),
+            export_t1: price("export_t1", rp.export_t1),
+            export_t2: price("export_t2", rp.export_t2),
+            gas_m3: price("gas_m3", rp.gas_m3),
+            water_m3: price("water_m3", rp.water_m3),
+            standing_per_day: price("standing_per_day", rp.standing_per_day),
+        };
 
         let d = &self.dashboard;
         if !(1..=1440).contains(&d.chart_minutes) {
@@ -712,6 +809,12 @@ impl RawConfig {
                 retention_days: (r.retention_days > 0).then_some(r.retention_days),
                 details_retention_days: (r.details_retention_days > 0).then_some(r.details_retention_days),
                 interval_retention_days: (r.interval_retention_days > 0).then_some(r.interval_retention_days),
+                database: db.to_owned(),
+                database_password_file: non_empty(Some(r.database_password_file.as_str())).map(PathBuf::from),
+                database_retention: [r.database_minute_days, r.database_hour_days, r.database_day_days]
+                    .map(|d| (d > 0).then_some(d)),
+                rrd: r.rrd,
+                prices,
             },
             dashboard: Dashboard { chart_minutes: d.chart_minutes, stale_after: Duration::from_secs(d.stale_secs) },
             bridge,

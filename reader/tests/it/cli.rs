@@ -134,3 +134,70 @@ fn check_config_lists_every_unknown_key_and_bad_value_at_once() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("p1.yml: line 3, column 12: "), "{err}");
 }
+
+/// `import` fills the database from details files; `report` reads it back (CSV, JSON, a meter filter); a report
+/// without a database, and one on a file of a newer schema, are clear errors naming the setting.
+#[test]
+fn import_then_report_from_the_command_line() {
+    use shared::decimal::Decimal;
+    use shared::wire::{encode, Message};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let details = data.join("meterkast/details");
+    std::fs::create_dir_all(&details).expect("mkdir");
+    std::fs::write(
+        dir.path().join("p1.yml"),
+        format!(
+            "timezone: UTC\nreader:\n  dir: {}\n  prices:\n    import_t1: 0.25\n    standing_per_day: 0.5\n",
+            data.display()
+        ),
+    )
+    .expect("config");
+    let report = |args: &[&str]| reader().arg("report").args(args).current_dir(dir.path()).output().expect("run");
+    let out = report(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("reader.database: sqlite:") && err.contains("no history database"), "{err}");
+
+    // Yesterday and today (UTC), one telegram a minute, 2 Wh each.
+    let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+    let start = today.yesterday().expect("yesterday").to_zoned(jiff::tz::TimeZone::UTC).expect("midnight").timestamp();
+    let mut text = Vec::new();
+    for i in 0..(24 * 60 + 30) {
+        let mut m =
+            crate::support::telegram("meterkast", "b", i + 1, start + jiff::SignedDuration::from_mins(i as i64));
+        m.values.energy_import_t1_kwh = Some(Decimal::new(1000 + 2 * i as i64, 3));
+        text.extend(encode(&Message::Telegram(Box::new(m))));
+        text.push(b'\n');
+    }
+    std::fs::write(details.join("x.jsonl"), text).expect("details");
+    let out = reader().args(["import", "data"]).current_dir(dir.path()).output().expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("1 files, 1470 telegrams, 1470 minute rows"), "{said}");
+
+    let out = report(&["--day", "--csv", "--meter", "meterkast"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let csv = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<&str> = csv.lines().collect();
+    // Yesterday from its first minute: 1439 minutes x 2 Wh; today 30 minutes. Cost: kWh x 0.25 + 0.50.
+    assert_eq!(rows.len(), 3, "{csv}");
+    assert!(rows[1].starts_with(&format!("{},meterkast,1,2.878,", today.yesterday().expect("y"))), "{csv}");
+    assert!(rows[1].ends_with(",1.22"), "2.878 x 0.25 + 0.5 = 1.2195: {csv}");
+    assert!(rows[2].starts_with(&format!("{today},meterkast,1,0.060,")) && rows[2].ends_with(",0.52"), "{csv}");
+    let out = report(&["--year", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json[0]["import_t1_kwh"].to_string(), "2.938");
+    assert!(report(&["--day", "--week"]).status.code() == Some(2), "one period at a time");
+
+    let db = data.join("history.sqlite");
+    let status = std::process::Command::new("sqlite3").arg(&db).arg("UPDATE schema_version SET version = 7").status();
+    assert!(status.expect("sqlite3").success());
+    let out = report(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() == Some(2) && err.contains("reader.database") && err.contains("schema version 7"),
+        "{err}"
+    );
+}
