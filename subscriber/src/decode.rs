@@ -32,7 +32,7 @@ impl InvalidKind {
     #[must_use]
     pub fn of(err: &WireError) -> InvalidKind {
         match err {
-            WireError::NotJson(_) => InvalidKind::NotJson,
+            WireError::NotJson(_) | WireError::Compact(_) => InvalidKind::NotJson,
             WireError::Schema { .. } => InvalidKind::Schema,
             WireError::TooLarge { .. } => InvalidKind::TooLarge,
             _ => InvalidKind::Malformed,
