@@ -12,13 +12,13 @@
 //!
 //! The publisher task drains the queue filled by the source task until the source is gone, so on shutdown every
 //! telegram already read is still sent; then it sends a last status datagram (port `closed`). It also runs the
-//! watchdog (checked every second) and flushes the bad-input log summary when a quiet port leaves one pending.
+//! watchdog (a deadline, not a periodic tick: an idle publisher wakes only for status datagrams) and flushes the bad-input log summary when a quiet port leaves one pending.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use shared::config::Multicast;
+use shared::config::{MessageForm, Multicast};
 use shared::netif::Interface;
 use shared::wire::{self, Message, Origin, PortState, StatusMessage, SCHEMA_VERSION};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -223,6 +223,13 @@ async fn sleep_until_if(open: bool, at: Instant) {
     }
 }
 
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending::<()>().await,
+    }
+}
+
 /// What the status datagram needs to know besides [`crate::health::Health`].
 #[derive(Clone, Debug)]
 pub struct StatusInfo {
@@ -242,19 +249,37 @@ pub struct StatusInfo {
 pub async fn run(mut sender: Outlet, mut queue: mpsc::Receiver<Published>, health: SharedHealth, info: StatusInfo) {
     let mut status = tokio::time::interval(info.every);
     status.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut second = tokio::time::interval(Duration::from_secs(1));
-    second.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut watchdog = Watchdog::new(info.watchdog, info.started);
     // One buffer for every telegram datagram: no allocation per telegram once it has grown to size.
     let mut datagram = Vec::with_capacity(4096);
+    // The JSON of a compact datagram before compression.
+    let mut scratch = Vec::new();
     loop {
+        // No periodic tick: the watchdog and the bad-input summary wake the publisher only when one is due.
+        let check = {
+            let mut h = health.lock();
+            h.publisher_wakeups += 1;
+            h.next_check(&watchdog)
+        };
         tokio::select! {
             // Telegrams first: a status datagram due at the same moment can wait a few microseconds.
             biased;
             item = queue.recv() => match item {
                 Some(item) => {
+                    if watchdog.is_silent() {
+                        // The silence ends with this telegram: say so now.
+                        if let Some(change) = watchdog.check(Instant::now(), health.lock().last_telegram_at) {
+                            log_change(change);
+                        }
+                    }
                     datagram.clear();
-                    wire::encode_into(&Message::Telegram(item.message), &mut datagram);
+                    let mut message = item.message;
+                    match sender.multicast.message {
+                        MessageForm::Full => wire::encode_into(&Message::Telegram(message), &mut datagram),
+                        MessageForm::Compact => {
+                            let _ = wire::compact::telegram_into(&mut message, &mut datagram, &mut scratch);
+                        }
+                    }
                     if let Err(e) = sender.send(&datagram).await {
                         record_send_error(&health, &e);
                     }
@@ -262,7 +287,7 @@ pub async fn run(mut sender: Outlet, mut queue: mpsc::Receiver<Published>, healt
                 None => break,
             },
             () = sleep_until_if(sender.is_open(), sender.next_try) => sender.retry(),
-            _ = second.tick() => {
+            () = sleep_until_some(check) => {
                 let now = Instant::now();
                 let (last, bad) = {
                     let mut h = health.lock();
@@ -365,6 +390,7 @@ mod tests {
             key_file: None,
             next_key: None,
             next_key_file: None,
+            message: shared::config::MessageForm::Full,
         };
         let mut outlet = Outlet::open(&m).expect("an absent interface is not an error");
         assert!(!outlet.is_open());
@@ -381,6 +407,42 @@ mod tests {
         }
         assert_eq!(delays, [2, 4, 8, 16, 30, 30], "capped exponential backoff");
         assert!(!outlet.is_open());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_publisher_wakes_only_for_status_the_watchdog_and_retries() {
+        let m = Multicast {
+            group: "239.255.80.1:4141".parse().expect("group"),
+            interface: Interface::Name("p1hub-none".into()),
+            ttl: 0,
+            loopback: true,
+            security: shared::config::Security::Open,
+            accept_open: false,
+            key: None,
+            key_file: None,
+            next_key: None,
+            next_key_file: None,
+            message: shared::config::MessageForm::Full,
+        };
+        let started = Instant::now();
+        let health = SharedHealth::new(Health::new(started));
+        let info = StatusInfo {
+            origin: Origin { listener: "l".into(), boot_id: "b".into() },
+            source: "/dev/ttyUSB0".into(),
+            started,
+            every: Duration::from_secs(5),
+            watchdog: Duration::from_secs(30),
+        };
+        let (tx, rx) = mpsc::channel(4);
+        let outlet = Outlet::open(&m).expect("an absent interface is not an error");
+        let task = tokio::spawn(run(outlet, rx, health.clone(), info));
+        tokio::time::sleep(Duration::from_millis(59_500)).await;
+        // Status at 0, 5, ... 55 s (12), the watchdog at 30 s (1), interface retries at 1, 3, 7, 15, 31 s (5), and
+        // the first loop: 19, where a one-second tick alone would add 59.
+        let h = health.lock().clone();
+        assert_eq!((h.publisher_wakeups, h.send_errors), (19, 12), "{h:?}");
+        drop(tx);
+        task.await.expect("the publisher ends with its queue");
     }
 
     #[tokio::test(start_paused = true)]
