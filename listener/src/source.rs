@@ -117,6 +117,12 @@ pub(crate) trait Connector {
     fn advice(&self, _error: &io::Error) -> Option<String> {
         None
     }
+
+    /// Whether the stream already gathers each telegram into a few chunks (the serial reader thread), so the read
+    /// loop need not hold between reads itself.
+    fn coalesces(&self) -> bool {
+        false
+    }
 }
 
 /// How long, and how many bytes, auto-detection waits for a valid telegram before trying the next settings.
@@ -197,7 +203,8 @@ pub(crate) async fn supervise<C: Connector>(
         let mut productive = false;
         let end = loop {
             let detect = (!productive && connector.detecting()).then_some(DETECT);
-            match read_stream(&mut stream, pipeline, token, detect, !productive).await {
+            let hold = !connector.coalesces();
+            match read_stream(&mut stream, pipeline, token, detect, !productive, hold).await {
                 StreamEnd::Telegram => {
                     productive = true;
                     backoff.reset();
@@ -250,13 +257,15 @@ async fn sleep_or_cancel(delay: Duration, token: &CancellationToken) -> bool {
 }
 
 /// Reads `reader` into `pipeline` until the stream ends, `token` is cancelled, the detection window passes, or
-/// (with `stop_at_telegram`) the first valid telegram has been published.
+/// (with `stop_at_telegram`) the first valid telegram has been published. With `hold`, waits mid-telegram as the
+/// [`Coalescer`] says (for streams that do not gather telegrams themselves).
 pub(crate) async fn read_stream<R: AsyncRead + Unpin>(
     reader: &mut R,
     pipeline: &mut Pipeline,
     token: &CancellationToken,
     detect: Option<Detect>,
     stop_at_telegram: bool,
+    hold: bool,
 ) -> StreamEnd {
     let mut buf = vec![0u8; READ_BUFFER];
     let mut coalescer = Coalescer::default();
@@ -278,7 +287,7 @@ pub(crate) async fn read_stream<R: AsyncRead + Unpin>(
                 let telegrams = pipeline.push(&buf[..n], at, wall);
                 let now = Instant::now();
                 coalescer.observe(&buf[..n], now);
-                if let Some(until) = coalescer.hold_until(now) {
+                if let Some(until) = coalescer.hold_until(now).filter(|_| hold) {
                     // Mid-telegram, well before its end: let the bytes pile up in the kernel and read them at once.
                     tokio::select! {
                         biased;
@@ -308,9 +317,9 @@ pub(crate) async fn read_stream<R: AsyncRead + Unpin>(
 /// Bytes asked for per read: more than the longest telegram, so one read after a hold takes all that piled up.
 const READ_BUFFER: usize = 16 * 1024;
 
-/// Bytes before the predicted end of a telegram at which a hold ends, on top of how much the last two telegrams'
-/// lengths differed: about 2.8 ms at 115 200 baud, so a telegram a little shorter or faster than the last one
-/// still finds the reader awake for its last bytes.
+/// Bytes before the predicted end of a telegram at which a hold ends, on top of the line's chunk size and how much
+/// the last two telegrams' lengths differed: about 2.8 ms at 115 200 baud, so a telegram a little shorter or
+/// faster than the last one still finds the reader awake for its last bytes.
 const HOLD_MARGIN: usize = 32;
 
 /// The longest hold: 250 ms is 2.9 KB at 115 200 baud, well inside the kernel's 4 KiB line discipline buffer.
@@ -325,42 +334,46 @@ const MAX_HOLD: Duration = Duration::from_millis(250);
 /// rate, a TCP bridge's packets included (a telegram in one packet: nothing to hold). Binary frames (DLMS, no `/`)
 /// are read eagerly. A pure state machine over instants passed in.
 #[derive(Debug, Default)]
-pub(crate) struct Coalescer {
-    /// The frame being read: when its `/` was read, and the bytes from `/` so far.
-    open: Option<(Instant, usize)>,
+pub struct Coalescer {
+    /// The frame being read: when its `/` was read, the bytes from `/` so far, and the size of that first read.
+    open: Option<(Instant, usize, usize)>,
     /// The last complete frame: its duration and length (`/` to `!`).
     last: Option<(Duration, usize)>,
     /// How much the lengths of the last two frames differed.
     variation: usize,
+    /// The larger of the reads that began and ended the last frame: how many bytes the line delivers at once (a
+    /// hold must end at least that much before the predicted end, or the last chunk would find it asleep).
+    chunk: usize,
 }
 
 impl Coalescer {
     /// Notes a chunk read at `at`.
-    pub(crate) fn observe(&mut self, chunk: &[u8], at: Instant) {
+    pub fn observe(&mut self, chunk: &[u8], at: Instant) {
         let slash = chunk.iter().rposition(|&b| b == b'/');
         let bang = chunk.iter().rposition(|&b| b == b'!');
         // A frame that ends in this chunk (its `!` after the frame's start).
         if let Some(b) = bang {
             let ended = match (self.open, slash) {
                 // A whole frame in this chunk.
-                (_, Some(s)) if s < b => Some((at, b + 1 - s)),
-                (Some((start, len)), _) => Some((start, len + b + 1)),
+                (_, Some(s)) if s < b => Some((at, b + 1 - s, chunk.len())),
+                (Some((start, len, first)), _) => Some((start, len + b + 1, first)),
                 (None, _) => None,
             };
-            if let Some((start, len)) = ended {
+            if let Some((start, len, first)) = ended {
                 if let Some((_, previous)) = self.last {
                     self.variation = previous.abs_diff(len);
                 }
                 self.last = Some((at.saturating_duration_since(start), len));
+                self.chunk = first.max(chunk.len());
                 self.open = None;
             }
         }
         match (slash, bang) {
             // A frame begins (after any that ended here).
-            (Some(s), None) => self.open = Some((at, chunk.len() - s)),
-            (Some(s), Some(b)) if s > b => self.open = Some((at, chunk.len() - s)),
+            (Some(s), None) => self.open = Some((at, chunk.len() - s, chunk.len())),
+            (Some(s), Some(b)) if s > b => self.open = Some((at, chunk.len() - s, chunk.len())),
             (None, None) => {
-                if let Some((_, len)) = &mut self.open {
+                if let Some((_, len, _)) = &mut self.open {
                     *len += chunk.len();
                 }
             }
@@ -370,10 +383,11 @@ impl Coalescer {
     }
 
     /// Until when to wait before the next read, if waiting saves wakeups without delaying the frame's end.
-    pub(crate) fn hold_until(&self, now: Instant) -> Option<Instant> {
-        let (start, have) = self.open?;
+    #[must_use]
+    pub fn hold_until(&self, now: Instant) -> Option<Instant> {
+        let (start, have, _) = self.open?;
         let (duration, len) = self.last?;
-        let margin = HOLD_MARGIN + self.variation.min(len / 2);
+        let margin = HOLD_MARGIN + (self.variation + self.chunk).min(len / 2);
         let target = len.checked_sub(margin)?;
         if have >= target || len == 0 {
             return None;
@@ -799,12 +813,14 @@ mod tests {
         let t1 = t0 + ms(1000);
         c.observe(&frame[..16], t1);
         let due = c.hold_until(t1).expect("a hold");
-        let expected = t1 + ms((len / 16) as u64).mul_f64((len - HOLD_MARGIN) as f64 / len as f64);
+        assert_eq!(c.chunk, 16);
+        let expected = t1 + ms((len / 16) as u64).mul_f64((len - HOLD_MARGIN - 16) as f64 / len as f64);
         assert!(due.max(expected) - due.min(expected) < Duration::from_micros(1), "{due:?} {expected:?}");
         // After the hold, most of the frame is read at once: within the margin, no more holds.
-        c.observe(&frame[16..len - 20], due);
+        c.observe(&frame[16..len - 40], due);
         assert_eq!(c.hold_until(due), None);
-        c.observe(&frame[len - 20..], due + ms(2));
+        c.observe(&frame[len - 40..len - 24], due + ms(1));
+        c.observe(&frame[len - 24..], due + ms(2));
         assert_eq!(c.open, None);
         assert_eq!(c.last.map(|(_, l)| l), Some(len));
         // Between frames (noise, nothing open): no hold.
@@ -826,7 +842,7 @@ mod tests {
         short.extend(vec![b'x'; 898]);
         short.push(b'!');
         c.observe(&short, t0 + Duration::from_secs(20));
-        assert_eq!((c.last.map(|(d, l)| (d, l)), c.variation), (Some((Duration::ZERO, 900)), 100));
+        assert_eq!((c.last.map(|(d, l)| (d, l)), c.variation, c.chunk), (Some((Duration::ZERO, 900)), 100, 900));
         // A frame begins: its whole predicted duration is 0 (it came in one chunk), so no hold.
         let t = t0 + Duration::from_secs(30);
         c.observe(b"/x", t);
@@ -835,10 +851,18 @@ mod tests {
         c.last = Some((Duration::from_secs(10), 900));
         let due = c.hold_until(t).expect("a hold");
         assert_eq!(due, t + MAX_HOLD);
-        // The margin is 32 + the variation: at 900 - 132 bytes the hold ends.
-        c.open = Some((t, 900 - 132));
+        // The margin is 32 + the variation + the chunk size (at most half the frame): with 16-byte chunks, at
+        // 900 - 148 bytes the hold ends.
+        c.chunk = 16;
+        c.open = Some((t, 900 - 148, 16));
         assert_eq!(c.hold_until(t), None);
-        c.open = Some((t, 900 - 133));
+        c.open = Some((t, 900 - 149, 16));
+        assert!(c.hold_until(t).is_some());
+        // Chunks as large as the frame: the margin is capped at half the frame.
+        c.chunk = 900;
+        c.open = Some((t, 900 - 32 - 450, 16));
+        assert_eq!(c.hold_until(t), None);
+        c.open = Some((t, 900 - 32 - 451, 16));
         assert!(c.hold_until(t).is_some());
     }
 
@@ -904,7 +928,7 @@ mod tests {
                 (writer, last_bytes, reads_before)
             })
         };
-        let end = read_stream(&mut counting, &mut p, &token, None, false).await;
+        let end = read_stream(&mut counting, &mut p, &token, None, false, true).await;
         assert!(matches!(end, StreamEnd::Cancelled), "{end:?}");
         let (_writer, last_bytes, reads_before) = feeder.await.expect("feeder");
         let reads_per_telegram: Vec<usize> = reads_before.windows(2).map(|w| w[1] - w[0]).collect();
