@@ -22,7 +22,6 @@ use shared::config::{MessageForm, Multicast};
 use shared::netif::Interface;
 use shared::wire::{self, Message, Origin, PortState, StatusMessage, SCHEMA_VERSION};
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -34,9 +33,14 @@ use crate::pipeline::Published;
 const SEND_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// A UDP socket set up to send to the multicast group.
+///
+/// A non-blocking socket outside the runtime's reactor: registered with epoll, every send would wake the
+/// listener once more when the kernel reports the socket writable again (an idle listener's status datagram
+/// cost two wakeups instead of one). Sends almost never find the buffer full; when one does, it is retried
+/// every millisecond until [`SEND_TIMEOUT`].
 #[derive(Debug)]
 pub struct MulticastSender {
-    socket: UdpSocket,
+    socket: std::net::UdpSocket,
     group: SocketAddr,
 }
 
@@ -82,7 +86,7 @@ impl MulticastSender {
             }
         };
         socket.set_nonblocking(true)?;
-        Ok(MulticastSender { socket: UdpSocket::from_std(socket.into())?, group: m.group })
+        Ok(MulticastSender { socket: socket.into(), group: m.group })
     }
 
     /// Sends one datagram to the group.
@@ -90,9 +94,19 @@ impl MulticastSender {
     /// # Errors
     /// The send failed or did not complete in time.
     pub async fn send(&self, datagram: &[u8]) -> io::Result<()> {
-        match tokio::time::timeout(SEND_TIMEOUT, self.socket.send_to(datagram, self.group)).await {
-            Ok(result) => result.map(drop),
-            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "send buffer full")),
+        let give_up = Instant::now() + SEND_TIMEOUT;
+        loop {
+            match self.socket.send_to(datagram, self.group) {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < give_up => {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "send buffer full"))
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
         }
     }
 }

@@ -75,7 +75,7 @@ const CHUNKS: usize = 16;
 
 /// How long the reader thread waits in one read before it looks whether the port is still wanted: an idle port
 /// costs one wakeup per this period.
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// An open serial port read by a thread of its own, with blocking reads.
 ///
@@ -130,19 +130,55 @@ impl ThreadedPort {
     }
 }
 
-/// The reader thread: blocking reads, a hold mid-telegram, chunks to the runtime.
+/// How much longer than predicted the last read of a telegram may wait for the telegram's last bytes, before it
+/// takes whatever is there (a telegram shorter than the one before).
+const TAIL_SLACK: Duration = Duration::from_millis(20);
+
+/// Sets termios `VMIN` (with `VTIME` 0): the kernel reports the port readable only once that many bytes are in.
+fn set_vmin(fd: std::os::fd::RawFd, n: u8) -> nix::Result<()> {
+    use nix::sys::termios::{tcgetattr, tcsetattr, SetArg, SpecialCharacterIndices};
+    let mut t = tcgetattr(fd)?;
+    t.control_chars[SpecialCharacterIndices::VMIN as usize] = n;
+    t.control_chars[SpecialCharacterIndices::VTIME as usize] = 0;
+    tcsetattr(fd, SetArg::TCSANOW, &t)
+}
+
+/// The reader thread: blocking reads, a hold mid-telegram, one read for the telegram's last bytes (`VMIN`), chunks
+/// to the runtime.
 fn read_loop(mut port: TTYPort, tx: &mpsc::Sender<io::Result<Vec<u8>>>) {
+    use std::os::fd::AsRawFd as _;
+    let fd = port.as_raw_fd();
     let mut buf = vec![0u8; 16 * 1024];
     let mut coalescer = Coalescer::default();
+    // Whether VMIN is raised for a telegram's tail, and whether that failed for the current frame.
+    let (mut tail_mode, mut tail_missed) = (false, false);
     loop {
         if tx.is_closed() {
             return;
+        }
+        let tail = coalescer.tail().filter(|&(rest, _)| (2..=255).contains(&rest) && !tail_missed);
+        match tail {
+            Some((rest, expected)) => {
+                // The last bytes of the telegram in one read: wake when they are all in, or a little after they
+                // were due. `rest` fits: filtered to 2..=255.
+                let vmin = u8::try_from(rest).unwrap_or(u8::MAX);
+                if set_vmin(fd, vmin).is_ok() && port.set_timeout(expected + TAIL_SLACK).is_ok() {
+                    tail_mode = true;
+                }
+            }
+            None if tail_mode => {
+                let _ = set_vmin(fd, 1);
+                let _ = port.set_timeout(READ_TIMEOUT);
+                tail_mode = false;
+            }
+            None => {}
         }
         match port.read(&mut buf) {
             Ok(n) => {
                 let end = n == 0;
                 let now = tokio::time::Instant::now();
                 coalescer.observe(&buf[..n], now);
+                tail_missed = false;
                 if tx.blocking_send(Ok(buf[..n].to_vec())).is_err() || end {
                     return;
                 }
@@ -150,7 +186,11 @@ fn read_loop(mut port: TTYPort, tx: &mpsc::Sender<io::Result<Vec<u8>>>) {
                     std::thread::sleep(until.saturating_duration_since(now));
                 }
             }
-            Err(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => {}
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                // In tail mode: the telegram is shorter than the last one; read what is there, chunk by chunk.
+                tail_missed = tail_mode;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
                 let _ = tx.blocking_send(Err(e));
                 return;

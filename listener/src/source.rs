@@ -344,6 +344,10 @@ pub struct Coalescer {
     /// The larger of the reads that began and ended the last frame: how many bytes the line delivers at once (a
     /// hold must end at least that much before the predicted end, or the last chunk would find it asleep).
     chunk: usize,
+    /// After the current frame's `!`: the bytes of its trailer (CRC, CR LF) so far, up to the line feed.
+    trailer: Option<usize>,
+    /// The last frame's length from `/` to the line feed after its `!`, when seen.
+    total: Option<usize>,
 }
 
 impl Coalescer {
@@ -380,6 +384,39 @@ impl Coalescer {
             // The frame ended in this chunk (handled above).
             _ => {}
         }
+        // After the frame's end is recorded: its trailer's length completes its total.
+        self.count_trailer(chunk, bang);
+    }
+
+    /// Follows the trailer after a `!` to its line feed, for [`Coalescer::tail`].
+    fn count_trailer(&mut self, chunk: &[u8], bang: Option<usize>) {
+        let (from, so_far) = match (bang, self.trailer) {
+            (Some(b), _) => (b + 1, 0),
+            (None, Some(n)) => (0, n),
+            (None, None) => return,
+        };
+        match chunk[from..].iter().position(|&c| c == b'\n') {
+            Some(nl) => {
+                self.trailer = None;
+                if let Some((_, len)) = self.last {
+                    self.total = Some(len + so_far + nl + 1);
+                }
+            }
+            None => self.trailer = Some(so_far + chunk.len() - from),
+        }
+    }
+
+    /// The rest of the open frame, once no hold is due: how many bytes the last frame had from here to the line
+    /// feed after its `!`, and how long they took. A reader can then ask the kernel to wake it only when that many
+    /// bytes are in (termios `VMIN`), instead of once per chunk.
+    #[must_use]
+    pub fn tail(&self) -> Option<(usize, Duration)> {
+        let (_, have, _) = self.open?;
+        let (duration, len) = self.last?;
+        let total = self.total?;
+        let rest = total.checked_sub(have).filter(|&r| r > 0)?;
+        let nanos = duration.as_nanos() * rest as u128 / len.max(1) as u128;
+        Some((rest, Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))))
     }
 
     /// Until when to wait before the next read, if waiting saves wakeups without delaying the frame's end.
