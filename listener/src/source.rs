@@ -879,7 +879,7 @@ mod tests {
         short.extend(vec![b'x'; 898]);
         short.push(b'!');
         c.observe(&short, t0 + Duration::from_secs(20));
-        assert_eq!((c.last.map(|(d, l)| (d, l)), c.variation, c.chunk), (Some((Duration::ZERO, 900)), 100, 900));
+        assert_eq!((c.last, c.variation, c.chunk), (Some((Duration::ZERO, 900)), 100, 900));
         // A frame begins: its whole predicted duration is 0 (it came in one chunk), so no hold.
         let t = t0 + Duration::from_secs(30);
         c.observe(b"/x", t);
