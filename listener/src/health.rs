@@ -34,6 +34,8 @@ pub struct Health {
     pub send_errors: u64,
     /// Rate limit for the bad-input log.
     pub summary: BadInputSummary,
+    /// Times the publisher woke up (a telegram, a status, a due check): the idle cost, for tests.
+    pub publisher_wakeups: u64,
 }
 
 impl Health {
@@ -49,6 +51,7 @@ impl Health {
             reconnects: 0,
             send_errors: 0,
             summary: BadInputSummary::new(now),
+            publisher_wakeups: 0,
         }
     }
 
@@ -63,6 +66,16 @@ impl Health {
     pub fn count_send_error(&mut self) -> Option<u64> {
         self.send_errors += 1;
         self.send_errors.is_power_of_two().then_some(self.send_errors)
+    }
+
+    /// When the publisher must next look at the watchdog or the bad-input summary, with nothing else happening:
+    /// the earlier of [`Watchdog::next_check`] and [`BadInputSummary::next_due`], `None` if neither is due ever.
+    #[must_use]
+    pub fn next_check(&self, watchdog: &Watchdog) -> Option<Instant> {
+        match (watchdog.next_check(self.last_telegram_at), self.summary.next_due()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The bad input to log now, against the engine counters last copied in (see [`BadInputSummary::due`]).
@@ -124,6 +137,17 @@ impl Watchdog {
     #[must_use]
     pub fn is_silent(&self) -> bool {
         self.silent_since.is_some()
+    }
+
+    /// When the next [`Watchdog::check`] could report a change without a telegram arriving: the moment the
+    /// meter turns silent. `None` while it is silent: only a telegram ends a silence, and the publisher checks on
+    /// each one. So an idle listener's watchdog wakes once per silence, not every second.
+    #[must_use]
+    pub fn next_check(&self, last_telegram: Option<Instant>) -> Option<Instant> {
+        if self.is_silent() {
+            return None;
+        }
+        Some(last_telegram.unwrap_or(self.started) + self.limit)
     }
 
     /// Looks at the time since the last telegram; returns a change only on the transition, so each silence is
@@ -192,6 +216,15 @@ impl BadInputSummary {
     pub fn record(&mut self, what: String) {
         self.last = what;
         self.pending = true;
+    }
+
+    /// When a pending summary becomes due (`None`: nothing pending). A summary never logged is due at once.
+    #[must_use]
+    pub fn next_due(&self) -> Option<Instant> {
+        if !self.pending {
+            return None;
+        }
+        Some(self.logged_at.map_or(self.start, |at| at + SUMMARY_PERIOD))
     }
 
     /// The bad input to log now, if any is pending and the last summary is at least a period old.
@@ -264,6 +297,26 @@ mod tests {
         assert_eq!(dog.check(t0 + secs(110), Some(t0 + secs(109))), None);
         // The next silence is reported again.
         assert_eq!(dog.check(t0 + secs(139), Some(t0 + secs(109))), Some(WatchdogChange::Silent { quiet: secs(30) }));
+    }
+
+    #[test]
+    fn the_watchdog_is_due_once_at_the_silence_not_every_second() {
+        let t0 = Instant::now();
+        let mut dog = Watchdog::new(secs(30), t0);
+        assert_eq!(dog.next_check(None), Some(t0 + secs(30)));
+        assert_eq!(dog.next_check(Some(t0 + secs(12))), Some(t0 + secs(42)), "each telegram moves the deadline");
+        assert!(dog.check(t0 + secs(42), Some(t0 + secs(12))).is_some());
+        assert_eq!(dog.next_check(Some(t0 + secs(12))), None, "silent: nothing due until a telegram");
+        let mut health = Health::new(t0);
+        health.last_telegram_at = Some(t0 + secs(50));
+        assert_eq!(health.next_check(&dog), None);
+        health.summary.record("noise".into());
+        assert_eq!(health.next_check(&dog), Some(t0), "a first summary is due at once");
+        assert!(health.bad_input_due(t0 + secs(51)).is_some());
+        health.summary.record("more noise".into());
+        assert_eq!(health.summary.next_due(), Some(t0 + secs(51) + SUMMARY_PERIOD));
+        let fresh = Watchdog::new(secs(30), t0);
+        assert_eq!(health.next_check(&fresh), Some(t0 + secs(80)), "the watchdog before the summary");
     }
 
     #[test]

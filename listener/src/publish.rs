@@ -12,7 +12,8 @@
 //!
 //! The publisher task drains the queue filled by the source task until the source is gone, so on shutdown every
 //! telegram already read is still sent; then it sends a last status datagram (port `closed`). It also runs the
-//! watchdog (checked every second) and flushes the bad-input log summary when a quiet port leaves one pending.
+//! watchdog (a deadline, not a periodic tick: an idle publisher wakes only for status datagrams) and flushes the
+//! bad-input log summary when a quiet port leaves one pending.
 //!
 //! With a LAN key (`multicast.security: sealed`), every datagram, telegram and status alike, leaves sealed
 //! ([`Envelope`], one [`Sealer`] for the process: its nonces never repeat); otherwise as plain JSON.
@@ -21,12 +22,11 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use shared::config::Multicast;
+use shared::config::{MessageForm, Multicast};
 use shared::netif::Interface;
 use shared::wire::seal::{SealError, Sealer};
 use shared::wire::{self, Message, Origin, PortState, StatusMessage, SCHEMA_VERSION};
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -38,9 +38,14 @@ use crate::pipeline::Published;
 const SEND_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// A UDP socket set up to send to the multicast group.
+///
+/// A non-blocking socket outside the runtime's reactor: registered with epoll, every send would wake the
+/// listener once more when the kernel reports the socket writable again (an idle listener's status datagram
+/// cost two wakeups instead of one). Sends almost never find the buffer full; when one does, it is retried
+/// every millisecond until [`SEND_TIMEOUT`].
 #[derive(Debug)]
 pub struct MulticastSender {
-    socket: UdpSocket,
+    socket: std::net::UdpSocket,
     group: SocketAddr,
 }
 
@@ -86,7 +91,7 @@ impl MulticastSender {
             }
         };
         socket.set_nonblocking(true)?;
-        Ok(MulticastSender { socket: UdpSocket::from_std(socket.into())?, group: m.group })
+        Ok(MulticastSender { socket: socket.into(), group: m.group })
     }
 
     /// Sends one datagram to the group.
@@ -94,9 +99,19 @@ impl MulticastSender {
     /// # Errors
     /// The send failed or did not complete in time.
     pub async fn send(&self, datagram: &[u8]) -> io::Result<()> {
-        match tokio::time::timeout(SEND_TIMEOUT, self.socket.send_to(datagram, self.group)).await {
-            Ok(result) => result.map(drop),
-            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "send buffer full")),
+        let give_up = Instant::now() + SEND_TIMEOUT;
+        loop {
+            match self.socket.send_to(datagram, self.group) {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < give_up => {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "send buffer full"))
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
         }
     }
 }
@@ -296,6 +311,13 @@ async fn send(sender: &Outlet, envelope: &mut Envelope, json: &[u8], health: &Sh
     }
 }
 
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending::<()>().await,
+    }
+}
+
 /// What the status datagram needs to know besides [`crate::health::Health`].
 #[derive(Clone, Debug)]
 pub struct StatusInfo {
@@ -321,25 +343,43 @@ pub async fn run(
 ) {
     let mut status = tokio::time::interval(info.every);
     status.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut second = tokio::time::interval(Duration::from_secs(1));
-    second.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut watchdog = Watchdog::new(info.watchdog, info.started);
     // One buffer for every telegram datagram: no allocation per telegram once it has grown to size.
     let mut datagram = Vec::with_capacity(4096);
+    // The JSON of a compact datagram before compression.
+    let mut scratch = Vec::new();
     loop {
+        // No periodic tick: the watchdog and the bad-input summary wake the publisher only when one is due.
+        let check = {
+            let mut h = health.lock();
+            h.publisher_wakeups += 1;
+            h.next_check(&watchdog)
+        };
         tokio::select! {
             // Telegrams first: a status datagram due at the same moment can wait a few microseconds.
             biased;
             item = queue.recv() => match item {
                 Some(item) => {
+                    if watchdog.is_silent() {
+                        // The silence ends with this telegram: say so now.
+                        if let Some(change) = watchdog.check(Instant::now(), health.lock().last_telegram_at) {
+                            log_change(change);
+                        }
+                    }
                     datagram.clear();
-                    wire::encode_into(&Message::Telegram(item.message), &mut datagram);
+                    let mut message = item.message;
+                    match sender.multicast.message {
+                        MessageForm::Full => wire::encode_into(&Message::Telegram(message), &mut datagram),
+                        MessageForm::Compact => {
+                            let _ = wire::compact::telegram_into(&mut message, &mut datagram, &mut scratch);
+                        }
+                    }
                     send(&sender, &mut envelope, &datagram, &health).await;
                 }
                 None => break,
             },
             () = sleep_until_if(sender.is_open(), sender.next_try) => sender.retry(),
-            _ = second.tick() => {
+            () = sleep_until_some(check) => {
                 let now = Instant::now();
                 let (last, bad) = {
                     let mut h = health.lock();
@@ -446,6 +486,7 @@ mod tests {
             key_file: None,
             next_key: None,
             next_key_file: None,
+            message: shared::config::MessageForm::Full,
         };
         let mut outlet = Outlet::open(&m).expect("an absent interface is not an error");
         assert!(!outlet.is_open());
@@ -502,7 +543,44 @@ mod tests {
             key_file: None,
             next_key: None,
             next_key_file: None,
+            message: shared::config::MessageForm::Full,
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_publisher_wakes_only_for_status_the_watchdog_and_retries() {
+        let m = Multicast {
+            group: "239.255.80.1:4141".parse().expect("group"),
+            interface: Interface::Name("p1hub-none".into()),
+            ttl: 0,
+            loopback: true,
+            security: shared::config::Security::Open,
+            accept_open: false,
+            key: None,
+            key_file: None,
+            next_key: None,
+            next_key_file: None,
+            message: shared::config::MessageForm::Full,
+        };
+        let started = Instant::now();
+        let health = SharedHealth::new(Health::new(started));
+        let info = StatusInfo {
+            origin: Origin { listener: "l".into(), boot_id: "b".into() },
+            source: "/dev/ttyUSB0".into(),
+            started,
+            every: Duration::from_secs(5),
+            watchdog: Duration::from_secs(30),
+        };
+        let (tx, rx) = mpsc::channel(4);
+        let outlet = Outlet::open(&m).expect("an absent interface is not an error");
+        let task = tokio::spawn(run(outlet, Envelope::open(), rx, health.clone(), info));
+        tokio::time::sleep(Duration::from_millis(59_500)).await;
+        // Status at 0, 5, ... 55 s (12), the watchdog at 30 s (1), interface retries at 1, 3, 7, 15, 31 s (5), and
+        // the first loop: 19, where a one-second tick alone would add 59.
+        let h = health.lock().clone();
+        assert_eq!((h.publisher_wakeups, h.send_errors), (19, 12), "{h:?}");
+        drop(tx);
+        task.await.expect("the publisher ends with its queue");
     }
 
     #[tokio::test(start_paused = true)]

@@ -8,13 +8,19 @@
 //! pseudo-terminal the speed means nothing, but the same code runs. The port is opened exclusively (`TIOCEXCL`),
 //! so a second program cannot read half the bytes.
 
-use std::io;
+use std::io::{self, Read as _};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
+use serialport::TTYPort;
 use shared::config::PortSettings;
-use tokio_serial::{ClearBuffer, DataBits, FlowControl, Parity, SerialPort, SerialStream, StopBits};
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::sync::mpsc;
+use tokio_serial::{ClearBuffer, DataBits, FlowControl, Parity, SerialPort, StopBits};
 
-use crate::source::Connector;
+use crate::source::{Coalescer, Connector};
 
 /// One serial configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,36 +70,187 @@ impl SerialConnector {
     }
 }
 
+/// Chunks read by the reader thread, waiting for the engine: a telegram is a few chunks.
+const CHUNKS: usize = 16;
+
+/// How long the reader thread waits in one read before it looks whether the port is still wanted: an idle port
+/// costs one wakeup per this period.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// An open serial port read by a thread of its own, with blocking reads.
+///
+/// Why a thread: in the runtime, every chunk the line delivers (16 bytes every 1.4 ms from many USB adapters at
+/// 115 200 baud) wakes the process through epoll, even while the reader waits on purpose to take a telegram in
+/// fewer reads. The thread sleeps outright during such a hold ([`Coalescer`]): nobody waits on the port, so
+/// arriving bytes wake nothing, and the kernel buffers them (4 KiB line discipline buffer, more than a hold
+/// gathers). A telegram then costs a handful of reads (its first chunk, everything up to shortly before its
+/// predicted end, the last chunks), each handed to the engine as one chunk. The thread ends when the port is
+/// dropped (at its next read) or fails.
+#[derive(Debug)]
+pub struct ThreadedPort {
+    chunks: mpsc::Receiver<io::Result<Vec<u8>>>,
+    /// A chunk partly handed out.
+    pending: Vec<u8>,
+    offset: usize,
+    /// A second handle on the same port for settings (the thread owns the first).
+    control: TTYPort,
+}
+
+impl ThreadedPort {
+    /// Starts reading `port` on a new thread.
+    ///
+    /// # Errors
+    /// The port cannot be duplicated or the thread cannot be started.
+    pub fn start(mut port: TTYPort) -> io::Result<Self> {
+        let control = port.try_clone_native().map_err(io::Error::from)?;
+        port.set_timeout(READ_TIMEOUT).map_err(io::Error::from)?;
+        let (tx, chunks) = mpsc::channel(CHUNKS);
+        std::thread::Builder::new().name("p1-serial".into()).spawn(move || read_loop(port, &tx))?;
+        Ok(ThreadedPort { chunks, pending: Vec::new(), offset: 0, control })
+    }
+
+    /// The speed set on the port.
+    ///
+    /// # Errors
+    /// The settings cannot be read.
+    pub fn baud_rate(&self) -> io::Result<u32> {
+        self.control.baud_rate().map_err(io::Error::from)
+    }
+
+    fn switch(&mut self, to: Settings) -> io::Result<()> {
+        self.control.set_baud_rate(to.baud)?;
+        self.control.set_data_bits(to.data_bits)?;
+        self.control.set_parity(to.parity)?;
+        // Bytes read at the old speed are garbage; do not feed them to the framer at the new one.
+        self.control.clear(ClearBuffer::Input)?;
+        while self.chunks.try_recv().is_ok() {}
+        self.pending.clear();
+        self.offset = 0;
+        Ok(())
+    }
+}
+
+/// How much longer than predicted the last read of a telegram may wait for the telegram's last bytes, before it
+/// takes whatever is there (a telegram shorter than the one before).
+const TAIL_SLACK: Duration = Duration::from_millis(20);
+
+/// Sets termios `VMIN` (with `VTIME` 0): the kernel reports the port readable only once that many bytes are in.
+fn set_vmin(fd: std::os::fd::RawFd, n: u8) -> nix::Result<()> {
+    use nix::sys::termios::{tcgetattr, tcsetattr, SetArg, SpecialCharacterIndices};
+    let mut t = tcgetattr(fd)?;
+    t.control_chars[SpecialCharacterIndices::VMIN as usize] = n;
+    t.control_chars[SpecialCharacterIndices::VTIME as usize] = 0;
+    tcsetattr(fd, SetArg::TCSANOW, &t)
+}
+
+/// The reader thread: blocking reads, a hold mid-telegram, one read for the telegram's last bytes (`VMIN`), chunks
+/// to the runtime.
+fn read_loop(mut port: TTYPort, tx: &mpsc::Sender<io::Result<Vec<u8>>>) {
+    use std::os::fd::AsRawFd as _;
+    let fd = port.as_raw_fd();
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut coalescer = Coalescer::default();
+    // Whether VMIN is raised for a telegram's tail, and whether that failed for the current frame.
+    let (mut tail_mode, mut tail_missed) = (false, false);
+    loop {
+        if tx.is_closed() {
+            return;
+        }
+        let tail = coalescer.tail().filter(|&(rest, _)| (2..=255).contains(&rest) && !tail_missed);
+        match tail {
+            Some((rest, expected)) => {
+                // The last bytes of the telegram in one read: wake when they are all in, or a little after they
+                // were due. `rest` fits: filtered to 2..=255.
+                let vmin = u8::try_from(rest).unwrap_or(u8::MAX);
+                if set_vmin(fd, vmin).is_ok() && port.set_timeout(expected + TAIL_SLACK).is_ok() {
+                    tail_mode = true;
+                }
+            }
+            None if tail_mode => {
+                let _ = set_vmin(fd, 1);
+                let _ = port.set_timeout(READ_TIMEOUT);
+                tail_mode = false;
+            }
+            None => {}
+        }
+        match port.read(&mut buf) {
+            Ok(n) => {
+                let end = n == 0;
+                let now = tokio::time::Instant::now();
+                coalescer.observe(&buf[..n], now);
+                tail_missed = false;
+                if tx.blocking_send(Ok(buf[..n].to_vec())).is_err() || end {
+                    return;
+                }
+                if let Some(until) = coalescer.hold_until(now) {
+                    std::thread::sleep(until.saturating_duration_since(now));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                // In tail mode: the telegram is shorter than the last one; read what is there, chunk by chunk.
+                tail_missed = tail_mode;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        }
+    }
+}
+
+impl AsyncRead for ThreadedPort {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.offset >= this.pending.len() {
+            match this.chunks.poll_recv(cx) {
+                Poll::Pending => return Poll::Pending,
+                // The thread is gone without a word: treat as the end of the stream.
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
+                Poll::Ready(Some(Ok(chunk))) => {
+                    this.pending = chunk;
+                    this.offset = 0;
+                }
+            }
+        }
+        let n = buf.remaining().min(this.pending.len() - this.offset);
+        buf.put_slice(&this.pending[this.offset..this.offset + n]);
+        this.offset += n;
+        Poll::Ready(Ok(()))
+    }
+}
+
 impl Connector for SerialConnector {
-    type Stream = SerialStream;
+    type Stream = ThreadedPort;
 
     fn name(&self) -> String {
         self.path.display().to_string()
     }
 
-    async fn connect(&mut self) -> io::Result<SerialStream> {
+    async fn connect(&mut self) -> io::Result<ThreadedPort> {
         let s = self.current();
-        let builder = tokio_serial::new(self.path.to_string_lossy(), s.baud)
+        // Opened exclusively (TIOCEXCL) by serialport.
+        let port = tokio_serial::new(self.path.to_string_lossy(), s.baud)
             .data_bits(s.data_bits)
             .parity(s.parity)
             .stop_bits(StopBits::One)
-            .flow_control(FlowControl::None);
-        SerialStream::open(&builder).map_err(io::Error::from)
+            .flow_control(FlowControl::None)
+            .timeout(READ_TIMEOUT)
+            .open_native()
+            .map_err(io::Error::from)?;
+        ThreadedPort::start(port)
     }
 
     fn detecting(&self) -> bool {
         self.candidates.len() > 1 && !self.locked
     }
 
-    fn switch_settings(&mut self, stream: &mut SerialStream) -> io::Result<()> {
+    fn switch_settings(&mut self, stream: &mut ThreadedPort) -> io::Result<()> {
         let from = self.current();
         self.index = (self.index + 1) % self.candidates.len();
         let to = self.current();
-        stream.set_baud_rate(to.baud)?;
-        stream.set_data_bits(to.data_bits)?;
-        stream.set_parity(to.parity)?;
-        // Bytes read at the old speed are garbage; do not feed them to the framer at the new one.
-        stream.clear(ClearBuffer::Input)?;
+        stream.switch(to)?;
         self.switches += 1;
         if self.switches <= self.candidates.len() {
             tracing::info!(from = from.name, to = to.name, "no valid telegram yet: trying other port settings");
@@ -117,6 +274,10 @@ impl Connector for SerialConnector {
 
     fn advice(&self, error: &io::Error) -> Option<String> {
         Some(open_advice(&self.path, error))
+    }
+
+    fn coalesces(&self) -> bool {
+        true
     }
 }
 
@@ -174,7 +335,7 @@ mod tests {
 
     #[tokio::test]
     async fn settings_switch_in_place_on_a_pseudo_terminal() {
-        let (_master, slave) = SerialStream::pair().expect("a pty pair");
+        let (_master, slave) = tokio_serial::SerialStream::pair().expect("a pty pair");
         let path = slave.name().expect("the slave has a path");
         let mut c = SerialConnector::new(Path::new(&path), PortSettings::Auto);
         let mut port = c.connect().await.expect("open the pty");
@@ -183,5 +344,28 @@ mod tests {
         assert_eq!((c.settings(), port.baud_rate().expect("read back")), (Some("9600-7E1"), 9600));
         c.lock();
         assert!(!c.detecting());
+    }
+
+    #[tokio::test]
+    async fn the_reader_thread_hands_over_what_the_line_delivers_and_ends_with_it() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut master, slave) = tokio_serial::SerialStream::pair().expect("a pty pair");
+        let path = slave.name().expect("the slave has a path");
+        let mut c = SerialConnector::new(Path::new(&path), PortSettings::Baud115200_8N1);
+        let mut port = c.connect().await.expect("open the pty");
+        let telegram = shared::simulate::Simulator::new(3).telegram_at(
+            jiff::Timestamp::from_second(1_717_243_200).expect("in range").to_zoned(jiff::tz::TimeZone::UTC),
+        );
+        for chunk in telegram.chunks(16) {
+            master.write_all(chunk).await.expect("write");
+        }
+        let mut got = vec![0u8; telegram.len()];
+        port.read_exact(&mut got).await.expect("read it all");
+        assert_eq!(got, telegram);
+        // The device goes away: the stream ends or fails (a pty's slave reads EIO), it does not hang.
+        drop((master, slave));
+        let mut rest = Vec::new();
+        let end = tokio::time::timeout(Duration::from_secs(5), port.read_to_end(&mut rest)).await.expect("no hang");
+        assert!(rest.is_empty(), "{end:?}");
     }
 }

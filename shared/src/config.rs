@@ -74,6 +74,9 @@ pub struct RawMulticast {
     pub next_key_file: Option<String>,
     /// Sealed mode, migration: subscribers also accept open datagrams.
     pub accept_open: bool,
+    /// Telegram datagrams: `full` (plain JSON) or `compact` (zlib-compressed JSON, in one Ethernet frame, for
+    /// Wi-Fi).
+    pub message: String,
 }
 
 /// Text that must never be printed (a key in `p1.yml`): its `Debug` says only how long it is.
@@ -222,6 +225,7 @@ impl Default for RawMulticast {
             next_key: None,
             next_key_file: None,
             accept_open: false,
+            message: "full".into(),
         }
     }
 }
@@ -337,6 +341,19 @@ pub struct Multicast {
     pub next_key: Option<Key>,
     /// Where the next key is kept, if in a file.
     pub next_key_file: Option<PathBuf>,
+    /// What a telegram datagram carries (`multicast.message`).
+    pub message: MessageForm,
+}
+
+/// What a telegram datagram carries (`multicast.message`); subscribers read both.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MessageForm {
+    /// Named values and the lossless OBIS map (up to about 3.5 KB: IP-fragmented over 1500-byte links).
+    #[default]
+    Full,
+    /// The same JSON, zlib-compressed, without the OBIS map only if it does not fit otherwise: at most 1472
+    /// bytes for every telegram in the corpus, one Ethernet or Wi-Fi frame (`shared::wire::compact`).
+    Compact,
 }
 
 /// Whether datagrams are sealed (`multicast.security`).
@@ -637,6 +654,14 @@ impl RawConfig {
             bad("multicast.ttl", &m.ttl, "a number from 0 to 255 (1 keeps datagrams on the LAN)");
         }
         let sealing = multicast_security(m, &mut bad);
+        let message = match m.message.to_ascii_lowercase().as_str() {
+            "full" | "" => MessageForm::Full,
+            "compact" => MessageForm::Compact,
+            _ => {
+                bad("multicast.message", &m.message, "full (named values and the OBIS map) or compact (one frame)");
+                MessageForm::Full
+            }
+        };
 
         let l = &self.listener;
         let source = parse_source(&l.source).unwrap_or_else(|why| {
@@ -780,6 +805,7 @@ impl RawConfig {
                 key_file: non_empty(m.key_file.as_deref()).map(PathBuf::from),
                 next_key: sealing.next_key,
                 next_key_file: non_empty(m.next_key_file.as_deref()).map(PathBuf::from),
+                message,
             },
             listener: Listener {
                 source,

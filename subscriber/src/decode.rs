@@ -32,7 +32,7 @@ impl InvalidKind {
     #[must_use]
     pub fn of(err: &WireError) -> InvalidKind {
         match err {
-            WireError::NotJson(_) => InvalidKind::NotJson,
+            WireError::NotJson(_) | WireError::Compact(_) => InvalidKind::NotJson,
             WireError::Schema { .. } => InvalidKind::Schema,
             WireError::TooLarge { .. } => InvalidKind::TooLarge,
             _ => InvalidKind::Malformed,
@@ -148,6 +148,8 @@ mod tests {
         assert_eq!(kind(br#"{"schema":99,"type":"telegram"}"#), InvalidKind::Schema);
         assert_eq!(kind(&vec![b' '; shared::wire::MAX_DATAGRAM + 1]), InvalidKind::TooLarge);
         assert_eq!(kind(br#"{"schema":1,"type":"telegram"}"#), InvalidKind::Malformed);
+        // A compact (zlib) datagram that does not inflate is not a message either.
+        assert_eq!(kind(&[0x78, 0x9c, 0xff, 0x00]), InvalidKind::NotJson);
 
         let t0 = Instant::now();
         let mut log = InvalidLog::default();

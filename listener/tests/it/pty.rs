@@ -122,3 +122,81 @@ async fn auto_settings_move_on_from_garbage_and_lock_on_valid_telegrams() {
     assert_eq!(status.port_settings.as_deref(), Some("9600-7E1"), "locked");
     listener.stop().await;
 }
+
+/// Writes `bytes` in `chunk`-byte pieces paced like a 115 200-baud line (10 bits a byte); returns when the last
+/// piece was written.
+async fn write_paced(master: &mut SerialStream, bytes: &[u8], chunk: usize) -> tokio::time::Instant {
+    let per_byte = std::time::Duration::from_secs(10) / 115_200;
+    let start = tokio::time::Instant::now();
+    let mut sent = 0;
+    let mut last = start;
+    for piece in bytes.chunks(chunk) {
+        sent += piece.len();
+        tokio::time::sleep_until(start + per_byte * sent as u32).await;
+        last = tokio::time::Instant::now();
+        master.write_all(piece).await.expect("write to the master side");
+    }
+    last
+}
+
+#[tokio::test]
+async fn telegrams_in_16_byte_chunks_at_line_rate_arrive_whole_and_promptly_through_noise() {
+    let (mut master, _slave, path) = pty();
+    let group = unique_group();
+    let sub = Subscriber::join(group);
+    let listener = Running::start(config(&path, group, |_| {}));
+    within(10, "the port to open", sub.status_where(|s| s.port == PortState::Open)).await;
+
+    // Noise before each telegram; the first teaches the listener the telegrams' pace, the others are read in a
+    // few large reads, and each must still be published as soon as its last chunk is in.
+    let sent = telegrams(5);
+    let mut slowest = std::time::Duration::ZERO;
+    for (i, raw) in sent.iter().enumerate() {
+        let mut bytes = b"\0\xff noise \xfe\0".to_vec();
+        bytes.extend(raw);
+        let last = write_paced(&mut master, &bytes, 16).await;
+        let t = within(10, "a telegram datagram", sub.telegram()).await;
+        slowest = slowest.max(last.elapsed());
+        assert_eq!(t.seq, i as u64 + 1);
+        let text = std::str::from_utf8(raw).expect("ASCII");
+        let gas = text.lines().find_map(|l| l.strip_prefix("0-1:24.2.1(")).expect("gas line");
+        assert_eq!(
+            serde_json::to_value(t.obis.get("0-1:24.2.1").expect("gas")).expect("json")[1],
+            gas.rsplit('(').next().expect("value").trim_end_matches(')'),
+            "telegram {i} whole"
+        );
+    }
+    // A hold that overran a telegram's end would cost up to 250 ms; a loaded test machine takes a few ms.
+    assert!(slowest < std::time::Duration::from_millis(150), "slowest telegram {slowest:?} after its last byte");
+    let status = within(10, "a status", sub.status_where(|s| s.last_seq == Some(5))).await;
+    assert_eq!((status.counters.telegrams, status.counters.crc_failures), (5, 0));
+    assert_eq!(status.counters.discarded_bytes, 5 * 11, "only the noise was skipped");
+    listener.stop().await;
+}
+
+#[tokio::test]
+async fn compact_datagrams_carry_the_same_message_in_one_frame() {
+    let (mut master, _slave, path) = pty();
+    let group = unique_group();
+    let sub = Subscriber::join(group);
+    let listener = Running::start(config(&path, group, |raw| raw.multicast.message = "compact".into()));
+    within(10, "the port to open", sub.status_where(|s| s.port == PortState::Open)).await;
+    let sent = telegrams(1);
+    master.write_all(&sent[0]).await.expect("write");
+    let datagram = loop {
+        let d = within(10, "a datagram", sub.raw()).await;
+        if d.first() == Some(&shared::wire::compact::ZLIB_FIRST_BYTE) {
+            break d;
+        }
+        // Status datagrams stay plain JSON.
+        assert!(matches!(shared::wire::parse(&d), Ok(shared::wire::Message::Status(_))), "only statuses are plain");
+    };
+    assert!(datagram.len() <= shared::wire::compact::MAX_COMPACT, "{} bytes", datagram.len());
+    let shared::wire::Message::Telegram(t) = shared::wire::parse(&datagram).expect("it reads") else {
+        panic!("a telegram")
+    };
+    assert_eq!((t.seq, t.header.as_str()), (1, "SIM5P1HUB-SIMULATED"));
+    assert!(t.values.power_kw.is_some() && t.values.devices.len() == 2);
+    assert!(t.obis.get("1-0:1.8.1").is_some(), "the OBIS map fits compressed");
+    listener.stop().await;
+}

@@ -65,6 +65,14 @@ impl Subscriber {
         Subscriber { socket: UdpSocket::from_std(s.into()).expect("tokio socket") }
     }
 
+    /// The next datagram, as sent.
+    pub async fn raw(&self) -> Vec<u8> {
+        let mut buf = vec![0u8; 65_536];
+        let n = self.socket.recv(&mut buf).await.expect("receive");
+        buf.truncate(n);
+        buf
+    }
+
     /// The next datagram, parsed.
     pub async fn next(&self) -> Message {
         let mut buf = vec![0u8; 65_536];

@@ -7,9 +7,9 @@
 mod cli;
 mod e2e;
 mod kill;
-mod sealed;
 mod kill_history;
 mod postgres;
+mod sealed;
 mod support;
 
 use std::sync::Arc;

@@ -11,6 +11,7 @@
 //! With a LAN key, the datagram travels sealed: [`seal`] wraps these bytes in an authenticated, encrypted envelope
 //! and opens it again (`docs/sealed-datagrams.md`).
 
+pub mod compact;
 pub(crate) mod json;
 mod obis_map;
 mod readings;
@@ -513,6 +514,9 @@ pub enum WireError {
     /// Valid JSON of the right version whose fields do not match the schema.
     #[error("malformed message: {0}")]
     Malformed(#[source] serde_json::Error),
+    /// A compact (zlib) datagram that does not inflate (see [`compact`]).
+    #[error("compact datagram does not inflate: {0}")]
+    Compact(#[source] std::io::Error),
 }
 
 /// Writes a message as one datagram.
@@ -557,6 +561,15 @@ pub fn parse(datagram: &[u8]) -> Result<Message, WireError> {
     }
     if datagram.len() > MAX_DATAGRAM {
         return Err(WireError::TooLarge { len: datagram.len(), max: MAX_DATAGRAM });
+    }
+    if datagram.first() == Some(&compact::ZLIB_FIRST_BYTE) {
+        let json = compact::inflate(datagram).map_err(WireError::Compact)?;
+        // The inflated JSON starts with `{`, never with the zlib byte again: no recursion past this level.
+        return if json.first() == Some(&compact::ZLIB_FIRST_BYTE) {
+            Err(WireError::Compact(std::io::Error::new(std::io::ErrorKind::InvalidData, "nested compression")))
+        } else {
+            parse(&json)
+        };
     }
     // One full read in the usual case; only a datagram that does not read is looked at again, to say why.
     match serde_json::from_slice::<Message>(datagram) {
