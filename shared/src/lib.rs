@@ -10,6 +10,7 @@
 //! - [`decimal`], [`timestamp`]: exact meter numbers and meter times (written with two-digit tables, `digits`).
 //! - [`wire`]: the multicast datagram (the only place that builds or reads one); [`wire::seal`] its sealed
 //!   (encrypted and authenticated) envelope.
+//! - [`names`]: a listener name as a directory name or MQTT topic level, one-to-one.
 //! - [`netif`]: an interface's index from its IPv6 address (for IPv6 multicast).
 //! - [`columns`]: named CSV columns over a message.
 //! - [`config`]: the `p1.yml` configuration.
@@ -24,6 +25,7 @@ mod digits;
 pub mod dlms;
 pub mod engine;
 pub mod frame;
+pub mod names;
 pub mod netif;
 pub mod obis;
 pub mod simulate;
