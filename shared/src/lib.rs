@@ -14,6 +14,7 @@
 //! - [`netif`]: an interface's index from its IPv6 address (for IPv6 multicast).
 //! - [`columns`]: named CSV columns over a message.
 //! - [`config`]: the `p1.yml` configuration.
+//! - [`summary`]: per-minute log summaries of events a sender can repeat at will (time passed in).
 //! - [`simulate`]: a simulated DSMR 5 meter (a pure function of time), for demos and tests.
 #![deny(missing_docs)]
 
@@ -29,6 +30,7 @@ pub mod names;
 pub mod netif;
 pub mod obis;
 pub mod simulate;
+pub mod summary;
 pub mod telegram;
 pub mod timestamp;
 pub mod wire;
