@@ -65,7 +65,7 @@ impl ChangeLog {
         for line in lines {
             match line {
                 Line::Liveness(r) => {
-                    info!(count = %r.counts, last = %r.last, "listener liveness (summarised a minute at a time)")
+                    info!(count = %r.counts, last = %r.last, "listener liveness (summarised a minute at a time)");
                 }
                 Line::Forgotten(r) => warn!(
                     count = %r.counts,
