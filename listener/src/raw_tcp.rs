@@ -17,6 +17,8 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
+use jiff::Timestamp;
+use shared::summary::{Report, Summary};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -60,6 +62,7 @@ pub struct RawHub {
     token: CancellationToken,
     /// Telegrams go out with CR LF and a 4-digit CRC (`listener.raw_tcp_normalise`).
     normalise: bool,
+    log: Arc<Mutex<ClientLog>>,
 }
 
 #[derive(Debug)]
@@ -71,6 +74,58 @@ struct Client {
     /// Cancelled when the client is dropped for falling behind, so a task blocked on a stalled socket lets go at
     /// once.
     behind: CancellationToken,
+}
+
+/// Clients' comings and goings: each at DEBUG, and at INFO the first at once and then at most a line a minute
+/// with how many clients were served, closed and refused since the last line ([`shared::summary`]; time passed in).
+/// A client that connects and closes in a loop (1100 cycles gave 795 INFO lines) then costs a line a minute.
+#[derive(Debug)]
+pub struct ClientLog(Summary);
+
+/// What happened to a client, for [`ClientLog::note`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// Accepted and served.
+    Served,
+    /// Its connection ended (it closed, an error, dropped, or shutdown).
+    Closed,
+    /// Refused: `listener.raw_tcp_max_clients` reached.
+    Refused,
+}
+
+impl Default for ClientLog {
+    fn default() -> Self {
+        ClientLog(Summary::new(&["served", "closed", "refused"]))
+    }
+}
+
+impl ClientLog {
+    /// Counts one event; the INFO line due now, if one is.
+    pub fn note(&mut self, event: ClientEvent, peer: &str, now: Timestamp) -> Option<Report> {
+        let (kind, what) = match event {
+            ClientEvent::Served => (0, "connected"),
+            ClientEvent::Closed => (1, "closed"),
+            ClientEvent::Refused => (2, "refused"),
+        };
+        tracing::debug!(%peer, "raw TCP client {what}");
+        self.0.note(kind, || format!("{peer} {what}"), now)
+    }
+
+    /// The INFO line due now (counts left from a busy minute), if one is.
+    pub fn due(&mut self, now: Timestamp) -> Option<Report> {
+        self.0.due(now)
+    }
+}
+
+fn log_clients(report: Option<Report>) {
+    if let Some(r) = report {
+        tracing::info!(clients = %r.counts, last = %r.last, "raw TCP clients (summarised a minute at a time)");
+    }
+}
+
+fn note_client(log: &Mutex<ClientLog>, event: ClientEvent, peer: &str) {
+    let report = log.lock().unwrap_or_else(PoisonError::into_inner).note(event, peer, Timestamp::now());
+    log_clients(report);
 }
 
 impl RawHub {
@@ -86,6 +141,7 @@ impl RawHub {
             tracker,
             token,
             normalise: false,
+            log: Arc::default(),
         }
     }
 
@@ -155,6 +211,7 @@ impl RawHub {
             // Weak: dropping every hub closes the client queues, which ends the tasks cleanly.
             clients: Arc::downgrade(&self.clients),
             id,
+            log: self.log.clone(),
         };
         self.tracker.spawn(task.run(conn));
         clients.push(Client { id, peer, tx, queued, behind });
@@ -180,6 +237,7 @@ struct ClientTask {
     peer: String,
     clients: Weak<Mutex<Vec<Client>>>,
     id: u64,
+    log: Arc<Mutex<ClientLog>>,
 }
 
 impl ClientTask {
@@ -199,7 +257,7 @@ impl ClientTask {
                         r = writer.write_all(&telegram) => r,
                     };
                     if let Err(e) = written {
-                        tracing::info!(peer = %self.peer, cause = %e, "raw TCP client went away");
+                        tracing::debug!(peer = %self.peer, cause = %e, "raw TCP client went away");
                         break End::Gone;
                     }
                     self.queued.fetch_sub(telegram.len(), Ordering::AcqRel);
@@ -207,12 +265,12 @@ impl ClientTask {
                 // What clients send is discarded; reading it is how their close is noticed.
                 r = reader.read(&mut scratch) => match r {
                     Ok(0) => {
-                        tracing::info!(peer = %self.peer, "raw TCP client disconnected");
+                        tracing::debug!(peer = %self.peer, "raw TCP client disconnected");
                         break End::Gone;
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        tracing::info!(peer = %self.peer, cause = %e, "raw TCP client went away");
+                        tracing::debug!(peer = %self.peer, cause = %e, "raw TCP client went away");
                         break End::Gone;
                     }
                 },
@@ -221,6 +279,7 @@ impl ClientTask {
         if let Some(clients) = self.clients.upgrade() {
             clients.lock().unwrap_or_else(PoisonError::into_inner).retain(|c| c.id != self.id);
         }
+        note_client(&self.log, ClientEvent::Closed, &self.peer);
         match end {
             End::Gone => {}
             End::Behind => reader.unsplit(writer).reset_on_close(),
@@ -246,9 +305,15 @@ impl ClientTask {
 pub async fn serve(listener: TcpListener, hub: RawHub, token: CancellationToken) {
     let mut pause = ACCEPT_BACKOFF.0;
     let mut refused = 0u64;
+    // Counts from a busy minute are logged within a minute even when nothing more happens.
+    let mut summary = tokio::time::interval(Duration::from_secs(60));
     loop {
         let accepted = tokio::select! {
             () = token.cancelled() => return,
+            _ = summary.tick() => {
+                log_clients(hub.log.lock().unwrap_or_else(PoisonError::into_inner).due(Timestamp::now()));
+                continue;
+            }
             a = listener.accept() => a,
         };
         match accepted {
@@ -258,10 +323,11 @@ pub async fn serve(listener: TcpListener, hub: RawHub, token: CancellationToken)
                 let _ = sock.set_send_buffer_size(hub.budget);
                 let _ = stream.set_nodelay(true);
                 match hub.try_add(stream, peer.to_string()) {
-                    Ok(clients) => tracing::info!(%peer, clients, "raw TCP client connected"),
+                    Ok(_) => note_client(&hub.log, ClientEvent::Served, &peer.to_string()),
                     Err(stream) => {
                         // Closed before it sent anything: a clean FIN.
                         drop(stream);
+                        note_client(&hub.log, ClientEvent::Refused, &peer.to_string());
                         refused += 1;
                         if refused.is_power_of_two() {
                             tracing::warn!(
@@ -295,6 +361,29 @@ pub async fn serve(listener: TcpListener, hub: RawHub, token: CancellationToken)
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn a_thousand_connect_close_cycles_make_a_few_info_lines() {
+        let t0: Timestamp = "2024-06-01T10:00:00Z".parse().expect("ts");
+        let mut log = ClientLog::default();
+        let mut lines = Vec::new();
+        // 1100 cycles, 10 a second (110 s), then a quiet minute.
+        for i in 0..1100_i64 {
+            let now = t0 + jiff::SignedDuration::from_millis(i * 100);
+            lines.extend(log.note(ClientEvent::Served, "127.0.0.1:50000", now));
+            lines.extend(log.note(ClientEvent::Closed, "127.0.0.1:50000", now));
+            if i % 10 == 0 {
+                lines.extend(log.due(now));
+            }
+        }
+        lines.extend(log.note(ClientEvent::Refused, "127.0.0.1:50001", t0 + jiff::SignedDuration::from_secs(111)));
+        lines.extend(log.due(t0 + jiff::SignedDuration::from_secs(200)));
+        assert_eq!(lines.len(), 3, "{lines:#?}");
+        assert_eq!(lines[0].counts, "1 served", "the first at once");
+        assert_eq!(lines[1].counts, "600 served, 600 closed");
+        assert_eq!(lines[2].counts, "499 served, 500 closed, 1 refused");
+        assert_eq!(lines[2].last, "127.0.0.1:50001 refused");
+    }
 
     #[tokio::test]
     async fn a_stalled_client_is_dropped_and_the_others_get_every_byte() {

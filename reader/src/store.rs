@@ -1119,60 +1119,20 @@ fn last_written(dir: &Path) -> Option<Timestamp> {
 /// The longest directory name (`NAME_MAX` on Linux and most file systems), in bytes.
 pub const MAX_DIR_NAME: usize = 255;
 
-/// Whether a byte is kept as it is in a directory name: `A-Z a-z 0-9 . _ -`.
-fn is_safe(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')
-}
-
-/// The directory name for a listener name, one-to-one: a name made only of `A-Z a-z 0-9 . _ -`, not starting
-/// with `.`, is its own directory name. Any other name is written as `~` followed by the name with every byte
-/// outside that set (and every `~`) escaped as `~XX` (two upper-case hex digits): `a/b` becomes `~a~2Fb`. A safe
-/// name holds no `~`, and an escaped one starts with it and reads back only one way, so two names never share a
-/// directory, and no name can point outside the data directory. `None` when the result would be longer than
-/// [`MAX_DIR_NAME`] bytes (no listener configuration allows such a name: at most 64 characters, and only
-/// names of many non-ASCII characters come near).
+/// The directory name for a listener name, one-to-one: [`shared::names::escape`] (documented in FILES.md): a name
+/// made only of `A-Z a-z 0-9 . _ -`, not starting with `.`, is its own directory name, any other is `~` and the
+/// name with `~XX` escapes (`a/b` becomes `~a~2Fb`), so two names never share a directory, and no name can point
+/// outside the data directory. `None` when the result would be longer than [`MAX_DIR_NAME`] bytes (no listener
+/// configuration allows such a name: at most 64 characters, and only names of many non-ASCII characters come near).
 #[must_use]
 pub fn dir_name(listener: &str) -> Option<String> {
-    let bytes = listener.as_bytes();
-    if !bytes.is_empty() && bytes[0] != b'.' && bytes.len() <= MAX_DIR_NAME && bytes.iter().all(|&b| is_safe(b)) {
-        return Some(listener.to_owned());
-    }
-    let mut out = String::with_capacity(bytes.len() + 1);
-    out.push('~');
-    for &b in bytes {
-        if is_safe(b) {
-            out.push(char::from(b));
-        } else {
-            const HEX: &[u8; 16] = b"0123456789ABCDEF";
-            out.extend(['~', char::from(HEX[usize::from(b >> 4)]), char::from(HEX[usize::from(b & 15)])]);
-        }
-        if out.len() > MAX_DIR_NAME {
-            return None;
-        }
-    }
-    Some(out)
+    Some(shared::names::escape(listener)).filter(|d| d.len() <= MAX_DIR_NAME)
 }
 
 /// The listener name a directory name stands for, if it is the [`dir_name`] of one (the inverse).
 #[must_use]
 pub fn listener_name(dir: &str) -> Option<String> {
-    let Some(escaped) = dir.strip_prefix('~') else {
-        return (dir_name(dir).as_deref() == Some(dir)).then(|| dir.to_owned());
-    };
-    let mut bytes = Vec::with_capacity(escaped.len());
-    let mut rest = escaped.as_bytes();
-    while let Some((&b, tail)) = rest.split_first() {
-        if b == b'~' {
-            let hex = tail.get(..2).and_then(|h| std::str::from_utf8(h).ok())?;
-            bytes.push(u8::from_str_radix(hex, 16).ok()?);
-            rest = &tail[2..];
-        } else {
-            bytes.push(b);
-            rest = tail;
-        }
-    }
-    let name = String::from_utf8(bytes).ok()?;
-    (dir_name(&name).as_deref() == Some(dir)).then_some(name)
+    shared::names::unescape(dir).filter(|_| dir.len() <= MAX_DIR_NAME)
 }
 
 #[cfg(test)]

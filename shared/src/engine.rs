@@ -10,8 +10,9 @@
 //! [`Rejection::Implausible`] and counted as discarded frames, so line noise is never published.
 //!
 //! Encrypted frames: with a key, the plaintext goes through the same CRC check and parser as a plain telegram.
-//! Without one, each frame is rejected as [`Rejection::NoKey`]. A frame whose counter is not above the last one
-//! seen from the same meter is reported as [`Rejection::Replayed`] and not published: its data is stale at best.
+//! Without one, each frame is rejected as [`Rejection::NoKey`] once a second frame with the same system title has
+//! shown it is a meter's (a lone encrypted-looking frame may be line noise and counts as noise). A frame whose
+//! counter is not above the last one seen from the same meter is reported as [`Rejection::Replayed`] and not published: its data is stale at best.
 
 use std::time::Instant;
 
@@ -178,7 +179,14 @@ pub struct Engine {
     decryptor: Option<Decryptor>,
     counters: Counters,
     consecutive_decrypt_failures: u64,
+    /// Without a key: system titles of encrypted-looking frames seen once (newest last, at most
+    /// [`UNCONFIRMED_TITLES`]), and the title seen twice, which makes them a meter's.
+    unconfirmed_titles: Vec<[u8; 8]>,
+    confirmed_title: Option<[u8; 8]>,
 }
+
+/// How many system titles of unconfirmed encrypted-looking frames are remembered (without a key).
+const UNCONFIRMED_TITLES: usize = 8;
 
 impl Engine {
     /// A new engine.
@@ -191,6 +199,8 @@ impl Engine {
             decryptor: options.decryption.map(|d| Decryptor::new(&d.key, &d.authentication_key)),
             counters: Counters::default(),
             consecutive_decrypt_failures: 0,
+            unconfirmed_titles: Vec::new(),
+            confirmed_title: None,
         }
     }
 
@@ -258,8 +268,7 @@ impl Engine {
 
     fn decrypt(&mut self, raw: &RawFrame) -> Event {
         let Some(decryptor) = self.decryptor.as_mut() else {
-            self.counters.decrypt_failures += 1;
-            return Event::Rejected(Rejection::NoKey);
+            return self.without_key(raw);
         };
         let decrypted = match decryptor.decrypt(&raw.bytes) {
             Ok(d) => d,
@@ -290,6 +299,37 @@ impl Engine {
         }
         self.counters.decrypt_failures += 1;
         Event::Rejected(Rejection::NotATelegram)
+    }
+}
+
+impl Engine {
+    /// An encrypted-looking frame with no key to check it. Random bytes now and then hold a well-formed header
+    /// (`DB 08`, eight bytes, a length, `30`: about one in 16 million offsets), so a frame says "encrypted meter,
+    /// no key" only once a second frame with the same system title (the meter's eight-byte id, fixed per meter)
+    /// has come: a real meter sends one every few seconds, noise repeats a title about never. Until then the frame
+    /// is counted as noise (discarded bytes); once confirmed, both frames count as decrypt failures.
+    fn without_key(&mut self, raw: &RawFrame) -> Event {
+        let title: Option<[u8; 8]> = raw.bytes.get(2..10).and_then(|t| t.try_into().ok());
+        let Some(title) = title else {
+            self.counters.discarded_bytes += raw.bytes.len() as u64;
+            return Event::Rejected(Rejection::Discarded { len: raw.bytes.len(), reason: DiscardReason::Noise });
+        };
+        if self.confirmed_title == Some(title) {
+            self.counters.decrypt_failures += 1;
+            return Event::Rejected(Rejection::NoKey);
+        }
+        if let Some(at) = self.unconfirmed_titles.iter().position(|t| *t == title) {
+            self.unconfirmed_titles.remove(at);
+            self.confirmed_title = Some(title);
+            self.counters.decrypt_failures += 2;
+            return Event::Rejected(Rejection::NoKey);
+        }
+        if self.unconfirmed_titles.len() >= UNCONFIRMED_TITLES {
+            self.unconfirmed_titles.remove(0);
+        }
+        self.unconfirmed_titles.push(title);
+        self.counters.discarded_bytes += raw.bytes.len() as u64;
+        Event::Rejected(Rejection::Discarded { len: raw.bytes.len(), reason: DiscardReason::Noise })
     }
 }
 
@@ -388,12 +428,56 @@ mod tests {
 
     #[test]
     fn a_missing_key_is_one_clear_error() {
-        let frame = dlms::encrypt(&KEY, &dlms::SMARTY_AUTHENTICATION_KEY, TITLE, 1, &telegram("02.000"));
+        let frame = |n| dlms::encrypt(&KEY, &dlms::SMARTY_AUTHENTICATION_KEY, TITLE, n, &telegram("02.000"));
         let mut engine = Engine::new(EngineOptions::default());
-        let got = events(&mut engine, &frame);
-        let [Event::Rejected(r)] = &got[..] else { panic!("{got:?}") };
-        assert!(r.is_config_problem());
+        // The first frame could be noise; the second with the same system title is a meter's.
+        let got = events(&mut engine, &[frame(1), frame(2), frame(3)].concat());
+        let [Event::Rejected(first), Event::Rejected(r), Event::Rejected(third)] = &got[..] else { panic!("{got:?}") };
+        assert!(!first.is_config_problem(), "{first}");
+        assert!(r.is_config_problem() && third.is_config_problem());
         assert!(r.to_string().contains("listener.decryption_key"), "{r}");
+        assert_eq!(engine.counters().decrypt_failures, 3);
+    }
+
+    /// xorshift64*: seeded, so the noise is the same in every run.
+    fn noise(seed: u64, len: usize) -> Vec<u8> {
+        let mut x = seed;
+        (0..len)
+            .map(|_| {
+                x ^= x >> 12;
+                x ^= x << 25;
+                x ^= x >> 27;
+                x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_be_bytes()[0]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn line_noise_that_looks_encrypted_is_noise_not_a_missing_key() {
+        // Seeded random bytes, with well-formed encrypted frames of random system titles and keys scattered in
+        // (what random bytes hold now and then: a header that checks out, then anything).
+        let mut stream = Vec::new();
+        for i in 0..200_u64 {
+            stream.extend(noise(i + 1, 20_000));
+            let title = noise(i + 1000, 8).try_into().expect("8 bytes");
+            let key: [u8; 16] = noise(i + 2000, 16).try_into().expect("16 bytes");
+            stream.extend(dlms::encrypt(&key, &key, title, 1, &noise(i + 3000, 500)));
+        }
+        let mut engine = Engine::new(EngineOptions::default());
+        let got = events(&mut engine, &stream);
+        assert!(
+            got.iter().filter(|e| matches!(e, Event::Rejected(Rejection::Discarded { .. }))).count() >= 200,
+            "the planted frames are seen"
+        );
+        let config: Vec<&Event> =
+            got.iter().filter(|e| matches!(e, Event::Rejected(r) if r.is_config_problem())).collect();
+        assert!(config.is_empty(), "{config:?}");
+        assert_eq!(engine.counters().decrypt_failures, 0);
+
+        // A real meter's frames in the same noise: the error comes with its second frame.
+        let real = |n| dlms::encrypt(&KEY, &dlms::SMARTY_AUTHENTICATION_KEY, TITLE, n, &telegram("02.000"));
+        let got = events(&mut engine, &[real(1), noise(7, 5000), real(2)].concat());
+        assert!(matches!(got.last(), Some(Event::Rejected(Rejection::NoKey))), "{got:?}");
     }
 
     #[test]

@@ -48,9 +48,11 @@
 //! - [`socket`]: the socket setup (the only one in the workspace) and the wait-and-retry.
 //! - [`gate`]: opening sealed datagrams, refusals and replay protection, sans IO.
 //! - [`decode`]: kinds and counts of invalid datagrams.
+//! - [`changelog`]: the table's changes as log lines, summarised a minute at a time.
 //! - [`listeners`]: the table of listeners and their liveness, sans IO.
 //! - [`tracker`]: sequence verdicts for one listener.
 
+pub mod changelog;
 pub mod decode;
 pub mod gate;
 pub mod listeners;
@@ -75,6 +77,7 @@ pub use listeners::{Limits, Listeners, Liveness};
 pub use socket::{Retry, SocketError};
 pub use tracker::{SeqTracker, Verdict};
 
+use changelog::ChangeLog;
 use decode::InvalidLog;
 use listeners::Change;
 
@@ -281,6 +284,7 @@ pub struct Subscriber {
     /// While waiting for the interface: failed attempts and when to try again.
     waiting: Option<(u32, Instant)>,
     table: Listeners,
+    change_log: ChangeLog,
     counters: Counters,
     invalid: InvalidLog,
     gate: Gate,
@@ -302,6 +306,7 @@ impl Subscriber {
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut sub = Subscriber {
             table: Listeners::new(options.limits),
+            change_log: ChangeLog::new(options.limits.max_listeners),
             gate: options.gate(),
             options,
             cancel,
@@ -420,19 +425,20 @@ impl Subscriber {
     }
 
     fn queue_changes(&mut self, changes: &mut Vec<Change>) {
+        let wall = jiff::Timestamp::now();
         for change in changes.drain(..) {
+            let lines = self.change_log.note(&change, wall);
+            self.change_log.log(lines);
             self.pending.push_back(match change {
-                Change::Liveness { listener, liveness } => {
-                    // `?`: the name comes from a datagram; Debug escapes control characters.
-                    info!(listener = ?listener, liveness = liveness.as_str(), "listener liveness");
-                    Event::Liveness { listener, liveness }
-                }
+                Change::Liveness { listener, liveness } => Event::Liveness { listener, liveness },
                 Change::Forgotten { listener } => {
                     self.counters.forgotten += 1;
                     Event::Forgotten { listener }
                 }
             });
         }
+        let lines = self.change_log.due(wall);
+        self.change_log.log(lines);
     }
 
     fn try_join(&mut self, failed_before: u32) -> Result<(), SocketError> {

@@ -243,8 +243,7 @@ impl Listeners {
             if slotted {
                 self.slots -= 1;
             }
-            // `?`: the name comes from a datagram; Debug escapes control characters.
-            tracing::warn!(listener = ?name, max = self.limits.max_listeners, "too many listeners; forgetting the least recently heard");
+            // Logged (summarised a minute at a time) by the subscriber: a sender can make thousands of names.
             changes.push(Change::Forgotten { listener: name });
         }
     }

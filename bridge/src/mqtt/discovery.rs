@@ -98,11 +98,20 @@ pub fn sensor(key: &str) -> Option<&'static Sensor> {
     SENSORS.iter().find(|s| s.key == key)
 }
 
-/// The device's node id: `p1hub_` and the equipment id, else the listener's name, as an object id.
+/// The device's node id: `p1hub_` and the equipment id (lower case, other characters as `_`, as before, so
+/// existing Home Assistant devices keep their ids), else the listener's name as a one-to-one object id
+/// ([`topics::object_id`]: `meterkast` stays, `a/b` and `a_b` differ).
 #[must_use]
 pub fn node_id(telegram: &TelegramMessage) -> String {
-    let id = telegram.values.equipment_id.as_deref().filter(|s| !s.trim().is_empty());
-    format!("p1hub_{}", topics::object_id(id.unwrap_or(&telegram.origin.listener)))
+    match telegram.values.equipment_id.as_deref().filter(|s| !s.trim().is_empty()) {
+        Some(id) => format!("p1hub_{}", equipment_object_id(id)),
+        None => format!("p1hub_{}", topics::object_id(&telegram.origin.listener)),
+    }
+}
+
+/// An equipment id as an object id part: ASCII letters (lower case), digits and `-`, anything else `_`.
+fn equipment_object_id(id: &str) -> String {
+    id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c.to_ascii_lowercase() } else { '_' }).collect()
 }
 
 /// The manufacturer behind a FLAG code (the header's first three letters).
@@ -243,7 +252,17 @@ mod tests {
     fn without_an_equipment_id_the_listener_names_the_device() {
         let mut t = telegram("Meter Kast", 1);
         t.values.equipment_id = None;
-        assert_eq!(node_id(&t), "p1hub_meter_kast");
+        assert_eq!(node_id(&t), "p1hub__4deter_20_4bast");
+        let ids: std::collections::BTreeSet<String> = ["a/b", "a_b", "~a~2Fb", "meterkast"]
+            .iter()
+            .map(|name| {
+                let mut t = telegram(name, 1);
+                t.values.equipment_id = None;
+                node_id(&t)
+            })
+            .collect();
+        assert_eq!(ids.len(), 4, "{ids:?}");
+        assert!(ids.contains("p1hub_meterkast"));
         assert_eq!(manufacturer("ABC5xyz"), "FLAG ABC");
         assert_eq!(removal("x/config").payload, b"");
     }

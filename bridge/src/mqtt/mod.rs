@@ -38,6 +38,7 @@ use tracing::{debug, info, warn};
 use self::discovery::Discovery;
 use self::queue::{Queue, RateLimit};
 use self::topics::Publication;
+use shared::summary::{Report, Summary};
 
 /// What the MQTT output is fed.
 #[derive(Clone, Debug)]
@@ -325,7 +326,66 @@ struct Meter {
     last_seen: Instant,
 }
 
+/// The bridge's per-listener log lines, summarised a minute at a time ([`shared::summary`]): a flood of made-up
+/// listener names (24 608 lines of availability and discovery in a review's run) gives the first line of each kind
+/// at once and then one line a minute with the count and the last. Time is the injected `Instant`, so tests drive it.
+#[derive(Debug)]
+struct LogSummaries {
+    epoch: (Instant, jiff::Timestamp),
+    availability: Summary,
+    discovery: Summary,
+    /// Lines logged so far (for tests).
+    lines: u64,
+}
+
+impl LogSummaries {
+    fn new(now: Instant) -> LogSummaries {
+        LogSummaries {
+            epoch: (now, jiff::Timestamp::UNIX_EPOCH),
+            availability: Summary::new(&["listener availability change"]),
+            discovery: Summary::new(&["Home Assistant discovery published"]),
+            lines: 0,
+        }
+    }
+
+    fn at(&self, now: Instant) -> jiff::Timestamp {
+        let since = jiff::SignedDuration::try_from(now.saturating_duration_since(self.epoch.0)).unwrap_or_default();
+        self.epoch.1.saturating_add(since).unwrap_or(self.epoch.1)
+    }
+
+    fn availability(&mut self, listener: &str, online: bool, now: Instant) {
+        let t = self.at(now);
+        let r = self.availability.note(0, || format!("{listener:?} {}", if online { "online" } else { "offline" }), t);
+        self.log(r, None);
+    }
+
+    fn discovery(&mut self, device: &str, entities: usize, now: Instant) {
+        let t = self.at(now);
+        let r = self.discovery.note(0, || format!("device {device}, {entities} entities"), t);
+        self.log(None, r);
+    }
+
+    fn due(&mut self, now: Instant) {
+        let t = self.at(now);
+        let a = self.availability.due(t);
+        let d = self.discovery.due(t);
+        self.log(a, d);
+    }
+
+    fn log(&mut self, availability: Option<Report>, discovery: Option<Report>) {
+        if let Some(r) = availability {
+            self.lines += 1;
+            info!(count = %r.counts, last = %r.last, "listener availability (summarised a minute at a time)");
+        }
+        if let Some(r) = discovery {
+            self.lines += 1;
+            info!(count = %r.counts, last = %r.last, "Home Assistant discovery published (summarised a minute at a time)");
+        }
+    }
+}
+
 struct State {
+    log: LogSummaries,
     settings: Mqtt,
     discovery: Option<Discovery>,
     bridge_availability: String,
@@ -350,6 +410,7 @@ impl State {
         client: Client,
     ) -> State {
         State {
+            log: LogSummaries::new(Instant::now()),
             queue: Queue::new(settings.queue_bytes),
             limit: RateLimit::new(settings.min_interval),
             settings,
@@ -415,7 +476,7 @@ impl State {
                             }
                         }
                         meter.configs.clone_from(&configs);
-                        info!(device = %node, entities = meter.config_topics.len(), "Home Assistant discovery published");
+                        self.log.discovery(&node, meter.config_topics.len(), now);
                         for c in configs {
                             self.push(c, now);
                         }
@@ -437,7 +498,7 @@ impl State {
     }
 
     fn set_liveness(&mut self, listener: &str, online: bool, now: Instant) {
-        info!(listener, online, "listener availability");
+        self.log.availability(listener, online, now);
         self.listeners.insert(listener.to_owned(), online);
         self.push(topics::availability(&self.settings.topic_prefix, listener, online), now);
     }
@@ -543,6 +604,7 @@ impl State {
     }
 
     fn housekeeping(&mut self, now: Instant) {
+        self.log.due(now);
         let Some(after) = self.settings.discovery_remove_after else { return };
         let gone: Vec<String> = self
             .meters
@@ -812,6 +874,31 @@ mod tests {
         let removed = drain_topics(&mut s);
         assert_eq!(removed.len(), configs + 1, "{removed:?}");
         assert!(removed.iter().all(|(t, len)| t.ends_with("/config") && *len == 0), "{removed:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_of_made_up_listeners_logs_a_few_summary_lines() {
+        let mut s = state("");
+        let t0 = Instant::now();
+        // 20 000 made-up names at 1500 a second, each coming online; 5000 of them also send a telegram from a
+        // meter of their own (discovery for each). Before, each logged a line: 25 000 lines.
+        for i in 0..20_000_u64 {
+            let now = t0 + Duration::from_micros(i * 1_000_000 / 1500);
+            s.input(Input::Liveness { listener: format!("spoof{i}"), online: true }, now);
+            if i % 4 == 0 {
+                let mut t = telegram(&format!("spoof{i}"), 1);
+                t.values.equipment_id = Some(format!("E{i}"));
+                s.input(Input::Telegram(Box::new(t)), now);
+            }
+            if i % 1500 == 0 {
+                s.housekeeping(now);
+            }
+        }
+        assert_eq!(s.log.lines, 2, "the first of each kind at once");
+        s.housekeeping(t0 + Duration::from_secs(61));
+        assert_eq!(s.log.lines, 4, "then one line a minute per kind with the count");
+        s.housekeeping(t0 + Duration::from_secs(200));
+        assert_eq!(s.log.lines, 4, "nothing new, no line");
     }
 
     #[tokio::test(start_paused = true)]

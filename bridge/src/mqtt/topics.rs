@@ -37,49 +37,21 @@ impl Publication {
     }
 }
 
-/// A listener name as one topic level: `/`, `+`, `#`, control characters, spaces and Unicode noncharacters become
-/// `_`. Home Assistant object ids are stricter; [`object_id`] makes those.
-///
-/// Noncharacters (U+FDD0–U+FDEF and every code point ending in FFFE or FFFF) are valid in a Rust string, but
-/// Mosquitto takes a topic holding one for a malformed packet and drops the connection; since the bridge sends
-/// unacknowledged publications again after reconnecting, one datagram with such a name would cut it off for good.
+/// A listener name (or client id) as one topic level, one-to-one: [`shared::names::escape`]. Names of
+/// `A-Z a-z 0-9 . _ -` not starting with `.` (`meterkast`, `pi-01`) stay as they are; any other becomes `~` and
+/// the name with every other byte (and every `~`) as `~XX`: `a/b` is `~a~2Fb`, so it never meets `a_b`. The
+/// result holds no `/`, `+`, `#`, NUL, space or non-ASCII character: Unicode noncharacters (which Mosquitto takes
+/// for a malformed packet, dropping the connection) are escaped byte by byte like any other.
 #[must_use]
 pub fn topic_segment(name: &str) -> String {
-    let s: String = name
-        .chars()
-        .map(|c| {
-            if matches!(c, '/' | '+' | '#') || c.is_control() || c.is_whitespace() || is_noncharacter(c) {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect();
-    if s.is_empty() {
-        "_".to_owned()
-    } else {
-        s
-    }
+    shared::names::escape(name)
 }
 
-/// A Unicode noncharacter, which MQTT brokers may refuse in a topic (MQTT 3.1.1 §1.5.3, 5.0 §1.5.4).
-fn is_noncharacter(c: char) -> bool {
-    let u = u32::from(c);
-    (0xFDD0..=0xFDEF).contains(&u) || u & 0xFFFE == 0xFFFE
-}
-
-/// A string as a Home Assistant object id / unique id part: ASCII letters, digits, `_` and `-` only.
+/// A string as a Home Assistant object id / unique id part (`[a-zA-Z0-9_-]`), one-to-one:
+/// [`shared::names::object_id`].
 #[must_use]
 pub fn object_id(text: &str) -> String {
-    let s: String = text
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c.to_ascii_lowercase() } else { '_' })
-        .collect();
-    if s.is_empty() {
-        "_".to_owned()
-    } else {
-        s
-    }
+    shared::names::object_id(text)
 }
 
 /// Topic names of one listener.
@@ -171,17 +143,43 @@ mod tests {
 
     #[test]
     fn listener_names_become_one_topic_level() {
-        assert_eq!(topic_segment("meter/kast #1+"), "meter_kast__1_");
-        assert_eq!(topic_segment(""), "_");
-        assert_eq!(object_id("XMX 5LG/bb"), "xmx_5lg_bb");
+        assert_eq!(topic_segment("meter/kast #1+"), "~meter~2Fkast~20~231~2B");
+        assert_eq!(topic_segment(""), "~");
+        assert_eq!(topic_segment("meterkast"), "meterkast");
+        assert_eq!(topic_segment("pi-01"), "pi-01");
+        assert_eq!(object_id("XMX 5LG/bb"), "_58_4d_58_205_4c_47_2fbb");
+    }
+
+    #[test]
+    fn names_that_used_to_collide_get_distinct_topics() {
+        // `a/b` and `a_b` both became `p1hub/a_b/...`, `x/+/#` and `x____` both `p1hub/x____/...`.
+        let state = |name: &str| Topics::new("p1hub", name).state();
+        let groups: [&[&str]; 2] = [&["a/b", "a_b", "~a~2Fb"], &["x/+/#", "x____", "x+", "x#"]];
+        for group in groups {
+            let topics: std::collections::BTreeSet<String> = group.iter().map(|n| state(n)).collect();
+            assert_eq!(topics.len(), group.len(), "{topics:?}");
+            for t in &topics {
+                assert_eq!(t.matches('/').count(), 2, "{t}");
+                assert!(!t.contains(['+', '#', '\0']), "{t}");
+            }
+        }
+        assert_eq!(state("a/b"), "p1hub/~a~2Fb/state");
+        assert_eq!(state("a_b"), "p1hub/a_b/state");
+        assert_eq!(state("~a~2Fb"), "p1hub/~~7Ea~7E2Fb/state");
+        let ids: std::collections::BTreeSet<String> =
+            ["a/b", "a_b", "~a~2Fb", "A_B"].iter().map(|n| object_id(n)).collect();
+        assert_eq!(ids.len(), 4, "{ids:?}");
     }
 
     #[test]
     fn noncharacters_never_reach_a_topic() {
         // Mosquitto disconnects a client that publishes to a topic with one of these ("malformed packet").
-        assert_eq!(topic_segment("a\u{FFFF}b\u{FFFE}\u{FDD0}\u{FDEF}\u{10FFFF}\u{1FFFE}"), "a_b_____");
-        assert_eq!(topic_segment("\u{FDCF}\u{FDF0}\u{FFFD}é✓"), "\u{FDCF}\u{FDF0}\u{FFFD}é✓");
-        assert_eq!(Topics::new("p1hub", "m\u{FFFF}").state(), "p1hub/m_/state");
+        for name in ["a\u{FFFF}b\u{FFFE}\u{FDD0}\u{FDEF}\u{10FFFF}\u{1FFFE}", "\u{FDCF}\u{FDF0}\u{FFFD}é✓"] {
+            let level = topic_segment(name);
+            assert!(level.is_ascii(), "{level}");
+            assert_eq!(shared::names::unescape(&level).as_deref(), Some(name));
+        }
+        assert_eq!(Topics::new("p1hub", "m\u{FFFF}").state(), "p1hub/~m~EF~BF~BF/state");
     }
 
     #[test]
