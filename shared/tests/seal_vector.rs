@@ -2,7 +2,7 @@
 //!
 //! The vector is read from the document itself, so the page cannot drift from the code. The Python test runs the
 //! page's own `open_sealed` and `seal` with `python3`; it needs the `cryptography` package (scripts/setup installs
-//! `python3-cryptography`) and is skipped, saying so, only when that is absent.
+//! `cryptography` from PyPI) and is skipped, saying so, only when that is absent.
 
 use std::process::Command;
 
@@ -111,7 +111,7 @@ fn the_documented_python_reproduces_and_opens_the_vector() {
         Ok(_) | Err(_) => {
             eprintln!(
                 "SKIPPED the_documented_python_reproduces_and_opens_the_vector: python3 with the `cryptography` \
-                 package is not installed (scripts/setup installs python3-cryptography)"
+                 package is not installed (scripts/setup installs it from PyPI)"
             );
             return;
         }
