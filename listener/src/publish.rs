@@ -475,19 +475,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_absent_interface_is_retried_with_backoff_and_sends_fail_until_then() {
-        let m = Multicast {
-            group: "239.255.80.1:4141".parse().expect("group"),
-            interface: Interface::Name("p1hub-none".into()),
-            ttl: 0,
-            loopback: true,
-            security: shared::config::Security::Open,
-            accept_open: false,
-            key: None,
-            key_file: None,
-            next_key: None,
-            next_key_file: None,
-            message: shared::config::MessageForm::Full,
-        };
+        let m = multicast_without_interface();
         let mut outlet = Outlet::open(&m).expect("an absent interface is not an error");
         assert!(!outlet.is_open());
         let t0 = Instant::now();
@@ -549,19 +537,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_idle_publisher_wakes_only_for_status_the_watchdog_and_retries() {
-        let m = Multicast {
-            group: "239.255.80.1:4141".parse().expect("group"),
-            interface: Interface::Name("p1hub-none".into()),
-            ttl: 0,
-            loopback: true,
-            security: shared::config::Security::Open,
-            accept_open: false,
-            key: None,
-            key_file: None,
-            next_key: None,
-            next_key_file: None,
-            message: shared::config::MessageForm::Full,
-        };
+        let m = multicast_without_interface();
         let started = Instant::now();
         let health = SharedHealth::new(Health::new(started));
         let info = StatusInfo {

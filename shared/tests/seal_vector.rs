@@ -2,7 +2,7 @@
 //!
 //! The vector is read from the document itself, so the page cannot drift from the code. The Python test runs the
 //! page's own `open_sealed` and `seal` with `python3`; it needs the `cryptography` package (scripts/setup installs
-//! `cryptography` from PyPI) and is skipped, saying so, only when that is absent.
+//! `cryptography` with pip) and is skipped, saying so, only when that is absent.
 
 use std::process::Command;
 

@@ -1,6 +1,6 @@
 //! The README's sealed-mode Python subscriber, run as written (only the key path, group, port and the loopback
 //! interface substituted) against the real listener sealing with a key file, on 127.0.0.1. Needs `python3` with
-//! the `cryptography` package (scripts/setup installs it from PyPI); skipped, saying so, only without it.
+//! the `cryptography` package (scripts/setup installs it with pip); skipped, saying so, only without it.
 
 use std::io::BufRead as _;
 use std::os::unix::fs::PermissionsExt as _;
