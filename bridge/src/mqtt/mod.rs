@@ -521,7 +521,7 @@ impl State {
         for (l, &online) in listeners {
             first.push(topics::availability(&self.settings.topic_prefix, l, online));
         }
-        self.queue.requeue(first);
+        self.queue.push_first(first);
     }
 
     fn network(&mut self, net: Net) {
