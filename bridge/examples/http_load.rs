@@ -7,20 +7,15 @@
 //! `cargo run --release -p p1hub-bridge --example http_load -- --group 239.255.80.97:4197 --http 127.0.0.1:8480
 //! --clients 500 --stalled 50 --count 30 --rate 1`
 
-use std::net::{Ipv4Addr, SocketAddr};
+mod common;
+
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{arg, datagrams, multicast_sender, percentile_ms};
 use futures::StreamExt;
-use shared::engine::{Engine, EngineOptions, Event as EngineEvent};
-use shared::simulate::Simulator;
-use shared::wire::{encode, Message, Origin};
-use socket2::{Domain, Protocol, Socket, Type};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-
-fn arg(args: &[String], name: &str, default: &str) -> String {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned().unwrap_or_else(|| default.to_owned())
-}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
@@ -33,21 +28,7 @@ async fn main() -> anyhow::Result<()> {
     let rate: f64 = arg(&args, "--rate", "1").parse()?;
     let listener = arg(&args, "--listener", "bench");
 
-    let mut sim = Simulator::new(12);
-    let mut engine = Engine::new(EngineOptions::default());
-    let origin = Origin { listener: listener.clone(), boot_id: format!("{:016x}", std::process::id()) };
-    let start = jiff::Timestamp::now();
-    let mut datagrams = Vec::new();
-    for i in 0..count {
-        let at = start + jiff::SignedDuration::from_secs(i as i64);
-        engine.push(&sim.telegram_at(at.in_tz("Europe/Amsterdam")?), Instant::now());
-        while let Some(ev) = engine.next_event() {
-            if let EngineEvent::Telegram(c) = ev {
-                let seq = datagrams.len() as u64 + 1;
-                datagrams.push(encode(&Message::Telegram(Box::new(c.into_message(origin.clone(), seq, at)))));
-            }
-        }
-    }
+    let datagrams = datagrams(12, count, &listener)?;
 
     // The stalled clients: connected and upgraded, then never read.
     let mut stalled_sockets = Vec::new();
@@ -89,12 +70,7 @@ async fn main() -> anyhow::Result<()> {
         }));
     }
 
-    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-    socket.set_multicast_if_v4(&Ipv4Addr::LOCALHOST)?;
-    socket.set_multicast_ttl_v4(0)?;
-    socket.set_multicast_loop_v4(true)?;
-    socket.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())?;
-    let group = group.into();
+    let socket = multicast_sender()?;
     let period = Duration::from_secs_f64(1.0 / rate);
     let t0 = tokio::time::Instant::now();
     for (i, d) in datagrams.iter().enumerate() {
@@ -102,7 +78,7 @@ async fn main() -> anyhow::Result<()> {
         if let Ok(mut s) = sent_at.lock() {
             s[i + 1] = Some(Instant::now());
         }
-        socket.send_to(d, &group)?;
+        socket.send_to(d, group)?;
     }
 
     let mut complete = 0usize;
@@ -115,9 +91,7 @@ async fn main() -> anyhow::Result<()> {
         all.extend(lat);
     }
     all.sort();
-    let q = |p: f64| {
-        all.get(((all.len() as f64 * p).ceil() as usize).saturating_sub(1)).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-    };
+    let q = |p: f64| percentile_ms(&all, p).unwrap_or(0.0);
     println!(
         "{{\"clients\":{clients},\"stalled\":{stalled},\"telegrams\":{count},\"clients_with_every_telegram\":{complete},\
          \"deliveries\":{},\"p50_ms\":{:.2},\"p99_ms\":{:.2},\"max_ms\":{:.2}}}",

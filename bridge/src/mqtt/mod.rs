@@ -270,7 +270,7 @@ impl Output {
             Options::V5(options) => {
                 // rumqttc's v5 event loop has no TCP_NODELAY setting.
                 let (client, eventloop) = rumqttc::v5::AsyncClient::new(*options, 64);
-                (Client::V5(client), tokio::spawn(v5::drive(eventloop, net_tx, settings, counters, closing.clone())))
+                (Client::V5(client), tokio::spawn(drive(eventloop, net_tx, settings, counters, closing.clone())))
             }
         };
         let mut state = State::new(self.settings, self.discovery, self.bridge_availability, self.stats, client);
@@ -521,7 +521,7 @@ impl State {
         for (l, &online) in listeners {
             first.push(topics::availability(&self.settings.topic_prefix, l, online));
         }
-        self.queue.requeue(first);
+        self.queue.push_first(first);
     }
 
     fn network(&mut self, net: Net) {
@@ -650,10 +650,69 @@ impl State {
     }
 }
 
-/// Drives rumqttc's event loop: reports connections, failures (explained) and Home Assistant's birth message;
-/// backs off between attempts; takes back what the broker had not acknowledged when a connection failed.
-async fn drive(
-    mut eventloop: EventLoop,
+/// What [`drive`] makes of one event of either protocol version's event loop.
+enum Step {
+    Connected,
+    Acked,
+    HomeAssistantOnline,
+    Sent,
+    Disconnected,
+    Other,
+}
+
+/// One protocol version's rumqttc event loop, as [`drive`] sees it.
+trait Connection {
+    type Error: std::error::Error;
+    /// Polls the event loop once; `ha_status` is Home Assistant's status topic.
+    async fn step(&mut self, ha_status: &str) -> Result<Step, Self::Error>;
+    /// Takes back the publications the broker had not acknowledged.
+    fn unacknowledged(&mut self) -> Vec<Publication>;
+    /// One clear sentence for a connection failure.
+    fn explain(e: &Self::Error, m: &Mqtt) -> String;
+}
+
+impl Connection for EventLoop {
+    type Error = ConnectionError;
+
+    async fn step(&mut self, ha_status: &str) -> Result<Step, ConnectionError> {
+        Ok(match self.poll().await? {
+            Event::Incoming(Packet::ConnAck(_)) => Step::Connected,
+            Event::Incoming(Packet::PubAck(_)) => Step::Acked,
+            Event::Incoming(Packet::Publish(p)) if p.topic == ha_status && p.payload.as_ref() == b"online" => {
+                Step::HomeAssistantOnline
+            }
+            Event::Outgoing(Outgoing::Publish(_)) => Step::Sent,
+            Event::Outgoing(Outgoing::Disconnect) => Step::Disconnected,
+            _ => Step::Other,
+        })
+    }
+
+    fn unacknowledged(&mut self) -> Vec<Publication> {
+        self.pending
+            .drain(..)
+            .filter_map(|r| match r {
+                Request::Publish(p) => Some(Publication {
+                    topic: p.topic,
+                    payload: p.payload.to_vec(),
+                    retain: p.retain,
+                    qos1: p.qos != QoS::AtMostOnce,
+                    limited: false,
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn explain(e: &ConnectionError, m: &Mqtt) -> String {
+        explain(e, m)
+    }
+}
+
+/// Drives rumqttc's event loop (either version): reports connections, failures (explained) and Home Assistant's
+/// birth message; backs off between attempts; takes back what the broker had not acknowledged when a connection
+/// failed.
+async fn drive<C: Connection>(
+    mut eventloop: C,
     tx: mpsc::Sender<Net>,
     m: Mqtt,
     stats: Arc<Stats>,
@@ -666,46 +725,31 @@ async fn drive(
             () = closing.cancelled(), if !stats.connected.load(Ordering::Relaxed) => return,
             // The output is gone without closing (its task dropped): drop the connection, so the will fires.
             () = tx.closed() => return,
-            e = eventloop.poll() => e,
+            e = eventloop.step(&ha_status) => e,
         };
         let report = match event {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+            Ok(Step::Connected) => {
                 backoff = Duration::from_secs(1);
                 Some(Net::Connected)
             }
-            Ok(Event::Incoming(Packet::PubAck(_))) => {
+            Ok(Step::Acked) => {
                 stats.acked.fetch_add(1, Ordering::Relaxed);
                 None
             }
-            Ok(Event::Incoming(Packet::Publish(p))) if p.topic == ha_status && p.payload.as_ref() == b"online" => {
-                Some(Net::HomeAssistantOnline)
-            }
-            Ok(Event::Outgoing(Outgoing::Publish(_))) => {
+            Ok(Step::HomeAssistantOnline) => Some(Net::HomeAssistantOnline),
+            Ok(Step::Sent) => {
                 stats.sent.fetch_add(1, Ordering::Relaxed);
                 None
             }
-            Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+            Ok(Step::Disconnected) => {
                 stats.connected.store(false, Ordering::Relaxed);
                 return;
             }
-            Ok(_) => None,
+            Ok(Step::Other) => None,
             Err(e) => {
-                let unacknowledged = eventloop
-                    .pending
-                    .drain(..)
-                    .filter_map(|r| match r {
-                        Request::Publish(p) => Some(Publication {
-                            topic: p.topic,
-                            payload: p.payload.to_vec(),
-                            retain: p.retain,
-                            qos1: p.qos != QoS::AtMostOnce,
-                            limited: false,
-                        }),
-                        _ => None,
-                    })
-                    .collect();
+                let unacknowledged = eventloop.unacknowledged();
                 stats.connected.store(false, Ordering::Relaxed);
-                if tx.send(Net::Failed { error: explain(&e, &m), unacknowledged }).await.is_err() {
+                if tx.send(Net::Failed { error: C::explain(&e, &m), unacknowledged }).await.is_err() {
                     return;
                 }
                 tokio::select! {

@@ -50,9 +50,21 @@ impl Queue {
         self.trim();
     }
 
-    /// Puts one publication at the front (availability and discovery go first after a reconnect).
-    pub fn push_front(&mut self, p: Publication) {
-        self.requeue(vec![p]);
+    /// Puts `ps` at the front, in their order, before everything queued (availability and discovery go first
+    /// after a reconnect), and makes room by dropping the oldest publications *behind* them: a full queue keeps
+    /// these (only if they alone exceed the bound are they dropped too).
+    pub fn push_first(&mut self, ps: Vec<Publication>) {
+        let n = ps.len();
+        for p in ps.into_iter().rev() {
+            self.bytes += p.size();
+            self.items.push_front(p);
+        }
+        while self.bytes > self.limit {
+            let Some(old) = self.items.remove(n) else { break };
+            self.bytes -= old.size();
+            self.dropped += 1;
+        }
+        self.trim();
     }
 
     /// The oldest publication, if any.
@@ -175,6 +187,19 @@ mod tests {
         let order: Vec<String> = std::iter::from_fn(|| q.pop().map(|p| p.topic)).collect();
         assert_eq!(order, ["old/1", "old/2", "new"]);
         assert_eq!(q.bytes(), 0);
+    }
+
+    #[test]
+    fn what_goes_first_survives_a_full_queue_and_the_oldest_behind_it_is_dropped() {
+        let one = p("t/0", 84).size();
+        let mut q = Queue::new(one * 3);
+        for i in 0..3 {
+            q.push(p(&format!("t/{i}"), 84));
+        }
+        q.push_first(vec![p("off", 84)]);
+        let order: Vec<String> = std::iter::from_fn(|| q.pop().map(|p| p.topic)).collect();
+        assert_eq!(order, ["off", "t/1", "t/2"]);
+        assert_eq!((q.bytes(), q.dropped()), (0, 1));
     }
 
     #[test]

@@ -1,20 +1,14 @@
 //! MQTT 5 (`bridge.mqtt.protocol: 5`), with rumqttc's v5 client: the same publications, last will, TLS and
 //! queueing as 3.1.1; only the packets and the refusal codes differ.
 
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::Duration;
-
 use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, LastWill, Packet};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Request};
 use rumqttc::{Outgoing, Transport};
 use shared::config::Mqtt;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use super::topics::{self, Publication};
-use super::{explain_transport, password_source, Net, Stats};
+use super::{explain_transport, password_source, Step};
 
 /// The v5 connection options of `m`.
 pub(super) fn options(
@@ -43,79 +37,42 @@ pub(super) fn qos(qos1: bool) -> QoS {
     }
 }
 
-/// As the 3.1.1 driver: reports connections, failures (explained) and Home Assistant's birth message; backs off;
-/// takes back what the broker had not acknowledged.
-pub(super) async fn drive(
-    mut eventloop: EventLoop,
-    tx: mpsc::Sender<Net>,
-    m: Mqtt,
-    stats: Arc<Stats>,
-    closing: CancellationToken,
-) {
-    let ha_status = format!("{}/status", m.discovery_prefix);
-    let mut backoff = Duration::from_secs(1);
-    loop {
-        let event = tokio::select! {
-            () = closing.cancelled(), if !stats.connected.load(Ordering::Relaxed) => return,
-            // The output is gone without closing (its task dropped): drop the connection, so the will fires.
-            () = tx.closed() => return,
-            e = eventloop.poll() => e,
-        };
-        let report = match event {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                backoff = Duration::from_secs(1);
-                Some(Net::Connected)
-            }
-            Ok(Event::Incoming(Packet::PubAck(_))) => {
-                stats.acked.fetch_add(1, Ordering::Relaxed);
-                None
-            }
-            Ok(Event::Incoming(Packet::Publish(p)))
+impl super::Connection for EventLoop {
+    type Error = ConnectionError;
+
+    async fn step(&mut self, ha_status: &str) -> Result<Step, ConnectionError> {
+        Ok(match self.poll().await? {
+            Event::Incoming(Packet::ConnAck(_)) => Step::Connected,
+            Event::Incoming(Packet::PubAck(_)) => Step::Acked,
+            Event::Incoming(Packet::Publish(p))
                 if p.topic.as_ref() == ha_status.as_bytes() && p.payload.as_ref() == b"online" =>
             {
-                Some(Net::HomeAssistantOnline)
+                Step::HomeAssistantOnline
             }
-            Ok(Event::Outgoing(Outgoing::Publish(_))) => {
-                stats.sent.fetch_add(1, Ordering::Relaxed);
-                None
-            }
-            Ok(Event::Outgoing(Outgoing::Disconnect)) => {
-                stats.connected.store(false, Ordering::Relaxed);
-                return;
-            }
-            Ok(_) => None,
-            Err(e) => {
-                let unacknowledged = eventloop
-                    .pending
-                    .drain(..)
-                    .filter_map(|r| match r {
-                        Request::Publish(p) => Some(Publication {
-                            topic: String::from_utf8_lossy(&p.topic).into_owned(),
-                            payload: p.payload.to_vec(),
-                            retain: p.retain,
-                            qos1: p.qos != QoS::AtMostOnce,
-                            limited: false,
-                        }),
-                        _ => None,
-                    })
-                    .collect();
-                stats.connected.store(false, Ordering::Relaxed);
-                if tx.send(Net::Failed { error: explain(&e, &m), unacknowledged }).await.is_err() {
-                    return;
-                }
-                tokio::select! {
-                    () = closing.cancelled() => return,
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(60));
-                continue;
-            }
-        };
-        if let Some(report) = report {
-            if tx.send(report).await.is_err() {
-                return;
-            }
-        }
+            Event::Outgoing(Outgoing::Publish(_)) => Step::Sent,
+            Event::Outgoing(Outgoing::Disconnect) => Step::Disconnected,
+            _ => Step::Other,
+        })
+    }
+
+    fn unacknowledged(&mut self) -> Vec<Publication> {
+        self.pending
+            .drain(..)
+            .filter_map(|r| match r {
+                Request::Publish(p) => Some(Publication {
+                    topic: String::from_utf8_lossy(&p.topic).into_owned(),
+                    payload: p.payload.to_vec(),
+                    retain: p.retain,
+                    qos1: p.qos != QoS::AtMostOnce,
+                    limited: false,
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn explain(e: &ConnectionError, m: &Mqtt) -> String {
+        explain(e, m)
     }
 }
 
