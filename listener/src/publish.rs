@@ -346,8 +346,8 @@ pub async fn run(
     let mut watchdog = Watchdog::new(info.watchdog, info.started);
     // One buffer for every telegram datagram: no allocation per telegram once it has grown to size.
     let mut datagram = Vec::with_capacity(4096);
-    // The JSON of a compact datagram before compression.
-    let mut scratch = Vec::new();
+    // The JSON of a compact datagram before compression, and the compressor.
+    let mut scratch = wire::compact::Scratch::default();
     loop {
         // No periodic tick: the watchdog and the bad-input summary wake the publisher only when one is due.
         let check = {

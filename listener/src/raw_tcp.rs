@@ -161,6 +161,11 @@ impl RawHub {
 
     /// Queues a telegram for every client, dropping those that are too far behind. Never waits.
     pub fn publish(&self, telegram: &Bytes) {
+        let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+        if clients.is_empty() {
+            // Nobody to send to: no normalised copy either.
+            return;
+        }
         let normalised;
         let telegram = match self.normalise.then(|| shared::frame::normalise(telegram)).flatten() {
             Some(bytes) => {
@@ -170,7 +175,6 @@ impl RawHub {
             None => telegram,
         };
         let len = telegram.len();
-        let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
         clients.retain(|c| {
             let queued = c.queued.load(Ordering::Acquire);
             if queued + len > self.budget {

@@ -681,6 +681,23 @@ mod tests {
         index: usize,
     }
 
+    impl Detecting {
+        /// A connector at its first settings, unlocked; the test writes to the returned end of its stream and
+        /// reads the switches from the returned list.
+        fn fed() -> (Detecting, tokio::io::DuplexStream, std::sync::Arc<std::sync::Mutex<Vec<Duration>>>) {
+            let (reader, writer) = tokio::io::duplex(1 << 16);
+            let switches = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let connector = Detecting {
+                stream: Some(reader),
+                switches: switches.clone(),
+                start: Instant::now(),
+                locked: false,
+                index: 0,
+            };
+            (connector, writer, switches)
+        }
+    }
+
     impl Connector for Detecting {
         type Stream = tokio::io::DuplexStream;
 
@@ -716,15 +733,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn auto_detection_switches_on_silence_and_on_garbage_then_locks() {
-        let (reader, mut writer) = tokio::io::duplex(1 << 16);
-        let switches = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let connector = Detecting {
-            stream: Some(reader),
-            switches: switches.clone(),
-            start: Instant::now(),
-            locked: false,
-            index: 0,
-        };
+        let (connector, mut writer, switches) = Detecting::fed();
         let (mut p, mut rx) = pipeline();
         let token = CancellationToken::new();
         let feeder = {
@@ -758,15 +767,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn one_telegram_without_crc_does_not_lock_the_settings_three_in_a_row_do() {
-        let (reader, mut writer) = tokio::io::duplex(1 << 16);
-        let switches = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let connector = Detecting {
-            stream: Some(reader),
-            switches: switches.clone(),
-            start: Instant::now(),
-            locked: false,
-            index: 0,
-        };
+        let (connector, mut writer, switches) = Detecting::fed();
         let (mut p, mut rx) = pipeline();
         let token = CancellationToken::new();
         let feeder = {

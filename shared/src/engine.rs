@@ -54,7 +54,7 @@ impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
             max_telegram_bytes: crate::frame::DEFAULT_MAX_LEN,
-            timezone: TimeZone::get("Europe/Amsterdam").unwrap_or(TimeZone::UTC),
+            timezone: crate::wire::readings::default_zone().clone(),
             decryption: None,
         }
     }

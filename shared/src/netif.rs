@@ -2,7 +2,7 @@
 //! turn it into what the socket calls need (an interface index), from the text Linux keeps under `/proc/net`.
 //!
 //! IPv6 multicast is sent and joined by interface *index*; IPv4 by address or index. `multicast.interface` names an
-//! address (`192.168.1.23`, `::1`, `0.0.0.0` for the system's choice) or an interface (`eth0`), so one `p1.yml`
+//! address (`192.0.2.23`, `::1`, `0.0.0.0` for the system's choice) or an interface (`eth0`), so one `p1.yml`
 //! can be copied from a Pi to a NAS whose addresses differ. This module only reads files (`igmp`, `if_inet6`,
 //! `fib_trie`, `dev` under `/proc/self/net`, which are per network namespace and, unlike `/proc/net`, still
 //! visible under systemd's `ProcSubset=pid`); it opens no socket. Every lookup has an `_in` form over the file's

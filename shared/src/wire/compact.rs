@@ -13,10 +13,9 @@
 //! both, so every subscriber (reader, dashboard, bridge) reads both. Inflating stops at
 //! [`super::MAX_DATAGRAM`] bytes, so a small datagram cannot expand into a large allocation.
 
-use std::io::{Read as _, Write as _};
+use std::io::Read as _;
 
-use flate2::write::ZlibEncoder;
-use flate2::Compression;
+use flate2::{Compress, Compression, FlushCompress, Status};
 
 use super::{json, TelegramMessage, MAX_DATAGRAM};
 
@@ -35,31 +34,60 @@ pub enum Kept {
     NamedValues,
 }
 
-/// Appends `message` in the compact form to `out`; `scratch` holds the JSON meanwhile (reuse both to avoid
-/// allocations). The OBIS map is taken out only when the message does not fit with it, and then put back, so
-/// `message` is as it was afterwards.
-pub fn telegram_into(message: &mut TelegramMessage, out: &mut Vec<u8>, scratch: &mut Vec<u8>) -> Kept {
+/// What [`telegram_into`] reuses from one telegram to the next: the JSON before compression and the compressor
+/// (whose hash tables and window are allocated when it is made: made once, reset per telegram).
+pub struct Scratch {
+    json: Vec<u8>,
+    zlib: Compress,
+}
+
+impl Default for Scratch {
+    fn default() -> Scratch {
+        Scratch { json: Vec::new(), zlib: Compress::new(Compression::default(), true) }
+    }
+}
+
+impl std::fmt::Debug for Scratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scratch").field("json_capacity", &self.json.capacity()).finish_non_exhaustive()
+    }
+}
+
+/// Appends `message` in the compact form to `out`; `scratch` holds the JSON and the compressor meanwhile (reuse
+/// both to avoid allocations). The OBIS map is taken out only when the message does not fit with it, and then put
+/// back, so `message` is as it was afterwards.
+pub fn telegram_into(message: &mut TelegramMessage, out: &mut Vec<u8>, scratch: &mut Scratch) -> Kept {
     let start = out.len();
-    scratch.clear();
-    json::telegram(scratch, message);
-    deflate(scratch, out);
+    scratch.json.clear();
+    json::telegram(&mut scratch.json, message);
+    deflate(&mut scratch.zlib, &scratch.json, out);
     if out.len() - start <= MAX_COMPACT {
         return Kept::Everything;
     }
     out.truncate(start);
-    scratch.clear();
+    scratch.json.clear();
     let obis = std::mem::take(&mut message.obis);
-    json::telegram(scratch, message);
+    json::telegram(&mut scratch.json, message);
     message.obis = obis;
-    deflate(scratch, out);
+    deflate(&mut scratch.zlib, &scratch.json, out);
     Kept::NamedValues
 }
 
-fn deflate(json: &[u8], out: &mut Vec<u8>) {
-    let mut encoder = ZlibEncoder::new(out, Compression::default());
-    // Writing into a Vec cannot fail.
-    let _ = encoder.write_all(json);
-    let _ = encoder.finish();
+/// Appends the zlib stream of `json` to `out`.
+fn deflate(zlib: &mut Compress, mut json: &[u8], out: &mut Vec<u8>) {
+    zlib.reset();
+    loop {
+        // `compress_vec` writes only into spare capacity: always leave some, so every round makes progress.
+        out.reserve(json.len() / 2 + 64);
+        let before = zlib.total_in();
+        let status = zlib.compress_vec(json, out, FlushCompress::Finish);
+        let used = usize::try_from(zlib.total_in() - before).unwrap_or(json.len());
+        json = &json[used.min(json.len())..];
+        // An error only for a misused stream (never here), as writing into a Vec never fails.
+        if !matches!(status, Ok(Status::Ok | Status::BufError)) {
+            return;
+        }
+    }
 }
 
 /// The JSON inside a compact datagram, at most [`MAX_DATAGRAM`] bytes.
@@ -100,6 +128,14 @@ mod tests {
             .collect()
     }
 
+    /// `json` deflated by flate2's zlib writer, at the same level.
+    fn zlib_reference(json: &[u8]) -> Vec<u8> {
+        use std::io::Write as _;
+        let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), Compression::default());
+        encoder.write_all(json).expect("into a Vec");
+        encoder.finish().expect("into a Vec")
+    }
+
     #[test]
     fn every_corpus_telegram_fits_one_frame_in_the_compact_form_and_reads_back() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
@@ -110,7 +146,7 @@ mod tests {
             .collect();
         paths.sort();
         let mut seen = Vec::new();
-        let (mut out, mut scratch) = (Vec::new(), Vec::new());
+        let (mut out, mut scratch) = (Vec::new(), Scratch::default());
         for path in &paths {
             let name = path.file_name().expect("name").to_string_lossy().into_owned();
             for mut m in messages(path) {
@@ -119,6 +155,11 @@ mod tests {
                 let kept = telegram_into(&mut m, &mut out, &mut scratch);
                 assert!(out.len() <= MAX_COMPACT, "{name}: {} bytes compact ({} full)", out.len(), full.len());
                 assert_eq!(out[0], ZLIB_FIRST_BYTE);
+                // The reused compressor writes what a fresh one writes, and what flate2's zlib writer writes.
+                let mut fresh = Vec::new();
+                assert_eq!(telegram_into(&mut m, &mut fresh, &mut Scratch::default()), kept, "{name}");
+                assert_eq!(fresh, out, "{name}: a reused compressor writes what a fresh one does");
+                assert_eq!(zlib_reference(&scratch.json), out, "{name}: the zlib writer's stream");
                 // The message is untouched, and the compact datagram reads back as the same message (without the
                 // map if it had to go).
                 assert_eq!(encode(&Message::Telegram(Box::new(m.clone()))), full, "{name}");
@@ -146,14 +187,14 @@ mod tests {
         let e = parse(&[ZLIB_FIRST_BYTE, 0x9c, 1, 2, 3]).expect_err("not a stream");
         assert!(matches!(e, WireError::Compact(_)), "{e}");
         // 1 MB of zeros compresses to about a kilobyte; it must not be inflated past the datagram limit.
-        let mut bomb = Vec::new();
-        deflate(&vec![b' '; 1 << 20], &mut bomb);
+        let (mut zlib, mut bomb) = (Scratch::default().zlib, Vec::new());
+        deflate(&mut zlib, &vec![b' '; 1 << 20], &mut bomb);
         assert!(bomb.len() < 2048);
         let e = parse(&bomb).expect_err("too large");
         assert!(e.to_string().contains("more than 65507 bytes"), "{e}");
         // A compact datagram holding something that is not a message is rejected like plain JSON would be.
         let mut junk = Vec::new();
-        deflate(b"{\"schema\":7}", &mut junk);
+        deflate(&mut zlib, b"{\"schema\":7}", &mut junk);
         assert!(matches!(parse(&junk), Err(WireError::Schema { found: 7 })));
     }
 }

@@ -49,7 +49,7 @@ pub(super) fn telegram(out: &mut Vec<u8>, m: &TelegramMessage) {
     out.extend_from_slice(b",\"readings\":");
     match &m.values.timezone {
         Some(zone) => readings(out, &m.obis, &ZoneReader::new(zone)),
-        None => readings(out, &m.obis, &ZoneReader::new(&default_zone())),
+        None => readings(out, &m.obis, &ZoneReader::new(default_zone())),
     }
     if !m.errors.is_empty() {
         out.extend_from_slice(b",\"errors\":");

@@ -14,7 +14,7 @@
 pub mod compact;
 pub(crate) mod json;
 mod obis_map;
-mod readings;
+pub(crate) mod readings;
 pub mod seal;
 
 use serde::ser::SerializeMap;
@@ -100,7 +100,7 @@ pub struct TelegramMessage {
 
 impl Serialize for TelegramMessage {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let zone = self.values.timezone.clone().unwrap_or_else(readings::default_zone);
+        let zone = self.values.timezone.as_ref().unwrap_or_else(|| readings::default_zone());
         let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("schema", &self.schema)?;
         map.serialize_entry("listener", &self.origin.listener)?;
@@ -116,7 +116,7 @@ impl Serialize for TelegramMessage {
         map.serialize_entry("header", &self.header)?;
         map.serialize_entry("values", &self.values)?;
         map.serialize_entry("obis", &self.obis)?;
-        map.serialize_entry("readings", &readings::ReadingsView { obis: &self.obis, zone: &zone })?;
+        map.serialize_entry("readings", &readings::ReadingsView { obis: &self.obis, zone })?;
         if !self.errors.is_empty() {
             map.serialize_entry("errors", &self.errors)?;
         }
@@ -131,7 +131,7 @@ impl TelegramMessage {
     pub fn readings(&self) -> Vec<(&str, LineReading)> {
         match &self.values.timezone {
             Some(zone) => self.obis.readings(zone),
-            None => self.obis.readings(&readings::default_zone()),
+            None => self.obis.readings(readings::default_zone()),
         }
     }
 }

@@ -16,6 +16,8 @@
 //!   written), at most 18 significant digits;
 //! - otherwise a text, verbatim (OBIS references in logs, units of DSMR 3 gas lines, empty groups).
 
+use std::sync::LazyLock;
+
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -85,9 +87,10 @@ impl Kind<'_> {
 }
 
 /// The zone readings use when a message does not say (messages of listeners before readings existed): the
-/// default of `timezone`.
-pub(crate) fn default_zone() -> TimeZone {
-    TimeZone::get("Europe/Amsterdam").unwrap_or(TimeZone::UTC)
+/// default of `timezone`. Looked up once per process, not per message.
+pub(crate) fn default_zone() -> &'static TimeZone {
+    static ZONE: LazyLock<TimeZone> = LazyLock::new(|| TimeZone::get("Europe/Amsterdam").unwrap_or(TimeZone::UTC));
+    &ZONE
 }
 
 /// The reference of an OBIS map key (`1-0:1.8.1`, `1-0:1.8.1#2`), when it is one.
