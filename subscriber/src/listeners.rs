@@ -93,6 +93,11 @@ struct Entry {
 }
 
 impl Entry {
+    /// A listener first heard at `now`: no slot, nothing reported yet.
+    fn new(now: Instant) -> Entry {
+        Entry { tracker: None, last_heard: now, telegram_at: None, status: None, reported: None }
+    }
+
     fn liveness(&self, now: Instant, gone_after: Duration) -> Liveness {
         if now.saturating_duration_since(self.last_heard) > gone_after {
             return Liveness::ListenerGone;
@@ -138,13 +143,7 @@ impl Listeners {
             }
             self.slots += 1;
         }
-        let entry = self.entries.entry(name.clone()).or_insert_with(|| Entry {
-            tracker: None,
-            last_heard: now,
-            telegram_at: None,
-            status: None,
-            reported: None,
-        });
+        let entry = self.entries.entry(name.clone()).or_insert_with(|| Entry::new(now));
         entry.last_heard = now;
         entry.telegram_at = Some(wall);
         let verdict = entry.tracker.get_or_insert_with(Box::default).observe(&msg.origin.boot_id, msg.seq, wall);
@@ -158,13 +157,7 @@ impl Listeners {
         if !self.entries.contains_key(name) {
             self.make_room_unslotted(name, changes);
         }
-        let entry = self.entries.entry(name.clone()).or_insert_with(|| Entry {
-            tracker: None,
-            last_heard: now,
-            telegram_at: None,
-            status: None,
-            reported: None,
-        });
+        let entry = self.entries.entry(name.clone()).or_insert_with(|| Entry::new(now));
         entry.last_heard = now;
         entry.status = Some((now, status.meter_silent, status.port == PortState::Closed));
         Self::report(name, entry, now, self.limits.gone_after, changes);
