@@ -244,45 +244,14 @@ impl Listeners {
 
 #[cfg(test)]
 mod tests {
-    use shared::wire::{Counters, CrcStatus, Dialect, ObisMap, Origin, SCHEMA_VERSION};
-
     use super::*;
 
-    fn origin(name: &str, boot: &str) -> Origin {
-        Origin { listener: name.into(), boot_id: boot.into() }
-    }
-
     fn telegram(name: &str, boot: &str, seq: u64) -> TelegramMessage {
-        TelegramMessage {
-            schema: SCHEMA_VERSION,
-            origin: origin(name, boot),
-            seq,
-            received_at: jiff::Timestamp::UNIX_EPOCH,
-            duration_ms: 0,
-            crc: CrcStatus::Ok,
-            encrypted: false,
-            dialect: Dialect::Dsmr5,
-            header: "XMX5".into(),
-            values: Box::default(),
-            obis: ObisMap::default(),
-            errors: Vec::new(),
-        }
+        crate::testutil::telegram(name, boot, seq, jiff::Timestamp::UNIX_EPOCH)
     }
 
     fn status(name: &str, meter_silent: bool, port: PortState) -> StatusMessage {
-        StatusMessage {
-            schema: SCHEMA_VERSION,
-            origin: origin(name, "b"),
-            sent_at: jiff::Timestamp::UNIX_EPOCH,
-            uptime_s: 1,
-            source: "simulate".into(),
-            port,
-            port_settings: None,
-            last_seq: None,
-            last_telegram_age_ms: None,
-            meter_silent,
-            counters: Counters::default(),
-        }
+        crate::testutil::status(name, "b", jiff::Timestamp::UNIX_EPOCH, meter_silent, port)
     }
 
     fn live(listener: &str, liveness: Liveness) -> Change {
