@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use jiff::Timestamp;
+use p1hub_subscriber::tracker::{MAX_RATE, SLACK, WINDOW};
 use shared::config::Config;
 use shared::decimal::Decimal;
 use shared::wire::seal::KeyId;
@@ -225,13 +226,6 @@ pub struct SeqStats {
     pub suspect: Option<u64>,
 }
 
-/// The fastest a listener numbers telegrams, per second, and the slack on top: a jump beyond
-/// `MAX_RATE × seconds + SLACK` is not believed (the reader's tracker uses the same rule).
-const MAX_RATE: u64 = 10;
-const SLACK: u64 = 600;
-/// How far below the highest number a telegram is still taken for a duplicate or late one.
-const WINDOW: u64 = 4096;
-
 /// What a telegram does to the sequence accounting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SeqOutcome {
@@ -266,6 +260,8 @@ impl SeqStats {
             self.total_received += 1;
             return SeqOutcome::InOrder;
         }
+        // A jump beyond `MAX_RATE × seconds + SLACK` is not believed, and a number up to `WINDOW` below the highest
+        // is taken for a duplicate or late one: the subscriber tracker's bounds, so the dashboard and reader agree.
         let allowed =
             self.last_at.map_or(u64::MAX, |t| MAX_RATE.saturating_mul(elapsed(t, at).as_secs()).saturating_add(SLACK));
         let believable =

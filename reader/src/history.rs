@@ -20,6 +20,7 @@ use shared::timestamp::MeterTime;
 use shared::wire::{TelegramMessage, Values};
 use tracing::{error, info, warn};
 
+use crate::backoff::Backoff;
 use crate::clock::Clock;
 use crate::period::{Period, Span};
 use crate::stats::{self, Stats};
@@ -34,8 +35,6 @@ pub const QUEUE_BYTES: usize = 8 << 20;
 pub const BATCH_ROWS: usize = 1000;
 /// A meter silent this long has its open minute written.
 const QUIET: SignedDuration = SignedDuration::from_secs(90);
-const BACKOFF_FIRST: SignedDuration = SignedDuration::from_secs(1);
-const BACKOFF_MAX: SignedDuration = SignedDuration::from_secs(60);
 const REMIND_EVERY: SignedDuration = SignedDuration::from_secs(60);
 const PRUNE_EVERY: SignedDuration = SignedDuration::from_secs(3600);
 
@@ -811,8 +810,7 @@ pub struct Sink {
     queue: Arc<RowQueue>,
     stats: Arc<Stats>,
     batch: Vec<MinuteRow>,
-    retry_at: Option<Timestamp>,
-    backoff: SignedDuration,
+    backoff: Backoff,
     failing_since: Option<Timestamp>,
     reminded: Option<Timestamp>,
     pruned: Option<Timestamp>,
@@ -880,8 +878,7 @@ impl Sink {
             queue,
             stats,
             batch: Vec::new(),
-            retry_at: None,
-            backoff: BACKOFF_FIRST,
+            backoff: Backoff::default(),
             failing_since: None,
             reminded: None,
             pruned: None,
@@ -906,7 +903,7 @@ impl Sink {
     /// When the next attempt is due while backing off.
     #[must_use]
     pub fn retry_at(&self) -> Option<Timestamp> {
-        self.retry_at
+        self.backoff.retry_at()
     }
 
     /// Rows taken off the queue and not yet written.
@@ -918,7 +915,7 @@ impl Sink {
     /// One attempt: opens the database if needed and writes the current batch (taking the next off the queue, up
     /// to `wait` for it). Returns `true` when a batch was written.
     pub fn step(&mut self, now: Timestamp, wait: std::time::Duration) -> bool {
-        if self.retry_at.is_some_and(|r| now < r) {
+        if !self.backoff.due(now) {
             return false;
         }
         if self.batch.is_empty() {
@@ -939,16 +936,13 @@ impl Sink {
                 if let Some(since) = self.failing_since.take() {
                     info!(db = %self.shown, after_s = now.duration_since(since).as_secs(), "history database writable again");
                 }
-                self.retry_at = None;
-                self.backoff = BACKOFF_FIRST;
+                self.backoff.succeeded();
                 written
             }
             Err(e) => {
                 stats::bump(&self.stats.history_errors);
                 self.db = None;
-                let delay = self.backoff;
-                self.retry_at = Some(now + delay);
-                self.backoff = (delay * 2).min(BACKOFF_MAX);
+                let delay = self.backoff.failed(now);
                 if self.failing_since.is_none() {
                     self.failing_since = Some(now);
                     self.reminded = Some(now);
@@ -1003,7 +997,7 @@ pub fn spawn(mut sink: Sink, clock: Arc<dyn Clock>) -> std::io::Result<std::thre
             }
         }
         // A last attempt at what is left.
-        sink.retry_at = None;
+        sink.backoff.clear();
         while sink.step(clock.now(), std::time::Duration::ZERO) {}
         let left = sink.pending() + queue.len();
         if left > 0 {

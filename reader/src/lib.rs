@@ -23,6 +23,7 @@
 //! - [`clock`], [`stats`]: injected time and counters.
 //! - [`logtext`], [`summary`]: datagram text made safe to log; per-minute summaries of repeatable events.
 
+pub mod backoff;
 pub mod cli;
 pub mod clock;
 pub mod csv;

@@ -18,6 +18,7 @@ use jiff::{SignedDuration, Timestamp};
 use shared::wire::StatusMessage;
 use tracing::{debug, error, info, warn};
 
+use crate::backoff::Backoff;
 use crate::clock::Clock;
 use crate::stats::{self, Stats};
 use crate::store::{Job, Store, StoreError};
@@ -28,8 +29,6 @@ pub const QUEUE_BYTES: usize = 32 << 20;
 pub const BATCH: usize = 256;
 /// What a status message is counted for in the queue.
 const STATUS_COST: usize = 2048;
-const BACKOFF_FIRST: SignedDuration = SignedDuration::from_secs(1);
-const BACKOFF_MAX: SignedDuration = SignedDuration::from_secs(60);
 /// How often time-driven work (finishing periods, the page, syncing) runs.
 const TICK_EVERY: SignedDuration = SignedDuration::from_millis(500);
 const REMIND_EVERY: SignedDuration = SignedDuration::from_secs(60);
@@ -193,8 +192,7 @@ pub struct Writer {
     inbox: Arc<Inbox>,
     /// Taken off the inbox and not written yet (a failed write is retried from where it stopped).
     current: Option<Job>,
-    retry_at: Option<Timestamp>,
-    backoff: SignedDuration,
+    backoff: Backoff,
     outage: Option<Outage>,
     next_tick: Option<Timestamp>,
     tick_error_logged: Option<Timestamp>,
@@ -211,8 +209,7 @@ impl Writer {
             stats,
             inbox,
             current: None,
-            retry_at: None,
-            backoff: BACKOFF_FIRST,
+            backoff: Backoff::default(),
             outage: None,
             next_tick: None,
             tick_error_logged: None,
@@ -234,8 +231,8 @@ impl Writer {
 
     /// Writes what is queued (unless backing off) and does time-driven work when due.
     pub fn step(&mut self, now: Timestamp) {
-        if self.retry_at.is_none_or(|r| now >= r) {
-            self.retry_at = None;
+        if self.backoff.due(now) {
+            self.backoff.clear();
             self.drain(now, BATCH);
         }
         if self.next_tick.is_none_or(|t| now >= t) {
@@ -256,7 +253,7 @@ impl Writer {
     #[must_use]
     pub fn next_wake(&self, now: Timestamp) -> Timestamp {
         let tick = self.next_tick.unwrap_or(now);
-        match self.retry_at {
+        match self.backoff.retry_at() {
             Some(r) if self.queued() > 0 => r.min(tick),
             _ => tick,
         }
@@ -264,11 +261,11 @@ impl Writer {
 
     /// Whether [`Writer::step`] would write something at `now`.
     fn has_work(&self, now: Timestamp) -> bool {
-        self.retry_at.is_none_or(|r| now >= r) && (self.current.is_some() || !self.inbox.is_empty())
+        self.backoff.due(now) && (self.current.is_some() || !self.inbox.is_empty())
     }
 
     fn backing_off(&self, now: Timestamp) -> bool {
-        self.retry_at.is_some_and(|r| now < r)
+        !self.backoff.due(now)
     }
 
     /// Telegrams (and statuses) waiting, the one being written included.
@@ -337,14 +334,12 @@ impl Writer {
                 "writing again; the telegrams kept in memory are written"
             );
         }
-        self.backoff = BACKOFF_FIRST;
+        self.backoff.succeeded();
     }
 
     fn failed(&mut self, e: &StoreError, now: Timestamp) {
         stats::bump(&self.stats.write_errors);
-        let delay = self.backoff;
-        self.retry_at = Some(now + delay);
-        self.backoff = (delay * 2).min(BACKOFF_MAX);
+        let delay = self.backoff.failed(now);
         let dropped_full = self.stats.snapshot().dropped_full;
         match &mut self.outage {
             None => {

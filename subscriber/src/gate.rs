@@ -420,10 +420,7 @@ impl Gate {
 #[cfg(test)]
 mod tests {
     use shared::wire::seal::{Key, Sealer};
-    use shared::wire::{
-        encode, Counters, CrcStatus, Dialect, ObisMap, Origin, PortState, StatusMessage, TelegramMessage,
-        SCHEMA_VERSION,
-    };
+    use shared::wire::{encode, PortState};
 
     use super::*;
 
@@ -432,36 +429,11 @@ mod tests {
     }
 
     fn telegram(listener: &str, boot: &str, seq: u64, sent: Timestamp) -> Vec<u8> {
-        encode(&Message::Telegram(Box::new(TelegramMessage {
-            schema: SCHEMA_VERSION,
-            origin: Origin { listener: listener.into(), boot_id: boot.into() },
-            seq,
-            received_at: sent,
-            duration_ms: 0,
-            crc: CrcStatus::Ok,
-            encrypted: false,
-            dialect: Dialect::Dsmr5,
-            header: "XMX5".into(),
-            values: Box::default(),
-            obis: ObisMap::default(),
-            errors: Vec::new(),
-        })))
+        encode(&Message::Telegram(Box::new(crate::testutil::telegram(listener, boot, seq, sent))))
     }
 
     fn status(listener: &str, boot: &str, sent: Timestamp) -> Vec<u8> {
-        encode(&Message::Status(StatusMessage {
-            schema: SCHEMA_VERSION,
-            origin: Origin { listener: listener.into(), boot_id: boot.into() },
-            sent_at: sent,
-            uptime_s: 1,
-            source: "simulate".into(),
-            port: PortState::Open,
-            port_settings: None,
-            last_seq: None,
-            last_telegram_age_ms: None,
-            meter_silent: false,
-            counters: Counters::default(),
-        }))
+        encode(&Message::Status(crate::testutil::status(listener, boot, sent, false, PortState::Open)))
     }
 
     fn key(n: u8) -> Key {

@@ -57,6 +57,8 @@ pub mod decode;
 pub mod gate;
 pub mod listeners;
 pub mod socket;
+#[cfg(test)]
+mod testutil;
 pub mod tracker;
 
 use std::collections::VecDeque;

@@ -93,6 +93,11 @@ struct Entry {
 }
 
 impl Entry {
+    /// A listener first heard at `now`: no slot, nothing reported yet.
+    fn new(now: Instant) -> Entry {
+        Entry { tracker: None, last_heard: now, telegram_at: None, status: None, reported: None }
+    }
+
     fn liveness(&self, now: Instant, gone_after: Duration) -> Liveness {
         if now.saturating_duration_since(self.last_heard) > gone_after {
             return Liveness::ListenerGone;
@@ -138,13 +143,7 @@ impl Listeners {
             }
             self.slots += 1;
         }
-        let entry = self.entries.entry(name.clone()).or_insert_with(|| Entry {
-            tracker: None,
-            last_heard: now,
-            telegram_at: None,
-            status: None,
-            reported: None,
-        });
+        let entry = self.entries.entry(name.clone()).or_insert_with(|| Entry::new(now));
         entry.last_heard = now;
         entry.telegram_at = Some(wall);
         let verdict = entry.tracker.get_or_insert_with(Box::default).observe(&msg.origin.boot_id, msg.seq, wall);
@@ -158,13 +157,7 @@ impl Listeners {
         if !self.entries.contains_key(name) {
             self.make_room_unslotted(name, changes);
         }
-        let entry = self.entries.entry(name.clone()).or_insert_with(|| Entry {
-            tracker: None,
-            last_heard: now,
-            telegram_at: None,
-            status: None,
-            reported: None,
-        });
+        let entry = self.entries.entry(name.clone()).or_insert_with(|| Entry::new(now));
         entry.last_heard = now;
         entry.status = Some((now, status.meter_silent, status.port == PortState::Closed));
         Self::report(name, entry, now, self.limits.gone_after, changes);
@@ -251,45 +244,14 @@ impl Listeners {
 
 #[cfg(test)]
 mod tests {
-    use shared::wire::{Counters, CrcStatus, Dialect, ObisMap, Origin, SCHEMA_VERSION};
-
     use super::*;
 
-    fn origin(name: &str, boot: &str) -> Origin {
-        Origin { listener: name.into(), boot_id: boot.into() }
-    }
-
     fn telegram(name: &str, boot: &str, seq: u64) -> TelegramMessage {
-        TelegramMessage {
-            schema: SCHEMA_VERSION,
-            origin: origin(name, boot),
-            seq,
-            received_at: jiff::Timestamp::UNIX_EPOCH,
-            duration_ms: 0,
-            crc: CrcStatus::Ok,
-            encrypted: false,
-            dialect: Dialect::Dsmr5,
-            header: "XMX5".into(),
-            values: Box::default(),
-            obis: ObisMap::default(),
-            errors: Vec::new(),
-        }
+        crate::testutil::telegram(name, boot, seq, jiff::Timestamp::UNIX_EPOCH)
     }
 
     fn status(name: &str, meter_silent: bool, port: PortState) -> StatusMessage {
-        StatusMessage {
-            schema: SCHEMA_VERSION,
-            origin: origin(name, "b"),
-            sent_at: jiff::Timestamp::UNIX_EPOCH,
-            uptime_s: 1,
-            source: "simulate".into(),
-            port,
-            port_settings: None,
-            last_seq: None,
-            last_telegram_age_ms: None,
-            meter_silent,
-            counters: Counters::default(),
-        }
+        crate::testutil::status(name, "b", jiff::Timestamp::UNIX_EPOCH, meter_silent, port)
     }
 
     fn live(listener: &str, liveness: Liveness) -> Change {
